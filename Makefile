@@ -1,0 +1,34 @@
+# Two environments, as in production: nebari (and this plugin) runs where
+# `nebari deploy` runs; mlflow runs in the server image and in user pods.
+# nebari 2025.10 pins cryptography<43 and mlflow 3.17 needs >=43, so they
+# cannot share one virtualenv, and should not.
+PYTHON ?= python3
+MLFLOW_VERSION := $(shell sed -n 's/^MLFLOW_VERSION = "\(.*\)"/\1/p' src/nebari_mlflow_plugin/versions.py)
+
+.PHONY: install test lint clean
+
+install: .venv/.installed .venv-mlflow/.installed
+
+.venv/.installed: pyproject.toml
+	$(PYTHON) -m venv .venv
+	.venv/bin/pip install --quiet --upgrade pip
+	.venv/bin/pip install --quiet -e '.[test]'
+	touch $@
+
+.venv-mlflow/.installed: pyproject.toml requirements/mlflow-env.txt
+	$(PYTHON) -m venv .venv-mlflow
+	.venv-mlflow/bin/pip install --quiet --upgrade pip
+	.venv-mlflow/bin/pip install --quiet mlflow==$(MLFLOW_VERSION) -r requirements/mlflow-env.txt
+	.venv-mlflow/bin/pip install --quiet --no-deps -e .
+	touch $@
+
+test: install
+	.venv/bin/pytest tests/plugin
+	.venv-mlflow/bin/pytest tests/notebook
+
+lint: install
+	.venv/bin/ruff check src tests benchmarks
+	.venv/bin/ruff format --check src tests benchmarks
+
+clean:
+	rm -rf .venv .venv-mlflow build dist

@@ -1,0 +1,22 @@
+"""Names and URLs every layer agrees on.
+
+The Helm release, its Service and the in-cluster tracking URI must be known at
+config-validation time (JupyterHub is configured before this stage deploys), so
+they derive from the config alone, never from Terraform outputs.
+"""
+
+from __future__ import annotations
+
+RELEASE_NAME = "mlflow"
+SERVICE_PORT = 5000
+STAGE_NAME = "mlflow"
+
+
+def internal_tracking_uri(namespace: str, route_path: str) -> str:
+    """URL user pods and workflows use: the Service, bypassing ingress and login."""
+    return f"http://{RELEASE_NAME}.{namespace}.svc:{SERVICE_PORT}{route_path}"
+
+
+def public_url(domain: str, route_path: str) -> str:
+    """URL people browse, behind Nebari's Keycloak forward-auth."""
+    return f"https://{domain}{route_path}/"

@@ -1,0 +1,220 @@
+"""The `mlflow:` block of nebari-config.yaml.
+
+Nebari builds one config class by multiple inheritance of every stage's
+`input_schema`, so `InputSchema` below is mixed into that class: its
+`model_validator` sees the whole config and is where the JupyterHub user-pod
+environment is injected (stage 07 deploys JupyterHub before any plugin stage).
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Annotated, Any
+
+from nebari import schema
+from pydantic import Field, StringConstraints, field_validator, model_validator
+
+from nebari_mlflow_plugin import versions
+
+# Kubernetes resource quantities, e.g. 500m, 2, 1.5, 512Mi, 20Gi, 1e3.
+QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei|e[0-9]+)?$"
+Quantity = Annotated[str, StringConstraints(pattern=QUANTITY_PATTERN)]
+# DNS-1123 subdomain: names of Kubernetes Secrets and StorageClasses.
+K8S_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$"
+K8sName = Annotated[str, StringConstraints(pattern=K8S_NAME_PATTERN)]
+# Keys inside a Secret.
+SecretKey = Annotated[str, StringConstraints(pattern=r"^[-._a-zA-Z0-9]{1,253}$")]
+# A URL path of one or more segments, no trailing slash: what `--static-prefix` takes.
+ROUTE_PATH_PATTERN = r"^(/[A-Za-z0-9._~-]+)+$"
+# Paths Nebari's own services already own on the same host.
+NEBARI_RESERVED_PATHS = (
+    "/hub", "/user", "/auth", "/conda-store", "/gateway", "/argo", "/monitoring",
+    "/services", "/api", "/lab",
+)  # fmt: skip
+# Container image references: repository (optionally with registry and port) and tag.
+IMAGE_REPOSITORY_PATTERN = r"^[a-z0-9]+([._/:-][a-z0-9]+)*$"
+IMAGE_TAG_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
+
+
+class PullPolicy(str, enum.Enum):
+    Always = "Always"
+    IfNotPresent = "IfNotPresent"
+    Never = "Never"
+
+
+class Image(schema.Base):
+    """Container image of the MLflow server; the tag pins the MLflow version."""
+
+    repository: Annotated[str, StringConstraints(pattern=IMAGE_REPOSITORY_PATTERN)] = (
+        versions.MLFLOW_IMAGE
+    )
+    tag: Annotated[str, StringConstraints(pattern=IMAGE_TAG_PATTERN)] = versions.MLFLOW_IMAGE_TAG
+    pull_policy: PullPolicy = PullPolicy.IfNotPresent
+
+
+class PostgresImage(Image):
+    repository: Annotated[str, StringConstraints(pattern=IMAGE_REPOSITORY_PATTERN)] = (
+        versions.POSTGRES_IMAGE
+    )
+    tag: Annotated[str, StringConstraints(pattern=IMAGE_TAG_PATTERN)] = versions.POSTGRES_IMAGE_TAG
+
+
+class ResourceAmounts(schema.Base):
+    cpu: Quantity | None = None
+    memory: Quantity | None = None
+
+
+class Resources(schema.Base):
+    """Kubernetes requests and limits of the MLflow server container."""
+
+    requests: ResourceAmounts = ResourceAmounts(cpu="250m", memory="1Gi")
+    limits: ResourceAmounts = ResourceAmounts(memory="2Gi")
+
+
+class SecretRef(schema.Base):
+    """A key of a Kubernetes Secret in the Nebari namespace."""
+
+    name: K8sName
+    key: SecretKey = "uri"
+
+
+class DatabaseType(str, enum.Enum):
+    internal = "internal"
+    external = "external"
+
+
+class Database(schema.Base):
+    """Where MLflow keeps runs, metrics and the model registry."""
+
+    # internal: PostgreSQL in the cluster on a volume; external: a managed database
+    # whose SQLAlchemy URI is in `external_secret`.
+    type: DatabaseType = DatabaseType.internal
+    # Volume of the in-cluster PostgreSQL.
+    size: Quantity = "20Gi"
+    # StorageClass of that volume; null uses the provider's default.
+    storage_class: K8sName | None = None
+    image: PostgresImage = PostgresImage()
+    # Secret holding the URI, e.g. postgresql+psycopg2://user:pass@host:5432/mlflow.
+    external_secret: SecretRef | None = None
+
+    @model_validator(mode="after")
+    def _external_needs_secret(self) -> Database:
+        if self.type == DatabaseType.external and self.external_secret is None:
+            raise ValueError(
+                "mlflow.database.external_secret is required when mlflow.database.type is "
+                "'external': give the name (and key, default 'uri') of a Secret holding the "
+                "database URI"
+            )
+        return self
+
+
+class ArtifactsType(str, enum.Enum):
+    default = "default"
+    s3 = "s3"
+
+
+class VolumeAccessMode(str, enum.Enum):
+    ReadWriteOnce = "ReadWriteOnce"
+    ReadWriteMany = "ReadWriteMany"
+
+
+class S3Compatible(schema.Base):
+    """An S3-compatible object store (MinIO, Ceph RGW) reached with static credentials."""
+
+    # e.g. http://minio.storage.svc:9000; null means AWS S3 itself.
+    endpoint_url: Annotated[str, StringConstraints(pattern=r"^https?://[^\s/]+(/\S*)?$")] | None = (
+        None
+    )
+    bucket: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")]
+    # Key prefix inside the bucket.
+    prefix: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9!_.*'()/-]*$")] = "mlflow"
+    # Secret with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.
+    credentials_secret: K8sName
+    ignore_tls: bool = False
+
+
+class Artifacts(schema.Base):
+    """Where models, plots and files logged to MLflow are stored."""
+
+    # default: the provider's store (a volume on local/existing); s3: an S3-compatible store.
+    type: ArtifactsType = ArtifactsType.default
+    # Volume size, storage class and access mode when artifacts live on a volume.
+    size: Quantity = "50Gi"
+    storage_class: K8sName | None = None
+    access_mode: VolumeAccessMode = VolumeAccessMode.ReadWriteOnce
+    s3: S3Compatible | None = None
+
+    @model_validator(mode="after")
+    def _s3_needs_settings(self) -> Artifacts:
+        if self.type == ArtifactsType.s3 and self.s3 is None:
+            raise ValueError(
+                "mlflow.artifacts.s3 is required when mlflow.artifacts.type is 's3': give "
+                "bucket, credentials_secret and (for MinIO/Ceph) endpoint_url"
+            )
+        return self
+
+
+class MLflow(schema.Base):
+    """The `mlflow:` block. `{}` or absent deploys a working server."""
+
+    enabled: bool = True
+    image: Image = Image()
+    replicas: Annotated[int, Field(ge=1, le=20)] = 1
+    # Uvicorn worker processes per replica (`mlflow server --workers`).
+    workers: Annotated[int, Field(ge=1, le=32)] = 4
+    resources: Resources = Resources()
+    database: Database = Database()
+    artifacts: Artifacts = Artifacts()
+    # Delete the database volume and artifact store on `nebari destroy` or when the
+    # plugin is disabled. Off: data outlives the deployment and is reused on redeploy.
+    force_destroy: bool = False
+    # Add MLFLOW_TRACKING_URI (in-cluster URL) to every JupyterLab user pod.
+    inject_env: bool = True
+    # URL path at https://<domain>; also the server's --static-prefix.
+    route_path: Annotated[str, StringConstraints(pattern=ROUTE_PATH_PATTERN)] = "/mlflow"
+    # Serve Prometheus metrics at <route_path>/metrics.
+    prometheus: bool = True
+    # Helm values for the chart, deep-merged last (lists replace).
+    overrides: dict[str, Any] = {}
+
+    @field_validator("route_path")
+    @classmethod
+    def _route_not_taken(cls, value: str) -> str:
+        for reserved in NEBARI_RESERVED_PATHS:
+            if value == reserved or value.startswith(reserved + "/"):
+                raise ValueError(
+                    f"mlflow.route_path {value!r} collides with Nebari's own {reserved!r} "
+                    "route; choose another path such as '/mlflow'"
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _replicas_need_shared_storage(self) -> MLflow:
+        on_volume = self.artifacts.type == ArtifactsType.default
+        if (
+            self.replicas > 1
+            and on_volume
+            and self.artifacts.access_mode != VolumeAccessMode.ReadWriteMany
+        ):
+            raise ValueError(
+                f"mlflow.replicas={self.replicas} needs artifacts every replica can reach: set "
+                "mlflow.artifacts.access_mode to 'ReadWriteMany' (with a storage class that "
+                "supports it) or use mlflow.artifacts.type 's3'"
+            )
+        return self
+
+
+class InputSchema(schema.Base):
+    mlflow: MLflow = MLflow()
+
+    @model_validator(mode="after")
+    def _check_provider_and_inject_env(self) -> Any:
+        # Imported here: schema.py is imported on every nebari command.
+        from nebari_mlflow_plugin.injection import inject_user_env
+        from nebari_mlflow_plugin.providers import provider_for
+
+        provider = getattr(self, "provider", None)
+        if self.mlflow.enabled and provider is not None:
+            provider_for(provider).check_supported()
+        inject_user_env(self)
+        return self

@@ -1,0 +1,152 @@
+"""MlflowStage: the Terraform stage nebari renders, applies and checks."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from _nebari.provider import opentofu
+from _nebari.stages.base import NebariTerraformStage
+from _nebari.stages.tf_objects import (
+    NebariHelmProvider,
+    NebariKubernetesProvider,
+    NebariTerraformState,
+)
+
+from nebari_mlflow_plugin import health, naming
+from nebari_mlflow_plugin.assets import chart_dir, terraform_dir
+from nebari_mlflow_plugin.providers import Provider, provider_for
+from nebari_mlflow_plugin.schema import DatabaseType, InputSchema
+from nebari_mlflow_plugin.values import build_values
+
+# Stage outputs this stage reads, as (stage, key path).
+DOMAIN_OUTPUT = ("stages/04-kubernetes-ingress", ("domain",))
+FORWARD_AUTH_OUTPUT = ("stages/07-kubernetes-services", ("forward-auth-middleware", "value", "name"))
+KUBECONFIG_OUTPUT = ("stages/02-infrastructure", ("kubeconfig_filename", "value"))
+
+CHECK_TIMEOUT_SECONDS = 600
+
+
+def stage_output(stage_outputs: dict[str, Any], ref: tuple[str, tuple[str, ...]]) -> Any:
+    stage, path = ref
+    value: Any = stage_outputs.get(stage)
+    for key in path:
+        if not isinstance(value, dict) or key not in value:
+            raise KeyError(
+                f"nebari-mlflow-plugin needs output {'.'.join(path)!r} of {stage}; "
+                "deploy the core Nebari stages first"
+            )
+        value = value[key]
+    return value
+
+
+def _files(source: Path, dest: Path) -> Iterator[tuple[Path, Path]]:
+    for path in sorted(source.rglob("*")):
+        if path.is_file() and "__pycache__" not in path.parts and ".terraform" not in path.parts:
+            yield path, dest / path.relative_to(source)
+
+
+class MlflowStage(NebariTerraformStage):
+    name = naming.STAGE_NAME
+    # After 07-kubernetes-services (70, Traefik forward-auth) and 08 tf-extensions (80).
+    priority = 85
+    input_schema = InputSchema
+
+    @property
+    def provider(self) -> Provider:
+        return provider_for(self.config.provider)
+
+    @property
+    def template_directory(self) -> Path:
+        return terraform_dir()
+
+    def tf_objects(self) -> list[dict]:
+        return [
+            NebariTerraformState(self.name, self.config),
+            NebariKubernetesProvider(self.config),
+            NebariHelmProvider(self.config),
+        ]
+
+    def layout(self) -> list[tuple[Path, Path]]:
+        """(source, destination) pairs: the provider's root module is the shared root
+        files plus the provider's own, next to the shared module and the chart."""
+        tf = terraform_dir()
+        prefix = self.stage_prefix
+        sources = [
+            (tf / "root", prefix),
+            (tf / self.provider.terraform_root, prefix),
+            (tf / "modules" / "mlflow", prefix / "modules" / "mlflow"),
+            (chart_dir(), prefix / "chart" / "mlflow"),
+        ]
+        return [pair for source, dest in sources for pair in _files(source, dest)]
+
+    def render(self) -> dict[Path, str | bytes]:
+        contents: dict[Path, str | bytes] = {
+            self.stage_prefix / "_nebari.tf.json": opentofu.tf_render_objects(self.tf_objects())
+        }
+        for source, dest in self.layout():
+            contents[dest] = source.read_bytes()
+        return contents
+
+    def input_vars(self, stage_outputs: dict[str, Any]) -> dict[str, Any]:
+        mlflow = self.config.mlflow
+        if mlflow.enabled:
+            domain = stage_output(stage_outputs, DOMAIN_OUTPUT)
+            middleware = stage_output(stage_outputs, FORWARD_AUTH_OUTPUT)
+        else:
+            domain = stage_outputs.get(DOMAIN_OUTPUT[0], {}).get("domain", "")
+            middleware = ""
+        return {
+            "enabled": mlflow.enabled,
+            "name": naming.RELEASE_NAME,
+            "namespace": self.config.namespace,
+            "domain": domain,
+            "route_path": mlflow.route_path,
+            "service_port": naming.SERVICE_PORT,
+            "forward_auth_middleware": middleware,
+            "internal_database": mlflow.database.type == DatabaseType.internal,
+            "helm_values": json.dumps(build_values(mlflow, self.provider)),
+            "helm_overrides": json.dumps(mlflow.overrides),
+            **self.provider.terraform_vars(self.config, stage_outputs),
+        }
+
+    def check(self, stage_outputs: dict[str, Any], disable_prompt: bool = False) -> None:
+        if not self.config.mlflow.enabled:
+            print("MLflow is disabled (mlflow.enabled: false); its data was kept.")
+            return
+        from kubernetes import client, config
+
+        config.load_kube_config(config_file=stage_output(stage_outputs, KUBECONFIG_OUTPUT))
+        api = client.ApiClient()
+        apps, core = client.AppsV1Api(api), client.CoreV1Api(api)
+        namespace, name = self.config.namespace, naming.RELEASE_NAME
+
+        def snapshot() -> health.Snapshot:
+            deployment = apps.read_namespaced_deployment(name, namespace)
+            pods = core.list_namespaced_pod(
+                namespace, label_selector=health.label_selector(deployment.spec.selector)
+            )
+            return health.Snapshot(
+                deployment=api.sanitize_for_serialization(deployment),
+                pods=api.sanitize_for_serialization(pods)["items"],
+            )
+
+        deadline = time.monotonic() + CHECK_TIMEOUT_SECONDS
+        while True:
+            problems = health.deployment_problems(snapshot())
+            if not problems:
+                break
+            if time.monotonic() > deadline:
+                print(f"ERROR: MLflow in namespace {namespace!r} is not available:")
+                for problem in problems:
+                    print(f"  - {problem}")
+                sys.exit(1)
+            time.sleep(5)
+        domain = stage_outputs.get(DOMAIN_OUTPUT[0], {}).get("domain", "<domain>")
+        route = self.config.mlflow.route_path
+        print(f"MLflow is available at {naming.public_url(domain, route)}")
+        print(f"In-cluster tracking URI: {naming.internal_tracking_uri(namespace, route)}")

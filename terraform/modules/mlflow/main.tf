@@ -1,0 +1,87 @@
+locals {
+  db_secret_name = "${var.name}-postgres"
+
+  # Only what Terraform alone knows; the config-driven values come in var.helm_values.
+  terraform_values = merge(
+    {
+      server = {
+        allowedHosts = [var.domain]
+      }
+      # Traefik route at https://<domain><route_path> behind Nebari's Keycloak login.
+      ingressRoute = {
+        enabled = true
+        host    = var.domain
+        middlewares = [
+          {
+            name      = var.forward_auth_middleware
+            namespace = var.namespace
+          }
+        ]
+      }
+      serviceAccount = {
+        annotations = var.service_account_annotations
+      }
+      podLabels = var.pod_labels
+    },
+    var.internal_database ? {
+      database = {
+        internal = {
+          passwordSecret = {
+            name = local.db_secret_name
+            key  = "password"
+          }
+        }
+      }
+    } : {},
+    var.artifacts_destination == "" ? {} : {
+      artifacts = {
+        destination = var.artifacts_destination
+      }
+    },
+  )
+}
+
+# Alphanumeric so it can stand in a database URI without escaping. The chart
+# re-applies it to the PostgreSQL role on every start, so a new password
+# (e.g. after the Secret was re-created) converges instead of locking MLflow out.
+resource "random_password" "database" {
+  count   = var.internal_database ? 1 : 0
+  length  = 32
+  special = false
+}
+
+resource "kubernetes_secret_v1" "database" {
+  count = var.internal_database ? 1 : 0
+
+  metadata {
+    name      = local.db_secret_name
+    namespace = var.namespace
+    labels = {
+      "app.kubernetes.io/name"       = "mlflow"
+      "app.kubernetes.io/instance"   = var.name
+      "app.kubernetes.io/managed-by" = "nebari-mlflow-plugin"
+    }
+  }
+
+  data = {
+    password = random_password.database[0].result
+  }
+}
+
+resource "helm_release" "mlflow" {
+  name      = var.name
+  namespace = var.namespace
+  chart     = var.chart_path
+
+  # Later documents win; maps merge deeply, lists are replaced.
+  values = [
+    var.helm_values,
+    jsonencode(local.terraform_values),
+    var.helm_overrides,
+  ]
+
+  wait    = true
+  timeout = var.helm_timeout
+
+  depends_on = [kubernetes_secret_v1.database]
+}

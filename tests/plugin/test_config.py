@@ -1,0 +1,216 @@
+"""The `mlflow:` block through nebari's own combined config class."""
+
+from __future__ import annotations
+
+import copy
+
+import pydantic
+import pytest
+from nebari.plugins import nebari_plugin_manager
+from support import nebari as nb
+
+from nebari_mlflow_plugin.stage import MlflowStage
+
+
+@pytest.fixture(autouse=True)
+def _offline_cloud(monkeypatch):
+    nb.patch_cloud_lookups(monkeypatch)
+
+
+def user_env(config) -> dict:
+    extra_env = config.jupyterhub.overrides.get("singleuser", {}).get("extraEnv", {})
+    if isinstance(extra_env, list):
+        return {item["name"]: item.get("value") for item in extra_env}
+    return dict(extra_env)
+
+
+def test_nebari_discovers_the_stage_after_core_services():
+    stages = nebari_plugin_manager.ordered_stages
+    assert MlflowStage in stages
+    priorities = {stage.name: stage.priority for stage in stages}
+    assert priorities["mlflow"] > priorities["07-kubernetes-services"]
+    assert "mlflow" in nebari_plugin_manager.config_schema.model_fields
+
+
+@pytest.mark.parametrize("provider", ["local", "existing"])
+@pytest.mark.parametrize("block", [None, {}, {"replicas": 1, "workers": 2}])
+def test_supported_providers_validate_with_and_without_block(provider, block):
+    config = nb.validate(nb.config_dict(provider, block))
+    assert config.mlflow.enabled
+    assert user_env(config)["MLFLOW_TRACKING_URI"] == "http://mlflow.dev.svc:5000/mlflow"
+
+
+@pytest.mark.parametrize("provider", nb.PROVIDERS)
+def test_every_provider_validates_with_the_plugin_disabled(provider):
+    config = nb.validate(nb.config_dict(provider, {"enabled": False}))
+    assert not config.mlflow.enabled
+    assert "MLFLOW_TRACKING_URI" not in user_env(config)
+
+
+@pytest.mark.parametrize("provider", ["aws", "gcp", "azure"])
+def test_cloud_providers_fail_early_with_what_to_do(provider):
+    with pytest.raises(pydantic.ValidationError) as err:
+        nb.validate(nb.config_dict(provider, {}))
+    message = str(err.value)
+    assert f"provider '{provider}'" in message
+    assert "enabled: false" in message
+
+
+def test_a_full_block_round_trips():
+    block = {
+        "image": {"repository": "registry.example.com/mlflow", "tag": "v3.17.2-full"},
+        "replicas": 2,
+        "workers": 8,
+        "resources": {"requests": {"cpu": "1", "memory": "2Gi"}, "limits": {"memory": "4Gi"}},
+        "database": {"type": "external", "external_secret": {"name": "mlflow-db", "key": "url"}},
+        "artifacts": {
+            "type": "s3",
+            "s3": {
+                "endpoint_url": "http://minio.storage.svc:9000",
+                "bucket": "mlflow-artifacts",
+                "credentials_secret": "minio-creds",
+            },
+        },
+        "force_destroy": True,
+        "route_path": "/tracking",
+        "overrides": {"podAnnotations": {"team": "ml"}},
+    }
+    config = nb.validate(nb.config_dict("existing", block))
+    assert config.mlflow.database.external_secret.key == "url"
+    assert config.mlflow.artifacts.s3.prefix == "mlflow"
+    assert user_env(config)["MLFLOW_TRACKING_URI"].endswith(":5000/tracking")
+
+
+# --- JupyterHub injection ------------------------------------------------------
+
+
+def with_extra_env(extra_env) -> dict:
+    return nb.config_dict(jupyterhub={"overrides": {"singleuser": {"extraEnv": extra_env}}})
+
+
+def test_injection_into_absent_overrides():
+    config = nb.validate(nb.config_dict())
+    assert config.jupyterhub.overrides["singleuser"]["extraEnv"] == {
+        "MLFLOW_TRACKING_URI": "http://mlflow.dev.svc:5000/mlflow"
+    }
+
+
+def test_injection_keeps_other_overrides():
+    data = nb.config_dict(
+        jupyterhub={"overrides": {"singleuser": {"cpu": {"limit": 2}}, "hub": {"x": 1}}}
+    )
+    config = nb.validate(data)
+    overrides = config.jupyterhub.overrides
+    assert overrides["hub"] == {"x": 1}
+    assert overrides["singleuser"]["cpu"] == {"limit": 2}
+    assert "MLFLOW_TRACKING_URI" in overrides["singleuser"]["extraEnv"]
+
+
+def test_injection_appends_to_list_form():
+    config = nb.validate(with_extra_env([{"name": "TEAM", "value": "ml"}]))
+    extra_env = config.jupyterhub.overrides["singleuser"]["extraEnv"]
+    assert isinstance(extra_env, list)
+    assert extra_env[0] == {"name": "TEAM", "value": "ml"}
+    assert user_env(config)["MLFLOW_TRACKING_URI"].startswith("http://mlflow.dev.svc")
+
+
+def test_injection_adds_to_dict_form():
+    config = nb.validate(with_extra_env({"TEAM": "ml"}))
+    assert user_env(config) == {
+        "TEAM": "ml",
+        "MLFLOW_TRACKING_URI": "http://mlflow.dev.svc:5000/mlflow",
+    }
+
+
+@pytest.mark.parametrize(
+    "extra_env",
+    [
+        {"MLFLOW_TRACKING_URI": "http://elsewhere:5000"},
+        [{"name": "MLFLOW_TRACKING_URI", "value": "http://elsewhere:5000"}],
+    ],
+)
+def test_admin_value_is_kept(extra_env):
+    config = nb.validate(with_extra_env(copy.deepcopy(extra_env)))
+    assert user_env(config)["MLFLOW_TRACKING_URI"] == "http://elsewhere:5000"
+    # Exactly one entry: nothing appended beside the admin's.
+    assert config.jupyterhub.overrides["singleuser"]["extraEnv"] == extra_env
+
+
+@pytest.mark.parametrize("block", [{"enabled": False}, {"inject_env": False}])
+def test_nothing_injected_when_off(block):
+    config = nb.validate(nb.config_dict(mlflow=block))
+    assert config.jupyterhub.overrides == {}
+
+
+def test_injection_follows_namespace_and_route():
+    config = nb.validate(nb.config_dict(namespace="prod", mlflow={"route_path": "/ml/tracking"}))
+    assert user_env(config)["MLFLOW_TRACKING_URI"] == "http://mlflow.prod.svc:5000/ml/tracking"
+
+
+def test_injection_is_idempotent_and_configs_do_not_share_state():
+    first = nb.validate(nb.config_dict())
+    # Revalidating (nebari re-validates on assignment) must not add a second entry.
+    first.namespace = "dev"
+    second = nb.validate(nb.config_dict(mlflow={"enabled": False}))
+    assert user_env(first) == {"MLFLOW_TRACKING_URI": "http://mlflow.dev.svc:5000/mlflow"}
+    assert second.jupyterhub.overrides == {}
+
+
+# --- Invalid values: each error names the field and what is allowed --------------
+
+INVALID = [
+    ({"enabled": "maybe"}, "mlflow.enabled"),
+    ({"replicas": 0}, "mlflow.replicas"),
+    ({"workers": 100}, "mlflow.workers"),
+    ({"route_path": "mlflow"}, "mlflow.route_path"),
+    ({"route_path": "/mlflow/"}, "mlflow.route_path"),
+    ({"route_path": "/hub"}, "mlflow.route_path"),
+    ({"route_path": "/conda-store/mlflow"}, "mlflow.route_path"),
+    ({"image": {"tag": "v3 latest"}}, "mlflow.image.tag"),
+    ({"image": {"repository": "Registry/MLflow"}}, "mlflow.image.repository"),
+    ({"image": {"pull_policy": "Sometimes"}}, "mlflow.image.pull_policy"),
+    ({"resources": {"requests": {"cpu": "lots"}}}, "mlflow.resources.requests.cpu"),
+    ({"resources": {"limits": {"memory": "2GB"}}}, "mlflow.resources.limits.memory"),
+    ({"database": {"type": "mysql"}}, "mlflow.database.type"),
+    ({"database": {"type": "external"}}, "mlflow.database.external_secret"),
+    ({"database": {"size": "20GB"}}, "mlflow.database.size"),
+    ({"database": {"storage_class": "Fast_SSD"}}, "mlflow.database.storage_class"),
+    ({"database": {"external_secret": {"name": "Bad Name"}}}, "mlflow.database.external_secret.name"),
+    ({"artifacts": {"type": "gcs"}}, "mlflow.artifacts.type"),
+    ({"artifacts": {"type": "s3"}}, "mlflow.artifacts.s3"),
+    (
+        {"artifacts": {"type": "s3", "s3": {"bucket": "Bad_Bucket", "credentials_secret": "c"}}},
+        "mlflow.artifacts.s3.bucket",
+    ),
+    (
+        {"artifacts": {"type": "s3", "s3": {"bucket": "ok-bucket"}}},
+        "mlflow.artifacts.s3.credentials_secret",
+    ),
+    (
+        {
+            "artifacts": {
+                "type": "s3",
+                "s3": {"bucket": "ok", "credentials_secret": "c", "endpoint_url": "minio:9000"},
+            }
+        },
+        "mlflow.artifacts.s3.endpoint_url",
+    ),
+    ({"artifacts": {"access_mode": "ReadOnlyMany"}}, "mlflow.artifacts.access_mode"),
+    ({"replicas": 2}, "mlflow.artifacts.access_mode"),
+    ({"force_destroy": "yes please"}, "mlflow.force_destroy"),
+    ({"overrides": ["not", "a", "mapping"]}, "mlflow.overrides"),
+    ({"unknown_key": 1}, "mlflow.unknown_key"),
+]
+
+
+@pytest.mark.parametrize(("block", "field"), INVALID, ids=[f for _, f in INVALID])
+def test_invalid_values_name_the_field(block, field):
+    with pytest.raises(pydantic.ValidationError) as err:
+        nb.validate(nb.config_dict(mlflow=block))
+    assert field in str(err.value)
+
+
+def test_invalid_extra_env_type_is_explained():
+    with pytest.raises(pydantic.ValidationError) as err:
+        nb.validate(with_extra_env("MLFLOW_TRACKING_URI=x"))
+    assert "jupyterhub.overrides.singleuser.extraEnv" in str(err.value)

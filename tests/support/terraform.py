@@ -1,0 +1,51 @@
+"""Read Terraform files with a real HCL2 parser (python-hcl2), normalised.
+
+python-hcl2 8.x keeps string quotes and adds bookkeeping keys; tests want plain
+names and values.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import hcl2
+
+_BOOKKEEPING = {"__is_block__", "__comments__", "__inline_comments__"}
+
+
+def _unquote(value: str) -> str:
+    if len(value) >= 2 and value[0] == value[-1] == '"':
+        return value[1:-1]
+    return value
+
+
+def _clean(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {_unquote(k): _clean(v) for k, v in node.items() if k not in _BOOKKEEPING}
+    if isinstance(node, list):
+        return [_clean(item) for item in node]
+    if isinstance(node, str):
+        return _unquote(node)
+    return node
+
+
+def load(path: Path) -> dict[str, list]:
+    with Path(path).open() as f:
+        return _clean(hcl2.load(f))
+
+
+def module_blocks(module_dir: Path) -> dict[str, list]:
+    """All top-level blocks of the .tf files of one module directory."""
+    blocks: dict[str, list] = {}
+    for path in sorted(Path(module_dir).glob("*.tf")):
+        for kind, items in load(path).items():
+            blocks.setdefault(kind, []).extend(items)
+    return blocks
+
+
+def variables(module_dir: Path) -> dict[str, dict]:
+    declared: dict[str, dict] = {}
+    for block in module_blocks(module_dir).get("variable", []):
+        declared.update(block)
+    return declared
