@@ -15,6 +15,7 @@ from nebari import schema
 from pydantic import Field, StringConstraints, field_validator, model_validator
 
 from nebari_mlflow_plugin import versions
+from nebari_mlflow_plugin.providers.settings import AwsSettings, AzureSettings, GcpSettings
 
 # Kubernetes resource quantities, e.g. 500m, 2, 1.5, 512Mi, 20Gi, 1e3.
 QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei|e[0-9]+)?$"
@@ -174,6 +175,10 @@ class MLflow(schema.Base):
     route_path: Annotated[str, StringConstraints(pattern=ROUTE_PATH_PATTERN)] = "/mlflow"
     # Serve Prometheus metrics at <route_path>/metrics.
     prometheus: bool = True
+    # Per-provider settings; only the deployment's provider's section is used.
+    aws: AwsSettings = AwsSettings()
+    gcp: GcpSettings = GcpSettings()
+    azure: AzureSettings = AzureSettings()
     # Helm values for the chart, deep-merged last (lists replace).
     overrides: dict[str, Any] = {}
 

@@ -1,5 +1,6 @@
-# The provider's files next to this one define local.artifacts_destination,
-# local.service_account_annotations and local.pod_labels (its storage and identity).
+# The provider's files next to this one define its storage and identity as
+# local.artifacts_destination, local.service_account_annotations, local.pod_labels
+# and local.server_env.
 module "mlflow" {
   source = "./modules/mlflow"
   count  = var.enabled ? 1 : 0
@@ -17,4 +18,5 @@ module "mlflow" {
   artifacts_destination       = local.artifacts_destination
   service_account_annotations = local.service_account_annotations
   pod_labels                  = local.pod_labels
+  server_env                  = local.server_env
 }

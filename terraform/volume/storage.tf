@@ -5,4 +5,5 @@ locals {
   artifacts_destination       = ""
   service_account_annotations = {}
   pod_labels                  = {}
+  server_env                  = {}
 }

@@ -214,3 +214,12 @@ def test_invalid_extra_env_type_is_explained():
     with pytest.raises(pydantic.ValidationError) as err:
         nb.validate(with_extra_env("MLFLOW_TRACKING_URI=x"))
     assert "jupyterhub.overrides.singleuser.extraEnv" in str(err.value)
+
+
+@pytest.mark.parametrize("example", sorted(nb.EXAMPLES_DIR.glob("*/nebari-config.yaml")), ids=str)
+def test_shipped_examples_validate(example):
+    from _nebari.utils import yaml
+
+    config = nb.validate(yaml.load(example.read_text()))
+    assert config.mlflow.enabled
+    assert "MLFLOW_TRACKING_URI" in user_env(config)

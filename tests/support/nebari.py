@@ -17,6 +17,7 @@ from nebari.plugins import nebari_plugin_manager
 from nebari_mlflow_plugin.stage import MlflowStage
 
 K8S_VERSION = "1.31"
+EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"
 
 # Cloud API answers nebari's validators ask for, as an offline cloud would give them.
 CLOUD_LOOKUPS: dict[Any, dict[str, Any]] = {

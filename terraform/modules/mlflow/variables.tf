@@ -72,6 +72,12 @@ variable "pod_labels" {
   default     = {}
 }
 
+variable "server_env" {
+  description = "Extra environment of the MLflow server (e.g. the region its artifact store client needs)."
+  type        = map(string)
+  default     = {}
+}
+
 variable "helm_timeout" {
   description = "Seconds Helm waits for the release to become ready."
   type        = number

@@ -1,0 +1,106 @@
+"""health.deployment_problems on Kubernetes API objects in the shape the API returns."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from nebari_mlflow_plugin import health
+
+DEPLOYMENT = {
+    "apiVersion": "apps/v1",
+    "kind": "Deployment",
+    "metadata": {"name": "mlflow", "namespace": "dev", "generation": 3},
+    "spec": {
+        "replicas": 2,
+        "selector": {"matchLabels": {"app.kubernetes.io/instance": "mlflow"}},
+    },
+    "status": {
+        "observedGeneration": 3,
+        "replicas": 2,
+        "updatedReplicas": 2,
+        "readyReplicas": 2,
+        "availableReplicas": 2,
+    },
+}
+
+
+def pod(waiting_reason: str | None = None, scheduled: bool = True, init: bool = False) -> dict:
+    state = {"waiting": {"reason": waiting_reason}} if waiting_reason else {"running": {}}
+    status: dict = {
+        "phase": "Pending" if waiting_reason or not scheduled else "Running",
+        "conditions": [
+            {
+                "type": "PodScheduled",
+                "status": "True" if scheduled else "False",
+                **(
+                    {}
+                    if scheduled
+                    else {"message": "0/3 nodes: pod has unbound immediate PersistentVolumeClaims"}
+                ),
+            }
+        ],
+    }
+    key = "initContainerStatuses" if init else "containerStatuses"
+    status[key] = [{"name": "mlflow", "ready": False, "state": state}]
+    return {"metadata": {"name": "mlflow-7d9f-abcde", "namespace": "dev"}, "status": status}
+
+
+def degraded(**status) -> dict:
+    deployment = copy.deepcopy(DEPLOYMENT)
+    deployment["status"].update(status)
+    return deployment
+
+
+def test_available_deployment_has_no_problems():
+    assert health.deployment_problems(health.Snapshot(DEPLOYMENT, [pod()])) == []
+
+
+def test_rollout_not_observed_yet_is_not_healthy():
+    snapshot = health.Snapshot(degraded(observedGeneration=2), [pod()])
+    assert health.deployment_problems(snapshot)
+
+
+@pytest.mark.parametrize(
+    ("reason", "advice"),
+    [
+        ("ImagePullBackOff", "mlflow.image"),
+        ("ErrImagePull", "mlflow.image"),
+        ("CrashLoopBackOff", "kubectl logs -n dev mlflow-7d9f-abcde --previous"),
+        ("CreateContainerConfigError", "external_secret"),
+    ],
+)
+def test_stuck_containers_get_actionable_advice(reason, advice):
+    snapshot = health.Snapshot(degraded(availableReplicas=0), [pod(reason)])
+    problems = health.deployment_problems(snapshot)
+    assert len(problems) == 1
+    assert reason in problems[0] and advice in problems[0]
+
+
+def test_init_container_problems_are_reported():
+    snapshot = health.Snapshot(degraded(availableReplicas=1), [pod("ImagePullBackOff", init=True)])
+    assert "ImagePullBackOff" in health.deployment_problems(snapshot)[0]
+
+
+def test_unschedulable_pod_points_at_storage_class():
+    snapshot = health.Snapshot(degraded(availableReplicas=0), [pod(scheduled=False)])
+    problems = health.deployment_problems(snapshot)
+    assert "cannot be scheduled" in problems[0]
+    assert "storage_class" in problems[0]
+
+
+def test_still_starting_is_reported_with_counts():
+    snapshot = health.Snapshot(
+        degraded(availableReplicas=1, updatedReplicas=2), [pod("ContainerCreating")]
+    )
+    (problem,) = health.deployment_problems(snapshot)
+    assert "1/2 replicas available" in problem
+
+
+def test_label_selector_from_dict_and_model():
+    class Selector:
+        match_labels = {"b": "2", "a": "1"}
+
+    assert health.label_selector(Selector()) == "a=1,b=2"
+    assert health.label_selector({"matchLabels": {"x": "y"}}) == "x=y"
