@@ -9,7 +9,7 @@ from nebari.hookspecs import hookimpl
 
 from nebari_mlflow_plugin.__about__ import __version__
 
-__all__ = ["__version__", "nebari_stage"]
+__all__ = ["__version__", "nebari_stage", "nebari_subcommand"]
 
 
 @hookimpl
@@ -17,3 +17,10 @@ def nebari_stage():
     from nebari_mlflow_plugin.stage import MlflowStage
 
     return [MlflowStage]
+
+
+@hookimpl
+def nebari_subcommand(cli):
+    from nebari_mlflow_plugin.cli import nebari_subcommand as add_mlflow_commands
+
+    add_mlflow_commands(cli)

@@ -25,7 +25,10 @@ from nebari_mlflow_plugin.values import build_values
 
 # Stage outputs this stage reads, as (stage, key path).
 DOMAIN_OUTPUT = ("stages/04-kubernetes-ingress", ("domain",))
-FORWARD_AUTH_OUTPUT = ("stages/07-kubernetes-services", ("forward-auth-middleware", "value", "name"))
+FORWARD_AUTH_OUTPUT = (
+    "stages/07-kubernetes-services",
+    ("forward-auth-middleware", "value", "name"),
+)
 KUBECONFIG_OUTPUT = ("stages/02-infrastructure", ("kubeconfig_filename", "value"))
 
 CHECK_TIMEOUT_SECONDS = 600

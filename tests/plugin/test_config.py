@@ -175,7 +175,10 @@ INVALID = [
     ({"database": {"type": "external"}}, "mlflow.database.external_secret"),
     ({"database": {"size": "20GB"}}, "mlflow.database.size"),
     ({"database": {"storage_class": "Fast_SSD"}}, "mlflow.database.storage_class"),
-    ({"database": {"external_secret": {"name": "Bad Name"}}}, "mlflow.database.external_secret.name"),
+    (
+        {"database": {"external_secret": {"name": "Bad Name"}}},
+        "mlflow.database.external_secret.name",
+    ),
     ({"artifacts": {"type": "gcs"}}, "mlflow.artifacts.type"),
     ({"artifacts": {"type": "s3"}}, "mlflow.artifacts.s3"),
     (

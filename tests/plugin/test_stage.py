@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -160,10 +160,8 @@ def test_wheel_ships_terraform_and_chart_and_renders(tmp_path):
     """Build the wheel, install it into a fresh venv (nebari from the test env), render."""
     repo = Path(__file__).resolve().parents[2]
     dist = tmp_path / "dist"
-    subprocess.run(
-        [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(dist), str(repo)],
-        check=True, capture_output=True, timeout=300,
-    )  # fmt: skip
+    build = [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(dist)]
+    subprocess.run([*build, str(repo)], check=True, capture_output=True, timeout=300)
     wheel = next(dist.glob("nebari_mlflow_plugin-*.whl"))
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
@@ -195,7 +193,8 @@ def test_wheel_ships_terraform_and_chart_and_renders(tmp_path):
         """
     )
     out = subprocess.run(
-        [python, "-c", script], check=True, capture_output=True, text=True, timeout=120, cwd=tmp_path
+        [python, "-c", script], check=True, capture_output=True, text=True, timeout=120,
+        cwd=tmp_path,
     )  # fmt: skip
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["module"].startswith(site), "imported the source tree, not the wheel"

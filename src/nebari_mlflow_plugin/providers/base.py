@@ -27,6 +27,14 @@ class Provider:
         """Variables only this provider's root module declares."""
         return {}
 
+    def placeholder_outputs(self) -> dict[str, Any]:
+        """Stage outputs terraform_vars() reads, as placeholders for an offline preview."""
+        return {}
+
+    def planned_resources(self, config: Any) -> list[str]:
+        """Cloud resources this provider creates besides the chart's, for people to read."""
+        return []
+
 
 @dataclass(frozen=True)
 class VolumeProvider(Provider):

@@ -1,0 +1,80 @@
+"""What the plugin adds to every nebari command's start-up.
+
+nebari imports every installed plugin on every command, so this runs
+`nebari --help` (and `nebari mlflow --help`) repeatedly with and without the
+plugin visible and prints the median wall time of each and the difference.
+"Without" hides this plugin's distribution from pluggy's entry-point scan through a sitecustomize that
+both variants load, so the only difference is the plugin itself.
+
+    .venv/bin/python benchmarks/nebari_startup.py [--runs 15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+SITECUSTOMIZE = """
+import os
+if os.environ.get("HIDE_NEBARI_MLFLOW_PLUGIN"):
+    import importlib.metadata as md
+    _distributions = md.distributions
+    def distributions(**kwargs):
+        for dist in _distributions(**kwargs):
+            if (dist.metadata["Name"] or "").lower() != "nebari-mlflow-plugin":
+                yield dist
+    md.distributions = distributions
+"""
+
+
+def time_command(argv: list[str], env: dict[str, str], runs: int) -> list[float]:
+    samples = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        subprocess.run(
+            argv, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        samples.append(time.perf_counter() - start)
+    return samples
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=15)
+    args = parser.parse_args()
+    nebari = str(Path(sys.executable).with_name("nebari"))
+    with tempfile.TemporaryDirectory() as tmp:
+        Path(tmp, "sitecustomize.py").write_text(SITECUSTOMIZE)
+        base = {**os.environ, "PYTHONPATH": tmp, "PYTHONWARNINGS": "ignore"}
+        without_env = {**base, "HIDE_NEBARI_MLFLOW_PLUGIN": "1"}
+        # Warm the file cache and check the hiding works before measuring.
+        listing = subprocess.run(
+            [nebari, "--help"], env=without_env, capture_output=True, text=True
+        )
+        assert " mlflow " not in listing.stdout, "plugin still visible when hidden"
+        time_command([nebari, "--help"], base, 2)
+        rows = []
+        without = time_command([nebari, "--help"], without_env, args.runs)
+        with_plugin = time_command([nebari, "--help"], base, args.runs)
+        sub = time_command([nebari, "mlflow", "--help"], base, args.runs)
+        rows.append(("nebari --help without plugin", without))
+        rows.append(("nebari --help with plugin", with_plugin))
+        rows.append(("nebari mlflow --help", sub))
+    print(f"{'command':36} {'median ms':>10} {'min ms':>8} {'max ms':>8}  (runs={args.runs})")
+    for name, samples in rows:
+        print(
+            f"{name:36} {statistics.median(samples) * 1000:10.0f} {min(samples) * 1000:8.0f} "
+            f"{max(samples) * 1000:8.0f}"
+        )
+    added = (statistics.median(with_plugin) - statistics.median(without)) * 1000
+    print(f"added by the plugin (median): {added:+.0f} ms (budget 100 ms)")
+
+
+if __name__ == "__main__":
+    main()

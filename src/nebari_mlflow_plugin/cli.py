@@ -1,0 +1,151 @@
+"""`nebari mlflow`: offline preview, status of a deployment, pre-flight checks.
+
+Registered through nebari's `nebari_subcommand` hook. Everything heavy (Helm,
+kubernetes, cloud SDKs) is imported inside the commands, never at nebari start.
+Errors are one line, not tracebacks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import typer
+
+CONFIG_OPTION = typer.Option(..., "--config", "-c", help="nebari-config.yaml path")
+
+
+class CommandError(Exception):
+    """An expected failure: printed as one line, exit code 1."""
+
+
+def _validation_message(exc) -> str:
+    parts = []
+    for error in exc.errors():
+        location = ".".join(str(p) for p in error["loc"]) or "config"
+        parts.append(f"{location}: {error['msg']}")
+    return "invalid config: " + "; ".join(parts)
+
+
+@contextlib.contextmanager
+def one_line_errors() -> Iterator[None]:
+    import pydantic
+
+    from nebari_mlflow_plugin.manifests import ChartError
+
+    def fail(message: str) -> typer.Exit:
+        typer.secho(f"error: {' '.join(message.split())}", fg="red", err=True)
+        return typer.Exit(1)
+
+    try:
+        yield
+    except pydantic.ValidationError as exc:
+        raise fail(_validation_message(exc)) from None
+    except (CommandError, ChartError, FileNotFoundError, ValueError) as exc:
+        raise fail(str(exc)) from None
+
+
+def _load(config_path: Path):
+    from nebari_mlflow_plugin.offline import read_config
+
+    return read_config(config_path, offline=True)
+
+
+def render(config_path: Path, output: Path) -> None:
+    from rich import print as rprint
+    from rich.table import Table
+
+    from nebari_mlflow_plugin import preview
+
+    with one_line_errors():
+        config = _load(config_path)
+        result = preview.build(config, output)
+    table = Table(title=f"MLflow on Nebari: {config.project_name} ({config.namespace})")
+    table.add_column("what", style="bold")
+    table.add_column("value")
+    for key, value in result.summary().items():
+        if isinstance(value, dict):
+            value = "\n".join(f"{k}={v}" for k, v in value.items())
+        elif isinstance(value, list):
+            value = "\n".join(value) or "-"
+        table.add_row(key, str(value))
+    rprint(table)
+    for note in result.notes:
+        rprint(f"[yellow]note:[/yellow] {note}")
+    rprint(f"wrote {len(result.files)} files under {output}")
+
+
+def _kube_target(
+    config, kubeconfig: Path | None, context: str | None
+) -> tuple[str | None, str | None]:
+    """The cluster nebari would talk to: the provider's kube_context on local/existing,
+    the kubeconfig nebari writes for cloud clusters, or what the admin names."""
+    import os
+    import tempfile
+
+    if kubeconfig is None:
+        nebari_kubeconfig = Path(tempfile.gettempdir(), "NEBARI_KUBECONFIG")
+        if config.provider.value not in ("local", "existing") and nebari_kubeconfig.is_file():
+            kubeconfig = nebari_kubeconfig
+    if context is None:
+        section = getattr(config, config.provider.value, None)
+        context = getattr(section, "kube_context", None)
+    return (str(kubeconfig) if kubeconfig else os.environ.get("KUBECONFIG")), context
+
+
+def status(config_path: Path, kubeconfig: Path | None, context: str | None) -> None:
+    from rich import print as rprint
+    from rich.table import Table
+
+    from nebari_mlflow_plugin import naming
+    from nebari_mlflow_plugin.status import KubernetesSource, collect
+
+    with one_line_errors():
+        config = _load(config_path)
+        kubeconfig_file, kube_context = _kube_target(config, kubeconfig, context)
+        try:
+            source = KubernetesSource(config.namespace, kubeconfig_file, kube_context)
+            report = collect(source, config.namespace, config.mlflow.route_path)
+        except Exception as exc:
+            if type(exc).__module__.startswith(("kubernetes", "urllib3")):
+                raise CommandError(f"no cluster reachable: {exc}".splitlines()[0]) from None
+            raise
+    table = Table(title=f"MLflow in namespace {config.namespace}")
+    for column in ("check", "ok", "detail"):
+        table.add_column(column)
+    for what, ok, detail in report.rows:
+        table.add_row(what, "[green]yes[/green]" if ok else "[red]no[/red]", detail)
+    rprint(table)
+    if report.version:
+        rprint(f"MLflow version: {report.version}")
+    domain = config.domain or "<domain>"
+    rprint(f"URL: {naming.public_url(domain, config.mlflow.route_path)}")
+    if not report.healthy:
+        raise typer.Exit(1)
+
+
+def nebari_subcommand(cli: typer.Typer) -> None:
+    app = typer.Typer(
+        help="MLflow on Nebari: offline preview, status and pre-flight checks.",
+        no_args_is_help=True,
+        add_completion=False,
+    )
+    cli.add_typer(app, name="mlflow", rich_help_panel="Additional Commands")
+
+    @app.command("render")
+    def render_command(
+        config: Path = CONFIG_OPTION,
+        output: Path = typer.Option(Path("mlflow-preview"), "--output", "-o", help="directory"),
+    ) -> None:
+        """Preview a deploy offline: Terraform, Helm values and Kubernetes manifests."""
+        render(config, output)
+
+    @app.command("status")
+    def status_command(
+        config: Path = CONFIG_OPTION,
+        kubeconfig: Path = typer.Option(None, "--kubeconfig", help="kubeconfig file"),
+        context: str = typer.Option(None, "--context", help="kubeconfig context"),
+    ) -> None:
+        """Is the deployed MLflow healthy? Exit code 1 when not."""
+        status(config, kubeconfig, context)

@@ -1,0 +1,136 @@
+"""Offline preview of a deploy: the stage's Terraform, the Helm values and manifests.
+
+No cluster, no cloud, no network. Outputs of earlier Nebari stages that exist
+only after a deploy are replaced by placeholders that say so.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from nebari_mlflow_plugin import naming, tfvalues
+from nebari_mlflow_plugin.injection import user_env
+from nebari_mlflow_plugin.manifests import PreviewUnavailable, merge_values, render_chart
+from nebari_mlflow_plugin.schema import ArtifactsType, DatabaseType
+from nebari_mlflow_plugin.stage import DOMAIN_OUTPUT, KUBECONFIG_OUTPUT, MlflowStage
+
+
+def placeholder(what: str) -> str:
+    return f"PLACEHOLDER-{what}"
+
+
+def placeholder_outputs(config: Any, stage: MlflowStage) -> dict[str, Any]:
+    """Stage outputs as nebari would pass them, with what only a deploy knows marked."""
+    domain = config.domain or placeholder("domain-known-after-stage-04")
+    outputs: dict[str, Any] = {
+        DOMAIN_OUTPUT[0]: {"domain": domain},
+        # Stage 07 names its middleware after this variable; the value is fixed in nebari.
+        "stages/07-kubernetes-services": {
+            "forward-auth-middleware": {"value": {"name": "traefik-forward-auth"}},
+            "forward-auth-service": {"value": {"name": "forwardauth-service"}},
+        },
+        KUBECONFIG_OUTPUT[0]: {"kubeconfig_filename": {"value": placeholder("kubeconfig")}},
+    }
+    for stage_name, values in stage.provider.placeholder_outputs().items():
+        outputs.setdefault(stage_name, {}).update(values)
+    return outputs
+
+
+@dataclass
+class Preview:
+    config: Any
+    output_dir: Path
+    files: list[Path] = field(default_factory=list)
+    values: dict[str, Any] = field(default_factory=dict)
+    manifests: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        config, mlflow = self.config, self.config.mlflow
+        domain = config.domain or placeholder("domain")
+        database = mlflow.database
+        if database.type == DatabaseType.external:
+            db = f"external PostgreSQL, URI from Secret {database.external_secret.name}"
+        else:
+            db = f"in-cluster PostgreSQL {database.image.tag} on a {database.size} volume"
+        if mlflow.artifacts.type == ArtifactsType.s3:
+            s3 = mlflow.artifacts.s3
+            artifacts = f"S3-compatible s3://{s3.bucket}/{s3.prefix} ({s3.endpoint_url or 'AWS'})"
+        else:
+            destination = self.values.get("artifacts", {}).get("destination")
+            artifacts = destination or f"volume of {mlflow.artifacts.size}"
+        kept = "deleted on destroy/disable (force_destroy: true)"
+        if not mlflow.force_destroy:
+            kept = "database volume and artifact store are kept on destroy/disable"
+        stage = MlflowStage(self.output_dir, config)
+        return {
+            "provider": str(config.provider.value),
+            "enabled": mlflow.enabled,
+            "public URL": naming.public_url(domain, mlflow.route_path),
+            "in-cluster tracking URI": naming.internal_tracking_uri(
+                config.namespace, mlflow.route_path
+            ),
+            "MLflow image": f"{mlflow.image.repository}:{mlflow.image.tag}",
+            "database": db,
+            "artifacts": artifacts,
+            "cloud resources": stage.provider.planned_resources(config) or ["none"],
+            "user pod env": user_env(config) or {"(none)": "injection off"},
+            "data": kept,
+            "kubernetes objects": [f"{m['kind']}/{m['metadata']['name']}" for m in self.manifests],
+        }
+
+
+def _write(path: Path, content: str | bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    return path
+
+
+def build(config: Any, output_dir: Path) -> Preview:
+    """Write the preview under output_dir: stages/mlflow/, values/, manifests/."""
+    preview = Preview(config=config, output_dir=output_dir)
+    stage = MlflowStage(output_dir, config)
+    for path, content in stage.render().items():
+        preview.files.append(_write(output_dir / path, content))
+    if not config.mlflow.enabled:
+        preview.notes.append("mlflow.enabled is false: the stage only removes the workload")
+        return preview
+
+    input_vars = stage.input_vars(placeholder_outputs(config, stage))
+    preview.files.append(
+        _write(output_dir / "stages/mlflow/preview.tfvars.json", json.dumps(input_vars, indent=2))
+    )
+    documents = [json.loads(input_vars["helm_values"])]
+    if stage.provider.terraform_root != "volume":
+        preview.notes.append(
+            "cloud identity (ServiceAccount annotations, bucket URI) is filled by Terraform at "
+            "deploy time and is not shown"
+        )
+    try:
+        inputs = tfvalues.module_inputs(input_vars, tfvalues.VOLUME_LOCALS)
+        documents.append(tfvalues.evaluate(inputs))
+    except tfvalues.TerraformUnavailable as exc:
+        preview.notes.append(f"Terraform's chart values not evaluated: {exc}")
+    documents.append(json.loads(input_vars["helm_overrides"]))
+    preview.values = merge_values(*documents)
+    preview.files.append(
+        _write(output_dir / "values.yaml", yaml.safe_dump(preview.values, sort_keys=False))
+    )
+    try:
+        preview.manifests = render_chart(
+            preview.values, namespace=config.namespace, release=naming.RELEASE_NAME
+        )
+    except PreviewUnavailable as exc:
+        preview.notes.append(str(exc))
+        return preview
+    for manifest in preview.manifests:
+        name = f"{manifest['kind']}-{manifest['metadata']['name']}.yaml".lower()
+        preview.files.append(
+            _write(output_dir / "manifests" / name, yaml.safe_dump(manifest, sort_keys=False))
+        )
+    return preview

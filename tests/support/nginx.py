@@ -1,0 +1,151 @@
+"""nginx in front of MLflow, configured from the chart's rendered Traefik objects.
+
+Translates what Traefik would do with the IngressRoute and its Middlewares:
+Host + PathPrefix routing, the forward-auth check (auth_request to a stand-in),
+and the redirectRegex middleware (the bare prefix gets a trailing slash).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from support.mlflow_server import free_port
+
+
+@dataclass
+class Route:
+    host: str
+    path_prefix: str
+    redirect_regex: str | None
+    redirect_replacement: str | None
+    forward_auth: bool
+
+
+def route_from_manifests(manifests: list[dict], forward_auth_name: str) -> Route:
+    (route_obj,) = [m for m in manifests if m["kind"] == "IngressRoute"]
+    (rule,) = route_obj["spec"]["routes"]
+    host = re.search(r"Host\(`([^`]+)`\)", rule["match"]).group(1)
+    prefix = re.search(r"PathPrefix\(`([^`]+)`\)", rule["match"]).group(1)
+    names = [mw["name"] for mw in rule.get("middlewares", [])]
+    middlewares = {m["metadata"]["name"]: m["spec"] for m in manifests if m["kind"] == "Middleware"}
+    redirect = next(
+        (
+            middlewares[n]["redirectRegex"]
+            for n in names
+            if "redirectRegex" in middlewares.get(n, {})
+        ),
+        None,
+    )
+    return Route(
+        host=host,
+        path_prefix=prefix,
+        redirect_regex=redirect["regex"] if redirect else None,
+        redirect_replacement=redirect["replacement"] if redirect else None,
+        forward_auth=forward_auth_name in names,
+    )
+
+
+def nginx_binary() -> str | None:
+    return shutil.which("nginx") or (
+        "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None
+    )
+
+
+class Nginx:
+    def __init__(self, workdir: Path, route: Route, upstream_port: int, auth_port: int):
+        binary = nginx_binary()
+        if binary is None:
+            raise FileNotFoundError("nginx not installed")
+        self.binary = binary
+        self.workdir = Path(workdir)
+        self.route = route
+        self.upstream_port = upstream_port
+        self.auth_port = auth_port
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+
+    def config(self) -> str:
+        r = self.route
+        redirect = ""
+        if r.redirect_regex:
+            # Traefik matches the regex against the full URL; nginx sees the path.
+            path_regex = re.sub(r"^\^\(https\?://\[\^/\]\+", "^(", r.redirect_regex)
+            target = r.redirect_replacement.replace("${1}", "$1")
+            redirect = f"""
+        location ~ {path_regex} {{
+            return 301 {target};
+        }}"""
+        auth = "auth_request /_forward_auth;" if r.forward_auth else ""
+        return f"""
+daemon off;
+pid {self.workdir}/nginx.pid;
+error_log {self.workdir}/error.log warn;
+worker_processes 1;
+events {{ worker_connections 256; }}
+http {{
+    access_log {self.workdir}/access.log;
+    client_body_temp_path {self.workdir}/body;
+    proxy_temp_path {self.workdir}/proxy;
+    fastcgi_temp_path {self.workdir}/fastcgi;
+    uwsgi_temp_path {self.workdir}/uwsgi;
+    scgi_temp_path {self.workdir}/scgi;
+    client_max_body_size 0;
+    server {{
+        listen 127.0.0.1:{self.port};
+        server_name {r.host};
+        location = /_forward_auth {{
+            internal;
+            proxy_pass http://127.0.0.1:{self.auth_port}/;
+            proxy_pass_request_body off;
+            proxy_set_header Content-Length "";
+        }}{redirect}
+        location {r.path_prefix} {{
+            {auth}
+            proxy_pass http://127.0.0.1:{self.upstream_port};
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-Proto https;
+            proxy_http_version 1.1;
+        }}
+        location / {{
+            return 404;
+        }}
+    }}
+}}
+"""
+
+    def start(self) -> Nginx:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        conf = self.workdir / "nginx.conf"
+        conf.write_text(self.config())
+        self.proc = subprocess.Popen(
+            [self.binary, "-p", str(self.workdir), "-c", str(conf)],
+            stdout=subprocess.DEVNULL, stderr=(self.workdir / "stderr.log").open("wb"),
+        )  # fmt: skip
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/_probe", timeout=1)
+            except urllib.error.HTTPError:
+                return self
+            except OSError:
+                if self.proc.poll() is not None:
+                    raise RuntimeError((self.workdir / "stderr.log").read_text()) from None
+                time.sleep(0.1)
+        raise TimeoutError("nginx did not start")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+
+    def __enter__(self) -> Nginx:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

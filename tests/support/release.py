@@ -1,0 +1,48 @@
+"""What `nebari deploy` would hand to the cluster, computed offline with real tools.
+
+config --MlflowStage.input_vars()--> Terraform variables
+       --provider-free Terraform run of modules/mlflow/values.tf--> Terraform's values
+       --helm-python-sdk (Helm's Go engine) over the three values documents--> manifests
+
+Only the Terraform expressions that need no provider are evaluated (values.tf is
+kept free of resources for this); the password Secret comes from
+random_password on a cluster and is named, not valued, in the values.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from nebari_mlflow_plugin import tfvalues
+from nebari_mlflow_plugin.manifests import merge_values, render_chart
+from nebari_mlflow_plugin.stage import MlflowStage
+
+
+def values_documents(
+    stage: MlflowStage, stage_outputs: dict[str, Any], provider_locals: dict | None = None
+) -> list[dict[str, Any]]:
+    input_vars = stage.input_vars(stage_outputs)
+    inputs = tfvalues.module_inputs(input_vars, provider_locals or tfvalues.VOLUME_LOCALS)
+    return [
+        json.loads(input_vars["helm_values"]),
+        tfvalues.evaluate(inputs),
+        json.loads(input_vars["helm_overrides"]),
+    ]
+
+
+def render_release(
+    stage: MlflowStage,
+    stage_outputs: dict[str, Any],
+    provider_locals: dict | None = None,
+    **kwargs: Any,
+) -> list[dict[str, Any]]:
+    values = merge_values(*values_documents(stage, stage_outputs, provider_locals))
+    return render_chart(values, namespace=stage.config.namespace, release="mlflow", **kwargs)
+
+
+def find(manifests: list[dict], kind: str, name: str | None = None) -> list[dict]:
+    return [
+        m for m in manifests
+        if m.get("kind") == kind and (name is None or m["metadata"].get("name") == name)
+    ]  # fmt: skip
