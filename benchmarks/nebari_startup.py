@@ -3,8 +3,9 @@
 nebari imports every installed plugin on every command, so this runs
 `nebari --help` (and `nebari mlflow --help`) repeatedly with and without the
 plugin visible and prints the median wall time of each and the difference.
-"Without" hides this plugin's distribution from pluggy's entry-point scan through a sitecustomize that
-both variants load, so the only difference is the plugin itself.
+"Without" hides this plugin's distribution from pluggy's entry-point scan
+through a sitecustomize that both variants load, so the only difference is the
+plugin itself.
 
     .venv/bin/python benchmarks/nebari_startup.py [--runs 15]
 """
