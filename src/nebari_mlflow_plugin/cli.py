@@ -63,7 +63,7 @@ def render(config_path: Path, output: Path) -> None:
         result = preview.build(config, output)
     table = Table(title=f"MLflow on Nebari: {config.project_name} ({config.namespace})")
     table.add_column("what", style="bold")
-    table.add_column("value")
+    table.add_column("value", overflow="fold")
     for key, value in result.summary().items():
         if isinstance(value, dict):
             value = "\n".join(f"{k}={v}" for k, v in value.items())

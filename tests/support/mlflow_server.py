@@ -35,6 +35,8 @@ class MlflowServer:
         extra_args: list[str] | None = None,
         env: dict[str, str] | None = None,
         start_timeout: float = 90.0,
+        python: str | None = None,
+        workers: int = 1,
     ) -> None:
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -44,6 +46,8 @@ class MlflowServer:
         self.extra_args = extra_args or []
         self.env = env or {}
         self.start_timeout = start_timeout
+        self.python = python or sys.executable
+        self.workers = workers
         self.proc: subprocess.Popen | None = None
         self.log_path = self.workdir / "server.log"
 
@@ -53,12 +57,13 @@ class MlflowServer:
 
     def start(self) -> MlflowServer:
         args = [
-            sys.executable, "-m", "mlflow", "server",
+            self.python, "-m", "mlflow", "server",
             "--host", "127.0.0.1", "--port", str(self.port),
             "--backend-store-uri", self.backend_store_uri,
             "--artifacts-destination", str(self.workdir / "artifacts"),
-            "--workers", "1",
         ]  # fmt: skip
+        if self.workers:
+            args += ["--workers", str(self.workers)]
         if self.static_prefix:
             args += ["--static-prefix", self.static_prefix]
         args += self.extra_args

@@ -68,6 +68,9 @@ class Nginx:
         self.upstream_port = upstream_port
         self.auth_port = auth_port
         self.port = free_port()
+        # A second listener stands in for cluster DNS: clients use it as their
+        # http_proxy and reach the Service by its DNS name, Host header intact.
+        self.service_proxy_port = free_port()
         self.proc: subprocess.Popen | None = None
 
     def config(self) -> str:
@@ -81,7 +84,9 @@ class Nginx:
         location ~ {path_regex} {{
             return 301 {target};
         }}"""
-        auth = "auth_request /_forward_auth;" if r.forward_auth else ""
+        auth = ""
+        if r.forward_auth:
+            auth = "auth_request /_forward_auth;\n            error_page 401 = @login;"
         return f"""
 daemon off;
 pid {self.workdir}/nginx.pid;
@@ -108,12 +113,27 @@ http {{
         location {r.path_prefix} {{
             {auth}
             proxy_pass http://127.0.0.1:{self.upstream_port};
-            proxy_set_header Host $host;
+            # Browsers reach Traefik on 443: the Host header carries no port.
+            proxy_set_header Host {r.host};
             proxy_set_header X-Forwarded-Proto https;
             proxy_http_version 1.1;
         }}
+        location @login {{
+            return 302 /_oauth/login?rd=$request_uri;
+        }}
+        location /_oauth/ {{
+            proxy_pass http://127.0.0.1:{self.auth_port};
+        }}
         location / {{
             return 404;
+        }}
+    }}
+    server {{
+        listen 127.0.0.1:{self.service_proxy_port};
+        location / {{
+            proxy_pass http://127.0.0.1:{self.upstream_port};
+            proxy_set_header Host $http_host;
+            proxy_http_version 1.1;
         }}
     }}
 }}

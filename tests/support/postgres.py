@@ -73,6 +73,15 @@ class Postgres:
         )  # fmt: skip
         return self
 
+    def query(self, sql: str) -> str:
+        """One value from psql (-tA), as text."""
+        env = {**os.environ, "PGPASSWORD": self.password}
+        psql = shutil.which("psql") or str(self.bin / "psql")
+        return self._run(
+            psql, "-h", "127.0.0.1", "-p", str(self.port), "-U", self.user, "-d", self.database,
+            "-tAc", sql, env=env,
+        ).stdout.strip()  # fmt: skip
+
     def stop(self, mode: str = "fast") -> None:
         if (self.data / "postmaster.pid").exists():
             subprocess.run(

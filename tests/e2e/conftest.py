@@ -1,0 +1,17 @@
+"""The rendered deployment, run for real on loopback: see support/deployment.py."""
+
+from __future__ import annotations
+
+import pytest
+from support import nebari as nb
+from support.deployment import missing_tools, running_deployment
+
+
+@pytest.fixture(scope="session")
+def deployment(tmp_path_factory):
+    reason = missing_tools()
+    if reason:
+        pytest.skip(reason)
+    config = nb.validate(nb.config_dict("local", {"workers": 2}))
+    with running_deployment(tmp_path_factory.mktemp("e2e"), config) as running:
+        yield running

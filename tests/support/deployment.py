@@ -1,0 +1,240 @@
+"""The rendered deployment, run for real on loopback (tests and benchmarks).
+
+The chart is rendered exactly as `nebari deploy` would apply it (stage input
+vars -> Terraform's values -> Helm), then each container runs as a local
+process: PostgreSQL from Debian's packages, the migration Job's command, the
+MLflow server from the MLflow virtualenv (same MLflow version as the image),
+nginx configured from the IngressRoute with a forward-auth stand-in.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import secrets
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from support import nebari as nb
+from support.forward_auth import ForwardAuth
+from support.mlflow_server import free_port
+from support.nginx import Nginx, nginx_binary, route_from_manifests
+from support.podrun import LocalContainer, local_container, process_env
+from support.postgres import Postgres, postgres_bin_dir
+from support.release import find, render_release
+
+REPO = Path(__file__).resolve().parents[2]
+MLFLOW_VENV = Path(os.environ.get("MLFLOW_VENV", REPO / ".venv-mlflow"))
+MLFLOW_BIN = MLFLOW_VENV / "bin"
+FORWARD_AUTH = "traefik-forward-auth"
+
+
+def missing_tools() -> str | None:
+    """Why the deployment cannot run here, or None."""
+    if not (MLFLOW_BIN / "mlflow").exists():
+        return f"MLflow virtualenv missing at {MLFLOW_VENV} (run `make install`)"
+    if postgres_bin_dir() is None:
+        return "PostgreSQL server not installed (scripts/system-deps.sh installs it)"
+    if nginx_binary() is None:
+        return "nginx not installed (scripts/system-deps.sh installs it)"
+    return None
+
+
+def containers_of(workload: dict[str, Any]) -> tuple[list[dict], list[dict]]:
+    spec = workload["spec"]["template"]["spec"]
+    return spec.get("initContainers") or [], spec["containers"]
+
+
+def env_value(container: dict, name: str) -> str | None:
+    for item in container.get("env") or []:
+        if item["name"] == name:
+            return item.get("value")
+    return None
+
+
+def service_addresses(manifests: list[dict], namespace: str, local: dict[str, int]) -> dict:
+    """DNS forms of in-cluster Services we run locally -> 127.0.0.1:<local port>."""
+    addresses = {}
+    for service in find(manifests, "Service"):
+        name = service["metadata"]["name"]
+        if name not in local:
+            continue
+        for port in service["spec"]["ports"]:
+            for host in (name, f"{name}.{namespace}", f"{name}.{namespace}.svc",
+                         f"{name}.{namespace}.svc.cluster.local"):  # fmt: skip
+                addresses[f"{host}:{port['port']}"] = f"127.0.0.1:{local[name]}"
+    return addresses
+
+
+def relocate(container: LocalContainer, addresses: dict[str, str]) -> LocalContainer:
+    def fix(text: str) -> str:
+        for address in sorted(addresses, key=len, reverse=True):
+            text = re.sub(rf"(?<=[@/]){re.escape(address)}", addresses[address], text)
+        return text
+
+    container.argv = [fix(a) for a in container.argv]
+    container.env = {k: fix(v) for k, v in container.env.items()}
+    return container
+
+
+@dataclass
+class Deployment:
+    manifests: list[dict]
+    config: Any
+    server: LocalContainer
+    server_port: int
+    process: subprocess.Popen
+    postgres: Postgres
+    nginx: Nginx
+    workdir: Path
+    log: Path
+
+    @property
+    def namespace(self) -> str:
+        return self.config.namespace
+
+    @property
+    def service_url(self) -> str:
+        """The in-cluster tracking URI, as user pods get it."""
+        return f"http://mlflow.{self.namespace}.svc:5000{self.config.mlflow.route_path}"
+
+    @property
+    def public_base(self) -> str:
+        return f"http://127.0.0.1:{self.nginx.port}"
+
+    def client_env(self) -> dict[str, str]:
+        """Environment of a process in the cluster: cluster DNS via the service proxy."""
+        proxy = f"http://127.0.0.1:{self.nginx.service_proxy_port}"
+        return {"http_proxy": proxy, "HTTP_PROXY": proxy, "no_proxy": "", "NO_PROXY": ""}
+
+    def restart_server(self) -> None:
+        self.stop_server()
+        self.start_server()
+
+    def stop_server(self, sig: int = 15) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            self.process.wait(timeout=30)
+
+    def start_server(self) -> None:
+        self.process = launch(self.server, self.workdir, self.log)
+        wait_http(self.probe_url(), timeout=120, process=self.process, log=self.log)
+
+    def probe_url(self, probe: str = "startupProbe") -> str:
+        (deployment,) = find(self.manifests, "Deployment")
+        container = server_container(deployment)
+        path = container[probe]["httpGet"]["path"]
+        return f"http://127.0.0.1:{self.server_port}{path}"
+
+
+def server_container(deployment: dict) -> dict:
+    _, containers = containers_of(deployment)
+    return next(
+        c for c in containers if "server" in (c.get("command") or []) + (c.get("args") or [])
+    )
+
+
+def launch(container: LocalContainer, workdir: Path, log: Path) -> subprocess.Popen:
+    env = process_env(container, {"PATH": f"{MLFLOW_BIN}:{os.environ['PATH']}"})
+    env["PATH"] = f"{MLFLOW_BIN}:{os.environ['PATH']}"
+    return subprocess.Popen(
+        container.argv, env=env, cwd=workdir, stdout=log.open("ab"), stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )  # fmt: skip
+
+
+def run_to_completion(container: LocalContainer, workdir: Path, timeout: float) -> str:
+    env = process_env(container)
+    env["PATH"] = f"{MLFLOW_BIN}:{os.environ['PATH']}"
+    result = subprocess.run(
+        container.argv, env=env, cwd=workdir, capture_output=True, text=True, timeout=timeout
+    )
+    assert result.returncode == 0, f"{container.shell()} failed:\n{result.stdout}\n{result.stderr}"
+    return result.stdout + result.stderr
+
+
+def wait_http(url: str, *, timeout: float, process=None, log: Path | None = None, headers=None):
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"process exited: {log.read_text()[-4000:] if log else ''}")
+        try:
+            request = urllib.request.Request(url, headers=headers or {})
+            with urllib.request.urlopen(request, timeout=5) as response:
+                return response.status
+        except OSError as exc:
+            last = exc
+            time.sleep(0.3)
+    raise TimeoutError(f"{url} not answering: {last}")
+
+
+@contextlib.contextmanager
+def running_deployment(workdir: Path, config: Any) -> Iterator[Deployment]:
+    """Start everything the rendered release describes; stop it all on exit."""
+    stage = nb.stage_for(config, workdir)
+    manifests = render_release(stage, nb.STAGE_OUTPUTS)
+    namespace = config.namespace
+
+    # The Secret Terraform creates from random_password.
+    (secret_ref,) = {
+        item["valueFrom"]["secretKeyRef"]["name"]
+        for w in find(manifests, "StatefulSet")
+        for c in containers_of(w)[1]
+        for item in c.get("env") or []
+        if "secretKeyRef" in item.get("valueFrom", {})
+    }
+    secret_values = {secret_ref: {"password": secrets.token_hex(16)}}
+
+    (statefulset,) = find(manifests, "StatefulSet")
+    pg_container = containers_of(statefulset)[1][0]
+    postgres = Postgres(
+        workdir / "postgres",
+        user=env_value(pg_container, "POSTGRES_USER"),
+        password=secret_values[secret_ref]["password"],
+        database=env_value(pg_container, "POSTGRES_DB"),
+    )
+    postgres.__enter__()
+    pg_service = next(s for s in find(manifests, "Service") if "5432" in str(s["spec"]["ports"]))
+    addresses = service_addresses(
+        manifests, namespace, {pg_service["metadata"]["name"]: postgres.port}
+    )
+
+    # The migration hook Job, then the server, as Helm and the kubelet order them.
+    for job in find(manifests, "Job"):
+        for container in containers_of(job)[1]:
+            migrate = relocate(
+                local_container(container, workdir=workdir / "job", executables={},
+                                secrets=secret_values),
+                addresses,
+            )  # fmt: skip
+            run_to_completion(migrate, workdir, timeout=300)
+
+    (deploy_obj,) = find(manifests, "Deployment")
+    port = free_port()
+    server = relocate(
+        local_container(server_container(deploy_obj), workdir=workdir / "server", executables={},
+                        secrets=secret_values, port=port),
+        addresses,
+    )  # fmt: skip
+    log = workdir / "server.log"
+    process = launch(server, workdir, log)
+    auth = ForwardAuth().__enter__()
+    route = route_from_manifests(manifests, FORWARD_AUTH)
+    nginx = Nginx(workdir / "nginx", route, upstream_port=port, auth_port=auth.port)
+    dep = Deployment(manifests, config, server, port, process, postgres, nginx, workdir, log)
+    try:
+        wait_http(dep.probe_url(), timeout=180, process=process, log=log)
+        nginx.start()
+        yield dep
+    finally:
+        nginx.stop()
+        dep.stop_server()
+        auth.__exit__()
+        postgres.__exit__()
