@@ -5,9 +5,17 @@
 PYTHON ?= python3
 MLFLOW_VERSION := $(shell sed -n 's/^MLFLOW_VERSION = "\(.*\)"/\1/p' src/nebari_mlflow_plugin/versions.py)
 
-.PHONY: install test lint clean
+.PHONY: install system-deps test lint clean
 
-install: .venv/.installed .venv-mlflow/.installed
+install: system-deps .venv/.installed .venv-mlflow/.installed .tools/node_modules/.bin/azurite-blob
+
+# PostgreSQL, nginx, Chromium, Node.js: real processes the end-to-end tests run.
+system-deps:
+	bash scripts/system-deps.sh
+
+# Azurite (Azure Blob emulator) from npm, project-local.
+.tools/node_modules/.bin/azurite-blob:
+	npm install --silent --no-audit --no-fund --prefix .tools azurite
 
 .venv/.installed: pyproject.toml
 	$(PYTHON) -m venv .venv
@@ -23,7 +31,7 @@ install: .venv/.installed .venv-mlflow/.installed
 	touch $@
 
 test: install
-	.venv/bin/pytest tests/plugin
+	.venv/bin/pytest tests/plugin tests/e2e
 	.venv-mlflow/bin/pytest tests/notebook
 
 lint: install
@@ -31,4 +39,4 @@ lint: install
 	.venv/bin/ruff format --check src tests benchmarks
 
 clean:
-	rm -rf .venv .venv-mlflow build dist
+	rm -rf .venv .venv-mlflow .tools build dist

@@ -1,26 +1,9 @@
-"""Nebari plugin that deploys MLflow.
+"""Nebari plugin that deploys MLflow (hooks in `plugin.py`; user-pod code in `notebook/`).
 
-nebari imports every plugin on every command, so this module only registers
-hooks; the stage (and with it Terraform/Kubernetes helpers) loads when nebari
-asks for stages.
+Importing the package must work without nebari: MLflow in a user pod imports
+`nebari_mlflow_plugin.notebook` through its plugin entry points.
 """
-
-from nebari.hookspecs import hookimpl
 
 from nebari_mlflow_plugin.__about__ import __version__
 
-__all__ = ["__version__", "nebari_stage", "nebari_subcommand"]
-
-
-@hookimpl
-def nebari_stage():
-    from nebari_mlflow_plugin.stage import MlflowStage
-
-    return [MlflowStage]
-
-
-@hookimpl
-def nebari_subcommand(cli):
-    from nebari_mlflow_plugin.cli import nebari_subcommand as add_mlflow_commands
-
-    add_mlflow_commands(cli)
+__all__ = ["__version__"]

@@ -54,9 +54,15 @@ _LOOKUPS = {
 
 @contextlib.contextmanager
 def offline_cloud_lookups() -> Iterator[None]:
+    import os
+
     from _nebari.provider import cloud
 
+    from nebari_mlflow_plugin.providers.preflight import SKIP_ENV
+
     saved: list[tuple[Any, str, Any]] = []
+    skip_before = os.environ.get(SKIP_ENV)
+    os.environ[SKIP_ENV] = "1"  # the plugin's own permission checks ask the cloud too
     try:
         for module_name, functions in _LOOKUPS.items():
             module = getattr(cloud, module_name)
@@ -67,6 +73,10 @@ def offline_cloud_lookups() -> Iterator[None]:
     finally:
         for module, name, original in reversed(saved):
             setattr(module, name, original)
+        if skip_before is None:
+            os.environ.pop(SKIP_ENV, None)
+        else:
+            os.environ[SKIP_ENV] = skip_before
 
 
 def read_config(path: Path, *, offline: bool = True) -> Any:

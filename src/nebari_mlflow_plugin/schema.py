@@ -193,9 +193,11 @@ class MLflow(schema.Base):
                 )
         return value
 
-    @model_validator(mode="after")
-    def _replicas_need_shared_storage(self) -> MLflow:
-        on_volume = self.artifacts.type == ArtifactsType.default
+    def _replicas_need_shared_storage(self, provider: str | None) -> None:
+        # On clouds the default store is a bucket every replica reaches.
+        on_volume = self.artifacts.type == ArtifactsType.default and provider in (
+            None, "local", "existing",
+        )  # fmt: skip
         if (
             self.replicas > 1
             and on_volume
@@ -206,7 +208,6 @@ class MLflow(schema.Base):
                 "mlflow.artifacts.access_mode to 'ReadWriteMany' (with a storage class that "
                 "supports it) or use mlflow.artifacts.type 's3'"
             )
-        return self
 
 
 class InputSchema(schema.Base):
@@ -219,7 +220,10 @@ class InputSchema(schema.Base):
         from nebari_mlflow_plugin.providers import provider_for
 
         provider = getattr(self, "provider", None)
+        self.mlflow._replicas_need_shared_storage(getattr(provider, "value", provider))
         if self.mlflow.enabled and provider is not None:
-            provider_for(provider).check_supported()
+            builder = provider_for(provider)
+            builder.check_config(self)
+            builder.preflight(self)
         inject_user_env(self)
         return self

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
@@ -94,6 +95,37 @@ class MlflowStage(NebariTerraformStage):
         for source, dest in self.layout():
             contents[dest] = source.read_bytes()
         return contents
+
+    def state_imports(self) -> list[tuple[str, str]]:
+        """Adopt storage a previous deployment kept (see destroy())."""
+        return self.provider.state_imports(self.config)
+
+    @contextlib.contextmanager
+    def destroy(
+        self, stage_outputs: dict[str, Any], status: dict[str, bool], ignore_errors: bool = True
+    ):
+        """nebari destroy: unless mlflow.force_destroy, storage holding data is first
+        removed from the state (not from the cloud), so OpenTofu leaves it alone and
+        the stage is destroyed cleanly; the next deploy adopts it again."""
+        with super().destroy(stage_outputs, status, ignore_errors):
+            yield
+            if not self.config.mlflow.force_destroy:
+                self.forget_retained()
+
+    def forget_retained(self) -> list[str]:
+        retained = self.provider.retained_addresses()
+        if not retained:
+            return []
+        directory = str(self.output_directory / self.stage_prefix)
+        listed = opentofu.run_tofu_subprocess(
+            ["state", "list"], cwd=directory, prefix="tofu", capture_output=True
+        )
+        in_state = set((listed or b"").decode().split())
+        forget = [address for address in retained if address in in_state]
+        if forget:
+            opentofu.run_tofu_subprocess(["state", "rm", *forget], cwd=directory, prefix="tofu")
+            print(f"Kept MLflow data (mlflow.force_destroy is false): {', '.join(forget)}")
+        return forget
 
     def input_vars(self, stage_outputs: dict[str, Any]) -> dict[str, Any]:
         mlflow = self.config.mlflow

@@ -2,14 +2,8 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from support.mlflow_server import MlflowServer  # noqa: E402
+from support.mlflow_server import MlflowServer
 
 
 @pytest.fixture(scope="session")

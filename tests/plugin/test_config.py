@@ -48,12 +48,23 @@ def test_every_provider_validates_with_the_plugin_disabled(provider):
 
 
 @pytest.mark.parametrize("provider", ["aws", "gcp", "azure"])
-def test_cloud_providers_fail_early_with_what_to_do(provider):
+def test_cloud_providers_validate_with_the_block(provider):
+    config = nb.validate(nb.config_dict(provider, {}))
+    assert config.mlflow.enabled
+    assert user_env(config)["MLFLOW_TRACKING_URI"] == "http://mlflow.dev.svc:5000/mlflow"
+
+
+def test_azure_without_workload_identity_fails_early():
+    data = nb.config_dict("azure", {})
+    data["azure"]["workload_identity_enabled"] = False
     with pytest.raises(pydantic.ValidationError) as err:
-        nb.validate(nb.config_dict(provider, {}))
-    message = str(err.value)
-    assert f"provider '{provider}'" in message
-    assert "enabled: false" in message
+        nb.validate(data)
+    assert "workload_identity_enabled: true" in str(err.value)
+
+
+def test_replicas_on_a_cloud_bucket_need_no_shared_volume():
+    config = nb.validate(nb.config_dict("gcp", {"replicas": 3}))
+    assert config.mlflow.replicas == 3
 
 
 def test_a_full_block_round_trips():

@@ -54,6 +54,7 @@ PROVIDER_SECTIONS: dict[str, dict[str, Any]] = {
     },
     "azure": {
         "azure": {
+            "workload_identity_enabled": True,
             "region": "eastus",
             "kubernetes_version": K8S_VERSION,
             "storage_account_postfix": "abcd1234",
@@ -74,6 +75,8 @@ STAGE_OUTPUTS: dict[str, Any] = {
 
 
 def patch_cloud_lookups(monkeypatch) -> None:
+    # The plugin's own cloud permission checks are tested in test_cloud_preflight.py.
+    monkeypatch.setenv("NEBARI_MLFLOW_SKIP_PREFLIGHT", "1")
     for module, functions in CLOUD_LOOKUPS.items():
         for name, fake in functions.items():
             monkeypatch.setattr(module, name, fake)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import glob
 import os
+import pwd
 import shutil
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -29,6 +31,14 @@ class Postgres:
         if bin_dir is None:
             raise FileNotFoundError("PostgreSQL server binaries (initdb) not installed")
         self.bin = bin_dir
+        # PostgreSQL refuses to run as root (CI runs as root): then the server runs as
+        # the `postgres` account Debian's package creates, in a directory it owns.
+        self.as_user: list[str] = []
+        if os.geteuid() == 0:
+            account = pwd.getpwnam("postgres")
+            workdir = Path(tempfile.mkdtemp(prefix="pg-"))
+            os.chown(workdir, account.pw_uid, account.pw_gid)
+            self.as_user = ["runuser", "-u", "postgres", "--"]
         self.workdir = Path(workdir)
         self.data = self.workdir / "data"
         self.socket_dir = self.workdir / "socket"
@@ -45,11 +55,16 @@ class Postgres:
             args, check=True, capture_output=True, text=True, timeout=120, **kwargs
         )
 
+    def _server(self, *args: str) -> subprocess.CompletedProcess:
+        return self._run(*self.as_user, *args)
+
     def init(self) -> Postgres:
-        self.socket_dir.mkdir(parents=True, exist_ok=True)
         pwfile = self.workdir / "pw"
         pwfile.write_text(self.password)
-        self._run(
+        if self.as_user:
+            shutil.chown(pwfile, "postgres")
+        self._server("mkdir", "-p", str(self.socket_dir))
+        self._server(
             str(self.bin / "initdb"), "-D", str(self.data), "-U", self.user, "--auth=scram-sha-256",
             f"--pwfile={pwfile}", "--encoding=UTF8", "--no-sync",
         )  # fmt: skip
@@ -57,7 +72,7 @@ class Postgres:
         return self
 
     def start(self) -> Postgres:
-        self._run(
+        self._server(
             str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-w", "-t", "60",
             "-o", f"-p {self.port} -k {self.socket_dir} -c listen_addresses=127.0.0.1 -c fsync=off",
             "start",
@@ -85,7 +100,8 @@ class Postgres:
     def stop(self, mode: str = "fast") -> None:
         if (self.data / "postmaster.pid").exists():
             subprocess.run(
-                [str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop"],
+                [*self.as_user, str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w",
+                 "stop"],
                 capture_output=True, timeout=60,
             )  # fmt: skip
 
@@ -99,3 +115,5 @@ class Postgres:
 
     def __exit__(self, *exc) -> None:
         self.stop("immediate")
+        if self.as_user:
+            shutil.rmtree(self.workdir, ignore_errors=True)

@@ -125,6 +125,50 @@ seccompProfile:
 {{- default "/mlartifacts" .Values.artifacts.destination -}}
 {{- end }}
 
+{{/* Checks Helm's schema cannot express; included by every workload template so
+`helm template` / `helm install` stop with a clear message. */}}
+{{- define "mlflow.validate" -}}
+{{- if not (has .Values.database.mode (list "internal" "external")) }}
+{{- fail (printf "database.mode must be \"internal\" or \"external\", not %q" (toString .Values.database.mode)) }}
+{{- end }}
+{{- if and (eq .Values.database.mode "internal") (not .Values.database.internal.passwordSecret.name) }}
+{{- fail "database.internal.passwordSecret.name is required when database.mode is internal (the chart has no default password)" }}
+{{- end }}
+{{- if and (eq .Values.database.mode "external") (not .Values.database.external.secretName) }}
+{{- fail "database.external.secretName is required when database.mode is external (a Secret holding the SQLAlchemy URI)" }}
+{{- end }}
+{{- if and (include "mlflow.usesArtifactVolume" .) (gt (int .Values.replicaCount) 1) (ne .Values.artifacts.persistence.accessMode "ReadWriteMany") }}
+{{- fail (printf "replicaCount=%d needs artifacts every replica can reach: set artifacts.destination or artifacts.persistence.accessMode=ReadWriteMany" (int .Values.replicaCount)) }}
+{{- end }}
+{{- if or (not (hasPrefix "/" .Values.server.staticPrefix)) (hasSuffix "/" .Values.server.staticPrefix) }}
+{{- fail (printf "server.staticPrefix %q must start with / and must not end with /" .Values.server.staticPrefix) }}
+{{- end }}
+{{- end }}
+
+{{/* Pod security context of the MLflow server and migration pods (the image runs as
+root by default; nothing in it needs root). */}}
+{{- define "mlflow.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 1000
+runAsGroup: 1000
+fsGroup: 1000
+fsGroupChangePolicy: OnRootMismatch
+seccompProfile:
+  type: RuntimeDefault
+{{- end }}
+
+{{/* Environment shared by the server and the migration containers. */}}
+{{- define "mlflow.commonEnv" -}}
+- name: HOME
+  value: /tmp
+# Opt out of MLflow's usage telemetry (MLFLOW_DISABLE_TELEMETRY, and DO_NOT_TRACK,
+# which MLflow also honours).
+- name: MLFLOW_DISABLE_TELEMETRY
+  value: "true"
+- name: DO_NOT_TRACK
+  value: "true"
+{{- end }}
+
 {{- define "mlflow.usesArtifactVolume" -}}
 {{- if not .Values.artifacts.destination }}true{{ end -}}
 {{- end }}

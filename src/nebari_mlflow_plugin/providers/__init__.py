@@ -6,15 +6,19 @@ once; a provider only contributes its Terraform root files and variables.
 
 from __future__ import annotations
 
-from nebari_mlflow_plugin.providers.base import Provider, UnsupportedProvider, VolumeProvider
+from nebari_mlflow_plugin.providers.aws import AwsProvider
+from nebari_mlflow_plugin.providers.azure import AzureProvider
+from nebari_mlflow_plugin.providers.base import Provider, VolumeProvider
+from nebari_mlflow_plugin.providers.gcp import GcpProvider
 
 REGISTRY: dict[str, Provider] = {
     # kind clusters ship the "standard" (rancher local-path) StorageClass.
     "local": VolumeProvider("local", default_storage_class="standard"),
     "existing": VolumeProvider("existing", default_storage_class=None),
-    "aws": UnsupportedProvider("aws"),
-    "gcp": UnsupportedProvider("gcp"),
-    "azure": UnsupportedProvider("azure"),
+    # Object storage with workload identity; the cluster's default StorageClass.
+    "aws": AwsProvider("aws"),
+    "gcp": GcpProvider("gcp"),
+    "azure": AzureProvider("azure"),
 }
 
 

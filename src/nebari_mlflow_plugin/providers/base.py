@@ -20,8 +20,23 @@ class Provider:
         """Folder under terraform/ with this provider's root files."""
         return self.name
 
-    def check_supported(self) -> None:
-        """Raise ValueError when the plugin cannot deploy on this provider."""
+    def check_config(self, config: Any) -> None:
+        """Raise ValueError for a config this provider cannot deploy (no network)."""
+
+    def preflight(self, config: Any) -> None:
+        """Ask the cloud whether the deploying identity may create what the stage
+        creates; raise ValueError with what to change. Warn and return without
+        credentials; offline previews never call it."""
+
+    def retained_addresses(self) -> list[str]:
+        """Terraform addresses holding data: forgotten, not destroyed, on
+        `nebari destroy` unless mlflow.force_destroy is true."""
+        return []
+
+    def state_imports(self, config: Any) -> list[tuple[str, str]]:
+        """(address, id) of kept storage to adopt on the next deploy (nebari's
+        state_imports format; imports that find nothing are ignored)."""
+        return []
 
     def terraform_vars(self, config: Any, stage_outputs: dict[str, Any]) -> dict[str, Any]:
         """Variables only this provider's root module declares."""
@@ -44,25 +59,3 @@ class VolumeProvider(Provider):
     @property
     def terraform_root(self) -> str:
         return "volume"
-
-
-@dataclass(frozen=True)
-class UnsupportedProvider(Provider):
-    """A provider whose storage and identity modules are not shipped yet.
-
-    Failing at config validation means `nebari deploy` stops before any stage
-    runs, never half-way through.
-    """
-
-    @property
-    def terraform_root(self) -> str:
-        # Only ever rendered with mlflow.enabled false (validation refuses the rest),
-        # where no storage or identity is created.
-        return "volume"
-
-    def check_supported(self) -> None:
-        raise ValueError(
-            f"nebari-mlflow-plugin cannot deploy MLflow on provider {self.name!r} yet "
-            "(cloud object storage with workload identity is not implemented); set "
-            "'mlflow: {enabled: false}' or deploy on 'local' or 'existing'"
-        )

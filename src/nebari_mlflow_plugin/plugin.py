@@ -1,0 +1,23 @@
+"""nebari's entry point: the hook implementations.
+
+Kept out of the package `__init__` because user pods import
+`nebari_mlflow_plugin.notebook` (through MLflow's entry points) where nebari is
+not installed. nebari imports this module on every command, so it only
+registers hooks; the stage and the CLI load when nebari calls them.
+"""
+
+from nebari.hookspecs import hookimpl
+
+
+@hookimpl
+def nebari_stage():
+    from nebari_mlflow_plugin.stage import MlflowStage
+
+    return [MlflowStage]
+
+
+@hookimpl
+def nebari_subcommand(cli):
+    from nebari_mlflow_plugin.cli import nebari_subcommand as add_mlflow_commands
+
+    add_mlflow_commands(cli)

@@ -1,0 +1,95 @@
+"""Azure: a storage account and container, and a user-assigned identity federated
+with the MLflow ServiceAccount (Azure workload identity)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from nebari_mlflow_plugin.providers import cloud_names, preflight
+from nebari_mlflow_plugin.providers.cloud import INFRASTRUCTURE, OIDC_ISSUER_OUTPUT, CloudProvider
+
+RESOURCE_GROUP = "azurerm_resource_group.storage"
+ACCOUNT = "azurerm_storage_account.artifacts"
+CONTAINER = "azurerm_storage_container.artifacts"
+LOCK = "azurerm_management_lock.keep_data[0]"
+
+
+@dataclass(frozen=True)
+class AzureProvider(CloudProvider):
+    def names(self, config: Any) -> cloud_names.AzureNames:
+        names = cloud_names.azure_names(
+            config.project_name, config.namespace, config.azure.storage_account_postfix
+        )
+        settings = config.mlflow.azure
+        return cloud_names.AzureNames(
+            resource_group=settings.resource_group_name or names.resource_group,
+            storage_account=settings.storage_account_name or names.storage_account,
+            container=names.container,
+            identity=names.identity,
+        )
+
+    def check_config(self, config: Any) -> None:
+        super().check_config(config)
+        preflight.require_azure_workload_identity(config)
+
+    def preflight(self, config: Any) -> None:
+        preflight.check_azure_permissions(bool(config.mlflow.force_destroy))
+
+    def terraform_vars(self, config: Any, stage_outputs: dict[str, Any]) -> dict[str, Any]:
+        names = self.names(config)
+        return {
+            **self.common_vars(config),
+            "region": config.azure.region,
+            "resource_group_name": preflight.require_stage_output(
+                stage_outputs, INFRASTRUCTURE, "resource_group_name"
+            ),
+            "oidc_issuer_url": preflight.require_stage_output(
+                stage_outputs, INFRASTRUCTURE, OIDC_ISSUER_OUTPUT
+            ),
+            "storage_resource_group_name": names.resource_group,
+            "storage_account_name": names.storage_account,
+            "container_name": names.container,
+            "identity_name": names.identity,
+        }
+
+    def retained_addresses(self) -> list[str]:
+        return [RESOURCE_GROUP, LOCK, ACCOUNT, CONTAINER]
+
+    def state_imports(self, config: Any) -> list[tuple[str, str]]:
+        # Azure ids need the subscription, which nebari reads from the same variable.
+        subscription = os.environ.get("ARM_SUBSCRIPTION_ID")
+        if not subscription:
+            return []
+        names = self.names(config)
+        group = f"/subscriptions/{subscription}/resourceGroups/{names.resource_group}"
+        account = f"{group}/providers/Microsoft.Storage/storageAccounts/{names.storage_account}"
+        imports = [
+            (RESOURCE_GROUP, group),
+            (ACCOUNT, account),
+            (CONTAINER, f"{account}/blobServices/default/containers/{names.container}"),
+        ]
+        if not config.mlflow.force_destroy:
+            lock = f"{group}/providers/Microsoft.Authorization/locks/nebari-mlflow-keep-data"
+            imports.insert(1, (LOCK, lock))
+        return imports
+
+    def placeholder_outputs(self) -> dict[str, Any]:
+        outputs = super().placeholder_outputs()
+        outputs[INFRASTRUCTURE]["resource_group_name"] = {
+            "value": "PLACEHOLDER-resource-group-known-after-stage-02"
+        }
+        return outputs
+
+    def planned_resources(self, config: Any) -> list[str]:
+        names = self.names(config)
+        account = self.common_vars(config)["service_account"]
+        lock = "" if config.mlflow.force_destroy else ", locked against deletion"
+        return [
+            f"resource group {names.resource_group}{lock}",
+            f"storage account {names.storage_account} (HTTPS only, TLS 1.2+, no public blobs, "
+            f"versioned) with container {names.container}",
+            f"managed identity {names.identity} federated with ServiceAccount "
+            f"{config.namespace}/{account}, Storage Blob Data Contributor on that account only",
+        ]

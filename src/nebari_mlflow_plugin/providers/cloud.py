@@ -1,0 +1,55 @@
+"""What the three cloud providers share: Terraform variables, the ServiceAccount
+name the identity trusts, kept storage, and the pre-flight entry points."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from nebari_mlflow_plugin import naming
+from nebari_mlflow_plugin.providers import cloud_names
+from nebari_mlflow_plugin.providers.base import Provider
+
+INFRASTRUCTURE = "stages/02-infrastructure"
+OIDC_ISSUER_OUTPUT = "cluster_oidc_issuer_url"
+
+
+def service_account_name(config: Any) -> str:
+    """The chart's ServiceAccount: the release name unless the admin overrides it.
+
+    The cloud identity trusts exactly this name, so it is read from the same
+    place the chart reads it.
+    """
+    overrides = config.mlflow.overrides or {}
+    account = overrides.get("serviceAccount") or {}
+    return str(account.get("name") or naming.RELEASE_NAME)
+
+
+@dataclass(frozen=True)
+class CloudProvider(Provider):
+    """A cloud object store reached through workload identity (no static keys)."""
+
+    def check_config(self, config: Any) -> None:
+        if getattr(config.mlflow.artifacts.type, "value", None) == "s3":
+            raise ValueError(
+                f"on provider {self.name!r} nebari-mlflow-plugin creates the artifact store and "
+                "reaches it through workload identity; mlflow.artifacts.type 's3' (static keys) "
+                f"is for local/existing clusters. Remove mlflow.artifacts.s3, or set "
+                f"mlflow.{self.name}.* to name the store"
+            )
+
+    def common_vars(self, config: Any) -> dict[str, Any]:
+        return {
+            "service_account": service_account_name(config),
+            "artifacts_prefix": cloud_names.ARTIFACTS_PREFIX,
+            "force_destroy": bool(config.mlflow.force_destroy),
+        }
+
+    def placeholder_outputs(self) -> dict[str, Any]:
+        return {
+            INFRASTRUCTURE: {
+                OIDC_ISSUER_OUTPUT: {
+                    "value": "https://PLACEHOLDER-oidc-issuer-known-after-stage-02"
+                }
+            }
+        }

@@ -1,0 +1,64 @@
+"""GCP: a GCS bucket and a Google service account for the MLflow ServiceAccount."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from nebari_mlflow_plugin.providers import cloud_names, preflight
+from nebari_mlflow_plugin.providers.cloud import INFRASTRUCTURE, CloudProvider
+
+GCS_BUCKET = "google_storage_bucket.artifacts"
+
+
+@dataclass(frozen=True)
+class GcpProvider(CloudProvider):
+    def gcp_project(self, config: Any, stage_outputs: dict[str, Any] | None = None) -> str:
+        output = (stage_outputs or {}).get(INFRASTRUCTURE, {}).get("project_id", {})
+        return str(output.get("value") or config.google_cloud_platform.project)
+
+    def names(self, config: Any) -> cloud_names.GcpNames:
+        names = cloud_names.gcp_names(
+            config.project_name, config.namespace, config.google_cloud_platform.project
+        )
+        if config.mlflow.gcp.bucket_name:
+            names = cloud_names.GcpNames(
+                bucket=config.mlflow.gcp.bucket_name, service_account_id=names.service_account_id
+            )
+        return names
+
+    def terraform_vars(self, config: Any, stage_outputs: dict[str, Any]) -> dict[str, Any]:
+        names = self.names(config)
+        region = config.google_cloud_platform.region
+        return {
+            **self.common_vars(config),
+            "project_id": self.gcp_project(config, stage_outputs),
+            "region": region,
+            "bucket_location": config.mlflow.gcp.bucket_location or region,
+            "bucket_name": names.bucket,
+            "gcp_service_account_id": names.service_account_id,
+        }
+
+    def preflight(self, config: Any) -> None:
+        preflight.check_gcp_permissions(config.google_cloud_platform.project)
+
+    def retained_addresses(self) -> list[str]:
+        return [GCS_BUCKET]
+
+    def state_imports(self, config: Any) -> list[tuple[str, str]]:
+        project = config.google_cloud_platform.project
+        return [(GCS_BUCKET, f"{project}/{self.names(config).bucket}")]
+
+    def placeholder_outputs(self) -> dict[str, Any]:
+        return {}
+
+    def planned_resources(self, config: Any) -> list[str]:
+        names = self.names(config)
+        project = config.google_cloud_platform.project
+        account = self.common_vars(config)["service_account"]
+        return [
+            f"GCS bucket {names.bucket} (uniform access, versioned, public access prevented)",
+            f"service account {names.service_account_id}@{project}.iam.gserviceaccount.com with "
+            f"roles/storage.objectUser on that bucket only, usable by "
+            f"{project}.svc.id.goog[{config.namespace}/{account}]",
+        ]

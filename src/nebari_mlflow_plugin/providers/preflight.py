@@ -1,0 +1,180 @@
+"""Pre-flight checks: fail before anything is created, saying what to change.
+
+Two kinds. Config checks (`require_*`) need no network and raise ValueError, which
+pydantic turns into a validation error of nebari-config.yaml. Permission checks ask
+the cloud whether the deploying identity may create what the stage creates; when
+no credentials are configured (an offline `nebari render`, CI) they warn and
+return, so rendering still works. The raw cloud calls are small module functions
+(`_gcp_test_permissions`, `_azure_permissions`) that tests replace.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import warnings
+from typing import Any
+
+# Set to skip the cloud permission checks (e.g. for a principal that may not read
+# its own permissions); config checks always run.
+SKIP_ENV = "NEBARI_MLFLOW_SKIP_PREFLIGHT"
+
+GCP_PERMISSIONS = (
+    "iam.serviceAccounts.create",
+    "iam.serviceAccounts.setIamPolicy",
+    "storage.buckets.create",
+    "storage.buckets.setIamPolicy",
+)
+AZURE_ROLE_ASSIGNMENT_WRITE = "Microsoft.Authorization/roleAssignments/write"
+AZURE_LOCK_WRITE = "Microsoft.Authorization/locks/write"
+ARM = "https://management.azure.com"
+TIMEOUT_SECONDS = 20
+
+
+class PreflightSkipped(Exception):
+    """The cloud cannot be asked (no credentials); the reason is warned, not raised."""
+
+
+def _skip(what: str, reason: str) -> None:
+    warnings.warn(
+        f"nebari-mlflow-plugin: skipped the {what} pre-flight check ({reason}); "
+        "`nebari deploy` will fail later if the permission is missing",
+        stacklevel=3,
+    )
+
+
+def skipped_by_env() -> bool:
+    return os.environ.get(SKIP_ENV, "").lower() in {"1", "true", "yes"}
+
+
+# ---------------------------------------------------------------- config checks
+
+
+def require_azure_workload_identity(config: Any) -> None:
+    azure = getattr(config, "azure", None)
+    if azure is None or not azure.workload_identity_enabled:
+        raise ValueError(
+            "nebari-mlflow-plugin on Azure reaches Blob Storage through workload identity, "
+            "which this cluster does not enable: set 'azure: {workload_identity_enabled: true}' "
+            "in nebari-config.yaml (or 'mlflow: {enabled: false}')"
+        )
+
+
+def require_stage_output(stage_outputs: dict[str, Any], stage: str, key: str) -> Any:
+    """`stage_outputs[stage][key]['value']`, or an error naming what is missing."""
+    try:
+        return stage_outputs[stage][key]["value"]
+    except (KeyError, TypeError):
+        raise KeyError(
+            f"nebari-mlflow-plugin needs output {key!r} of {stage} (the cluster's workload "
+            "identity issuer and names); deploy the core Nebari stages first, with a "
+            "nebari version whose infrastructure stage exports it"
+        ) from None
+
+
+# ---------------------------------------------------------------- GCP
+
+
+def _gcp_test_permissions(project: str, permissions: list[str]) -> list[str]:
+    """Permissions the caller holds on the project (Resource Manager testIamPermissions)."""
+    import google.auth
+    from google.auth.exceptions import DefaultCredentialsError
+    from google.auth.transport.requests import AuthorizedSession
+
+    try:
+        credentials, _ = google.auth.default(
+            scopes=["https://www.googleapis.com/auth/cloud-platform"]
+        )
+    except DefaultCredentialsError as exc:
+        raise PreflightSkipped(f"no Google credentials: {exc}") from None
+    response = AuthorizedSession(credentials).post(
+        f"https://cloudresourcemanager.googleapis.com/v1/projects/{project}:testIamPermissions",
+        json={"permissions": permissions},
+        timeout=TIMEOUT_SECONDS,
+    )
+    response.raise_for_status()
+    return response.json().get("permissions", [])
+
+
+def check_gcp_permissions(project: str) -> None:
+    if skipped_by_env():
+        return
+    try:
+        granted = set(_gcp_test_permissions(project, list(GCP_PERMISSIONS)))
+    except PreflightSkipped as exc:
+        _skip("GCP permission", str(exc))
+        return
+    missing = [p for p in GCP_PERMISSIONS if p not in granted]
+    if missing:
+        raise ValueError(
+            f"the identity deploying Nebari lacks {', '.join(missing)} on GCP project "
+            f"{project!r}; nebari-mlflow-plugin creates a bucket and a service account "
+            "bound to it. Grant roles/iam.serviceAccountAdmin and roles/storage.admin (or "
+            "roles/owner), or set 'mlflow: {enabled: false}'"
+        )
+
+
+# ---------------------------------------------------------------- Azure
+
+
+def _azure_permissions(subscription_id: str) -> list[dict[str, list[str]]]:
+    """The caller's permissions at subscription scope (ARM Microsoft.Authorization/permissions)."""
+    from azure.core.exceptions import ClientAuthenticationError
+    from azure.identity import ClientSecretCredential, DefaultAzureCredential
+
+    env = os.environ
+    if all(env.get(k) for k in ("ARM_TENANT_ID", "ARM_CLIENT_ID", "ARM_CLIENT_SECRET")):
+        credential: Any = ClientSecretCredential(
+            env["ARM_TENANT_ID"], env["ARM_CLIENT_ID"], env["ARM_CLIENT_SECRET"]
+        )
+    else:
+        credential = DefaultAzureCredential(exclude_interactive_browser_credential=True)
+    try:
+        token = credential.get_token(f"{ARM}/.default").token
+    except ClientAuthenticationError as exc:
+        raise PreflightSkipped(f"no Azure credentials: {exc.message}") from None
+    import requests
+
+    response = requests.get(
+        f"{ARM}/subscriptions/{subscription_id}/providers/Microsoft.Authorization/permissions",
+        params={"api-version": "2022-04-01"},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=TIMEOUT_SECONDS,
+    )
+    response.raise_for_status()
+    return response.json().get("value", [])
+
+
+def azure_allows(permissions: list[dict[str, list[str]]], action: str) -> bool:
+    """ARM semantics: some entry's actions match (wildcards allowed) and its notActions do not."""
+    action = action.lower()
+    for entry in permissions:
+        allowed = any(fnmatch.fnmatchcase(action, a.lower()) for a in entry.get("actions", []))
+        denied = any(fnmatch.fnmatchcase(action, a.lower()) for a in entry.get("notActions", []))
+        if allowed and not denied:
+            return True
+    return False
+
+
+def check_azure_permissions(force_destroy: bool) -> None:
+    if skipped_by_env():
+        return
+    subscription_id = os.environ.get("ARM_SUBSCRIPTION_ID")
+    if not subscription_id:
+        _skip("Azure permission", "ARM_SUBSCRIPTION_ID is not set")
+        return
+    try:
+        permissions = _azure_permissions(subscription_id)
+    except PreflightSkipped as exc:
+        _skip("Azure permission", str(exc))
+        return
+    needed = [AZURE_ROLE_ASSIGNMENT_WRITE] + ([] if force_destroy else [AZURE_LOCK_WRITE])
+    missing = [action for action in needed if not azure_allows(permissions, action)]
+    if missing:
+        raise ValueError(
+            f"the principal deploying Nebari (ARM_CLIENT_ID) may not {', '.join(missing)} in "
+            f"subscription {subscription_id}; nebari-mlflow-plugin grants its identity "
+            "'Storage Blob Data Contributor' on the artifact account and locks the account's "
+            "resource group against deletion. Give the principal 'Owner' or 'User Access "
+            "Administrator' (with 'Contributor'), or set 'mlflow: {enabled: false}'"
+        )

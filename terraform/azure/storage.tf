@@ -1,0 +1,60 @@
+# The artifact store, in its own resource group: nebari destroy deletes Nebari's group
+# with everything in it. Not conditional on var.enabled: disabling MLflow removes the
+# workload and keeps the data.
+resource "azurerm_resource_group" "storage" {
+  name     = var.storage_resource_group_name
+  location = var.region
+
+  tags = {
+    "app.kubernetes.io/managed-by" = "nebari-mlflow-plugin"
+  }
+}
+
+# Unless the admin opts in to deletion, Azure itself refuses to delete the group or
+# anything in it. The account depends on the lock, so Terraform destroys the account
+# before the lock, is refused, and stops there: the data stays.
+resource "azurerm_management_lock" "keep_data" {
+  count = var.force_destroy ? 0 : 1
+
+  name       = "nebari-mlflow-keep-data"
+  scope      = azurerm_resource_group.storage.id
+  lock_level = "CanNotDelete"
+  notes      = "MLflow artifacts. Set mlflow.force_destroy: true and deploy to remove this lock."
+}
+
+resource "azurerm_storage_account" "artifacts" {
+  name                            = var.storage_account_name
+  resource_group_name             = azurerm_resource_group.storage.name
+  location                        = azurerm_resource_group.storage.location
+  account_kind                    = "StorageV2"
+  account_tier                    = "Standard"
+  account_replication_type        = "ZRS"
+  https_traffic_only_enabled      = true
+  min_tls_version                 = "TLS1_2"
+  allow_nested_items_to_be_public = false
+
+  blob_properties {
+    versioning_enabled = true
+
+    delete_retention_policy {
+      days = 30
+    }
+
+    container_delete_retention_policy {
+      days = 30
+    }
+  }
+
+  tags = {
+    "app.kubernetes.io/name"       = "mlflow"
+    "app.kubernetes.io/managed-by" = "nebari-mlflow-plugin"
+  }
+
+  depends_on = [azurerm_management_lock.keep_data]
+}
+
+resource "azurerm_storage_container" "artifacts" {
+  name                  = var.container_name
+  storage_account_id    = azurerm_storage_account.artifacts.id
+  container_access_type = "private"
+}

@@ -1,0 +1,105 @@
+"""Helpers (no tests): drive real tracked kernels with jupyter_client.
+
+Shared by the capture tests and benchmarks/cell_overhead.py.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from jupyter_client import KernelManager
+from jupyter_client.kernelspec import KernelSpecManager
+
+SRC = Path(__file__).resolve().parents[2] / "src" / "nebari_mlflow_plugin" / "notebook"
+PACKAGE_EXTENSION = "nebari_mlflow_plugin.notebook.capture"
+
+
+def package_importable() -> bool:
+    """The package form needs nebari_mlflow_plugin/__init__.py to import without nebari."""
+    probe = subprocess.run(
+        [sys.executable, "-c", f"import {PACKAGE_EXTENSION}"], capture_output=True, timeout=60
+    )
+    return probe.returncode == 0
+
+
+def extension_setup(workdir: Path) -> tuple[str, dict[str, str]]:
+    """(extension name, extra env): the package if importable, else flat files (pod delivery)."""
+    if package_importable():
+        return PACKAGE_EXTENSION, {}
+    flat = workdir / "flat"
+    flat.mkdir(parents=True, exist_ok=True)
+    for name in ("capture.py", "spool.py"):
+        shutil.copy(SRC / name, flat / name)
+    return "capture", {"PYTHONPATH": str(flat)}
+
+
+def kernel_module() -> Any:
+    """kernel.py loaded by path, so it works whether or not the package imports."""
+    spec = importlib.util.spec_from_file_location("_nebari_capture_kernel", SRC / "kernel.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def start_kernel(
+    extension: str | None, env: dict[str, str], cwd: Path | None = None
+) -> tuple[KernelManager, Any]:
+    """A kernel via jupyter_client; `extension=None` is the plain ipykernel."""
+    spec_root = Path(tempfile.mkdtemp(prefix="kernels-"))
+    name = "tracked" if extension else "plain"
+    if extension:
+        spec = kernel_module().kernel_json(extension=extension)
+    else:
+        spec = {
+            "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+            "display_name": "plain",
+            "language": "python",
+        }
+    (spec_root / name).mkdir()
+    (spec_root / name / "kernel.json").write_text(json.dumps(spec))
+    km = KernelManager(
+        kernel_name=name, kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(spec_root)])
+    )
+    full_env = {**os.environ, "MLFLOW_ENABLE_TELEMETRY": "false", **env}
+    if "MLFLOW_TRACKING_URI" not in env:
+        full_env.pop("MLFLOW_TRACKING_URI", None)
+    km.start_kernel(env=full_env, cwd=str(cwd) if cwd else None)
+    kc = km.client()
+    kc.start_channels()
+    kc.wait_for_ready(timeout=60)
+    return km, kc
+
+
+def execute(kc: Any, code: str, timeout: float = 30) -> tuple[dict, list[dict], float]:
+    """Run one cell; returns (shell reply, iopub messages, wall seconds)."""
+    msgs: list[dict] = []
+    t0 = time.perf_counter()
+    reply = kc.execute_interactive(code, timeout=timeout, output_hook=msgs.append)
+    return reply, msgs, time.perf_counter() - t0
+
+
+def stop_kernel(km: KernelManager, kc: Any) -> None:
+    try:
+        kc.stop_channels()
+    finally:
+        km.shutdown_kernel(now=False)
+
+
+def wait_for(predicate, timeout: float, interval: float = 0.5, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")

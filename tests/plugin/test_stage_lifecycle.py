@@ -1,0 +1,71 @@
+"""Deploy/destroy behaviour of the stage around OpenTofu (the tofu binary is faked:
+it is a download on a real deploy, and the cloud is not reachable here)."""
+
+from __future__ import annotations
+
+import pytest
+from _nebari.provider import opentofu
+from support import nebari as nb
+
+from nebari_mlflow_plugin.providers import provider_for
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch):
+    nb.patch_cloud_lookups(monkeypatch)
+    monkeypatch.setenv("NEBARI_MLFLOW_SKIP_PREFLIGHT", "1")
+
+
+class FakeTofu:
+    """Records tofu invocations; `state list` answers with the given addresses."""
+
+    def __init__(self, state: list[str]):
+        self.state = state
+        self.calls: list[list[str]] = []
+
+    def __call__(self, args, exit_on_error=True, **kwargs):
+        self.calls.append(list(args))
+        if args[:2] == ["state", "list"]:
+            return "\n".join(self.state).encode()
+        return b""
+
+
+@pytest.mark.parametrize(("provider", "force"), [("aws", False), ("gcp", False), ("aws", True)])
+def test_destroy_forgets_data_resources_unless_forced(monkeypatch, tmp_path, provider, force):
+    config = nb.validate(nb.config_dict(provider, {"force_destroy": force}))
+    stage = nb.stage_for(config, tmp_path)
+    retained = provider_for(provider).retained_addresses()
+    assert retained, "a cloud provider must name what holds data"
+    tofu = FakeTofu(state=[*retained, "module.mlflow[0].helm_release.mlflow"])
+    monkeypatch.setattr(opentofu, "run_tofu_subprocess", tofu)
+    deploys = []
+    monkeypatch.setattr(opentofu, "deploy", lambda **kw: deploys.append(kw) or {})
+    outputs = {**nb.STAGE_OUTPUTS}
+    for name, values in provider_for(provider).placeholder_outputs().items():
+        outputs[name] = {**outputs.get(name, {}), **values}
+    status: dict = {}
+    with stage.destroy(outputs, status):
+        pass
+    removed = [call[2:] for call in tofu.calls if call[:2] == ["state", "rm"]]
+    if force:
+        assert removed == []
+    else:
+        assert removed == [retained]
+        assert "module.mlflow[0].helm_release.mlflow" not in removed[0]
+    # The state is edited before OpenTofu destroys, never after.
+    assert deploys[-1]["tofu_destroy"] is True
+    assert status["stages/mlflow"] is True
+
+
+def test_volume_providers_have_nothing_to_forget(monkeypatch, tmp_path):
+    stage = nb.stage_for(nb.validate(nb.config_dict("local", {})), tmp_path)
+    monkeypatch.setattr(opentofu, "run_tofu_subprocess", lambda *a, **k: pytest.fail("tofu ran"))
+    assert stage.forget_retained() == []
+    assert stage.state_imports() == []
+
+
+def test_cloud_stage_adopts_kept_storage(tmp_path):
+    config = nb.validate(nb.config_dict("aws", {}))
+    imports = nb.stage_for(config, tmp_path).state_imports()
+    assert {address for address, _ in imports} <= set(provider_for("aws").retained_addresses())
+    assert imports
