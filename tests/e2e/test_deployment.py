@@ -185,7 +185,7 @@ def test_notebook_in_a_user_pod_logs_everything(deployment, tmp_path):
     metrics = {m["key"]: m["value"] for m in run["data"]["metrics"]}
     assert params["dataset"] == "iris"
     assert params["max_iter"] == "300"  # autologged
-    assert "training_accuracy_score" in metrics  # autologged
+    assert any(key.startswith("training_") for key in metrics), metrics  # autologged
     assert metrics["train_accuracy_manual"] > 0.9
     versions = api("registered-models/get?name=iris-e2e")["registered_model"]["latest_versions"]
     assert versions and versions[0]["run_id"] == run_id

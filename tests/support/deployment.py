@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from support import cluster_dns
 from support import nebari as nb
 from support.forward_auth import ForwardAuth
 from support.mlflow_server import free_port
@@ -109,9 +110,11 @@ class Deployment:
         return f"http://127.0.0.1:{self.nginx.port}"
 
     def client_env(self) -> dict[str, str]:
-        """Environment of a process in the cluster: cluster DNS via the service proxy."""
-        proxy = f"http://127.0.0.1:{self.nginx.service_proxy_port}"
-        return {"http_proxy": proxy, "HTTP_PROXY": proxy, "no_proxy": "", "NO_PROXY": ""}
+        """Environment of a Python process in the cluster: the Service's DNS names
+        and port lead to the local server (see cluster_dns.py)."""
+        names = (f"mlflow.{self.namespace}.svc", f"mlflow.{self.namespace}.svc.cluster.local",
+                 f"mlflow.{self.namespace}", "mlflow")  # fmt: skip
+        return cluster_dns.client_env(self.workdir, {f"{n}:5000": self.server_port for n in names})
 
     def restart_server(self) -> None:
         self.stop_server()

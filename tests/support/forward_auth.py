@@ -9,13 +9,24 @@ from __future__ import annotations
 
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
 
 SESSION_COOKIE = "_forward_auth"
 VALID_SESSION = "valid-session-for-tests"
+LOGIN_PATH = "/_oauth/login"
 
 
 class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
+        if self.path.startswith(LOGIN_PATH):
+            # Where Keycloak's login would end: set the session, go back.
+            target = parse_qs(urlsplit(self.path).query).get("rd", ["/"])[0]
+            self.send_response(302)
+            self.send_header("Set-Cookie", f"{SESSION_COOKIE}={VALID_SESSION}; Path=/; HttpOnly")
+            self.send_header("Location", target)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         cookies = self.headers.get("Cookie", "")
         ok = f"{SESSION_COOKIE}={VALID_SESSION}" in [c.strip() for c in cookies.split(";")]
         self.send_response(200 if ok else 401)

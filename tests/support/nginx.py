@@ -68,9 +68,6 @@ class Nginx:
         self.upstream_port = upstream_port
         self.auth_port = auth_port
         self.port = free_port()
-        # A second listener stands in for cluster DNS: clients use it as their
-        # http_proxy and reach the Service by its DNS name, Host header intact.
-        self.service_proxy_port = free_port()
         self.proc: subprocess.Popen | None = None
 
     def config(self) -> str:
@@ -126,14 +123,6 @@ http {{
         }}
         location / {{
             return 404;
-        }}
-    }}
-    server {{
-        listen 127.0.0.1:{self.service_proxy_port};
-        location / {{
-            proxy_pass http://127.0.0.1:{self.upstream_port};
-            proxy_set_header Host $http_host;
-            proxy_http_version 1.1;
         }}
     }}
 }}
