@@ -34,34 +34,8 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from support import nebari as nb  # noqa: E402
 from support.deployment import MLFLOW_BIN, missing_tools, running_deployment  # noqa: E402
+from support.load import client_env, collect, percentile, start_clients  # noqa: E402
 from support.mlflow_server import MlflowServer  # noqa: E402
-
-CLIENT = textwrap.dedent(
-    """
-    import json, sys, time
-    from mlflow import MlflowClient
-    from mlflow.entities import Metric
-    uri, experiment, seconds, batch, out = sys.argv[1:6]
-    seconds, batch = float(seconds), int(batch)
-    client = MlflowClient(uri)
-    run_id = client.create_run(experiment).info.run_id
-    latencies, acked, errors, step = [], 0, 0, 0
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        now = int(time.time() * 1000)
-        metrics = [Metric(f"m{i % 10}", float(i), now, step) for i in range(batch)]
-        start = time.perf_counter()
-        try:
-            client.log_batch(run_id, metrics=metrics)
-            acked += batch
-        except Exception:
-            errors += 1
-        latencies.append(time.perf_counter() - start)
-        step += 1
-    json.dump({"run_id": run_id, "latencies": latencies, "acked": acked, "errors": errors},
-              open(out, "w"))
-    """
-)
 
 SEARCH = textwrap.dedent(
     """
@@ -87,49 +61,11 @@ SEARCH = textwrap.dedent(
 )
 
 
-def percentile(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
-
-
-def client_env(extra: dict[str, str]) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    # MLflow's own retry settings, as a client in a user pod would have them.
-    env.update(MLFLOW_HTTP_REQUEST_MAX_RETRIES="3", MLFLOW_HTTP_REQUEST_TIMEOUT="60", **extra)
-    return env
-
-
 def load(uri: str, env: dict[str, str], args, workdir: Path) -> dict:
-    python = str(MLFLOW_BIN / "python")
-    experiment = subprocess.run(
-        [python, "-c", "import sys, time; from mlflow import MlflowClient; "
-         "print(MlflowClient(sys.argv[1]).create_experiment(f'load-{time.time_ns()}'))", uri],
-        env=env, check=True, capture_output=True, text=True, timeout=120,
-    ).stdout.strip()  # fmt: skip
-    outputs = [workdir / f"client-{i}.json" for i in range(args.clients)]
-    procs = [
-        subprocess.Popen(
-            [python, "-c", CLIENT, uri, experiment, str(args.seconds), str(args.batch), str(out)],
-            env=env,
-        )
-        for out in outputs
-    ]
-    for proc in procs:
-        proc.wait(timeout=args.seconds + 300)
-    results = [json.loads(out.read_text()) for out in outputs]
-    latencies = [x for r in results for x in r["latencies"]]
-    acked = sum(r["acked"] for r in results)
-    return {
-        "experiment_id": experiment,
-        "metric_points_per_s": acked / args.seconds,
-        "requests": len(latencies),
-        "p50_ms": percentile(latencies, 0.50) * 1000,
-        "p95_ms": percentile(latencies, 0.95) * 1000,
-        "p99_ms": percentile(latencies, 0.99) * 1000,
-        "errors": sum(r["errors"] for r in results),
-        "acked_points": acked,
-        "run_ids": [r["run_id"] for r in results],
-    }
+    procs, outputs, _ = start_clients(
+        uri, env, clients=args.clients, seconds=args.seconds, batch=args.batch, workdir=workdir
+    )
+    return collect(procs, outputs, args.seconds, timeout=args.seconds + 300)
 
 
 def search(uri: str, env: dict[str, str], runs: int, workdir: Path) -> dict:

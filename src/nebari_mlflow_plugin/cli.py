@@ -125,6 +125,30 @@ def status(config_path: Path, kubeconfig: Path | None, context: str | None) -> N
         raise typer.Exit(1)
 
 
+def preflight(config_path: Path) -> None:
+    """Run the provider's checks with the cloud's answers (credentials, permissions,
+    workload identity settings); config validation problems come out first."""
+    import warnings
+
+    from rich import print as rprint
+
+    from nebari_mlflow_plugin.providers import provider_for
+
+    with one_line_errors():
+        config = _load(config_path)  # offline: nebari's own cloud look-ups are not the point
+        provider = provider_for(config.provider)
+        if not config.mlflow.enabled:
+            rprint("mlflow.enabled is false: nothing to check")
+            return
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            provider.check_config(config)
+            provider.preflight(config)
+    for warning in caught:
+        rprint(f"[yellow]warning:[/yellow] {warning.message}")
+    rprint(f"[green]pre-flight passed[/green] for provider {config.provider.value}")
+
+
 def nebari_subcommand(cli: typer.Typer) -> None:
     app = typer.Typer(
         help="MLflow on Nebari: offline preview, status and pre-flight checks.",
@@ -149,3 +173,8 @@ def nebari_subcommand(cli: typer.Typer) -> None:
     ) -> None:
         """Is the deployed MLflow healthy? Exit code 1 when not."""
         status(config, kubeconfig, context)
+
+    @app.command("preflight")
+    def preflight_command(config: Path = CONFIG_OPTION) -> None:
+        """Check credentials, permissions and workload identity before deploying."""
+        preflight(config)

@@ -18,7 +18,15 @@ def user_env(config: Any) -> dict[str, str]:
     mlflow = config.mlflow
     if not (mlflow.enabled and mlflow.inject_env):
         return {}
-    return {"MLFLOW_TRACKING_URI": internal_tracking_uri(config.namespace, mlflow.route_path)}
+    env = {
+        "MLFLOW_TRACKING_URI": internal_tracking_uri(config.namespace, mlflow.route_path),
+        # Read by the notebook run-context provider for the nebari.* run tags.
+        "NEBARI_PROJECT": config.project_name,
+        "NEBARI_NAMESPACE": config.namespace,
+    }
+    if mlflow.user_experiment:
+        env["MLFLOW_EXPERIMENT_NAME"] = mlflow.user_experiment
+    return env
 
 
 def merge_env(extra_env: Any, wanted: dict[str, str]) -> Any:

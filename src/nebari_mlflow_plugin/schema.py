@@ -9,6 +9,7 @@ environment is injected (stage 07 deploys JupyterHub before any plugin stage).
 from __future__ import annotations
 
 import enum
+import re
 from typing import Annotated, Any
 
 from nebari import schema
@@ -32,6 +33,14 @@ NEBARI_RESERVED_PATHS = (
     "/hub", "/user", "/auth", "/conda-store", "/gateway", "/argo", "/monitoring",
     "/services", "/api", "/lab",
 )  # fmt: skip
+# What KubeSpawner expands in user-pod environment values.
+USER_PLACEHOLDERS = {
+    "username",
+    "unescaped_username",
+    "servername",
+    "unescaped_servername",
+    "userid",
+}
 # Container image references: repository (optionally with registry and port) and tag.
 IMAGE_REPOSITORY_PATTERN = r"^[a-z0-9]+([._/:-][a-z0-9]+)*$"
 IMAGE_TAG_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
@@ -169,8 +178,12 @@ class MLflow(schema.Base):
     # Delete the database volume and artifact store on `nebari destroy` or when the
     # plugin is disabled. Off: data outlives the deployment and is reused on redeploy.
     force_destroy: bool = False
-    # Add MLFLOW_TRACKING_URI (in-cluster URL) to every JupyterLab user pod.
+    # Add MLFLOW_TRACKING_URI (in-cluster URL) and the Nebari context to every
+    # JupyterLab user pod.
     inject_env: bool = True
+    # Default experiment of each user, e.g. "users/{username}"; KubeSpawner expands
+    # {username}/{unescaped_username}/{servername} per user. null: MLflow's "Default".
+    user_experiment: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
     # URL path at https://<domain>; also the server's --static-prefix.
     route_path: Annotated[str, StringConstraints(pattern=ROUTE_PATH_PATTERN)] = "/mlflow"
     # Serve Prometheus metrics at <route_path>/metrics.
@@ -191,6 +204,19 @@ class MLflow(schema.Base):
                     f"mlflow.route_path {value!r} collides with Nebari's own {reserved!r} "
                     "route; choose another path such as '/mlflow'"
                 )
+        return value
+
+    @field_validator("user_experiment")
+    @classmethod
+    def _known_placeholders(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        unknown = set(re.findall(r"{([^{}]*)}", value)) - USER_PLACEHOLDERS
+        if unknown:
+            raise ValueError(
+                f"mlflow.user_experiment {value!r} uses unknown placeholder(s) "
+                f"{sorted(unknown)}; allowed: {sorted(USER_PLACEHOLDERS)}"
+            )
         return value
 
     def _replicas_need_shared_storage(self, provider: str | None) -> None:

@@ -161,3 +161,47 @@ def test_status_not_deployed():
     report = status.collect(Recorded("absent"), "dev", "/mlflow")
     assert not report.healthy
     assert "not found" in report.rows[0][2]
+
+
+# --- preflight (cloud calls monkeypatched: they would leave the machine) ------------
+
+
+@pytest.fixture
+def gcp_config(tmp_path, monkeypatch):
+    monkeypatch.delenv("NEBARI_MLFLOW_SKIP_PREFLIGHT", raising=False)
+    path = tmp_path / "nebari-config.yaml"
+    path.write_text(yaml.safe_dump(nb.config_dict("gcp", {})))
+    return path
+
+
+def test_preflight_passes_when_the_cloud_grants_everything(gcp_config, monkeypatch):
+    from nebari_mlflow_plugin.providers import preflight
+
+    asked = []
+    monkeypatch.setattr(
+        preflight, "_gcp_test_permissions", lambda project, perms: asked.append(project) or perms
+    )
+    code, output = run("mlflow", "preflight", "-c", str(gcp_config))
+    assert code == 0, output
+    assert "pre-flight passed" in output
+    assert asked == ["my-gcp-project"]
+
+
+def test_preflight_names_the_missing_permission(gcp_config, monkeypatch):
+    from nebari_mlflow_plugin.providers import preflight
+
+    monkeypatch.setattr(
+        preflight,
+        "_gcp_test_permissions",
+        lambda project, perms: [p for p in perms if p != "iam.serviceAccounts.create"],
+    )
+    code, output = run("mlflow", "preflight", "-c", str(gcp_config))
+    assert code == 1
+    assert output.startswith("error:") and "iam.serviceAccounts.create" in output
+
+
+def test_preflight_of_a_volume_provider_has_nothing_to_ask(tmp_path):
+    path = tmp_path / "nebari-config.yaml"
+    path.write_text(yaml.safe_dump(nb.config_dict("local", {})))
+    code, output = run("mlflow", "preflight", "-c", str(path))
+    assert code == 0 and "pre-flight passed" in output

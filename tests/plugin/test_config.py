@@ -102,7 +102,9 @@ def with_extra_env(extra_env) -> dict:
 def test_injection_into_absent_overrides():
     config = nb.validate(nb.config_dict())
     assert config.jupyterhub.overrides["singleuser"]["extraEnv"] == {
-        "MLFLOW_TRACKING_URI": "http://mlflow.dev.svc:5000/mlflow"
+        "MLFLOW_TRACKING_URI": "http://mlflow.dev.svc:5000/mlflow",
+        "NEBARI_PROJECT": "demo",
+        "NEBARI_NAMESPACE": "dev",
     }
 
 
@@ -130,6 +132,8 @@ def test_injection_adds_to_dict_form():
     assert user_env(config) == {
         "TEAM": "ml",
         "MLFLOW_TRACKING_URI": "http://mlflow.dev.svc:5000/mlflow",
+        "NEBARI_PROJECT": "demo",
+        "NEBARI_NAMESPACE": "dev",
     }
 
 
@@ -143,8 +147,11 @@ def test_injection_adds_to_dict_form():
 def test_admin_value_is_kept(extra_env):
     config = nb.validate(with_extra_env(copy.deepcopy(extra_env)))
     assert user_env(config)["MLFLOW_TRACKING_URI"] == "http://elsewhere:5000"
-    # Exactly one entry: nothing appended beside the admin's.
-    assert config.jupyterhub.overrides["singleuser"]["extraEnv"] == extra_env
+    # The admin's entry is the only MLFLOW_TRACKING_URI; the others are added.
+    extra = config.jupyterhub.overrides["singleuser"]["extraEnv"]
+    names = [e["name"] for e in extra] if isinstance(extra, list) else list(extra)
+    assert names.count("MLFLOW_TRACKING_URI") == 1
+    assert "NEBARI_PROJECT" in names
 
 
 @pytest.mark.parametrize("block", [{"enabled": False}, {"inject_env": False}])
@@ -163,8 +170,15 @@ def test_injection_is_idempotent_and_configs_do_not_share_state():
     # Revalidating (nebari re-validates on assignment) must not add a second entry.
     first.namespace = "dev"
     second = nb.validate(nb.config_dict(mlflow={"enabled": False}))
-    assert user_env(first) == {"MLFLOW_TRACKING_URI": "http://mlflow.dev.svc:5000/mlflow"}
+    assert user_env(first)["MLFLOW_TRACKING_URI"] == "http://mlflow.dev.svc:5000/mlflow"
+    assert len(first.jupyterhub.overrides["singleuser"]["extraEnv"]) == 3
     assert second.jupyterhub.overrides == {}
+
+
+def test_per_user_experiment_is_injected_for_the_spawner_to_expand():
+    config = nb.validate(nb.config_dict(mlflow={"user_experiment": "users/{username}"}))
+    assert user_env(config)["MLFLOW_EXPERIMENT_NAME"] == "users/{username}"
+    assert "MLFLOW_EXPERIMENT_NAME" not in user_env(nb.validate(nb.config_dict()))
 
 
 # --- Invalid values: each error names the field and what is allowed --------------
@@ -214,6 +228,8 @@ INVALID = [
     ({"force_destroy": "yes please"}, "mlflow.force_destroy"),
     ({"overrides": ["not", "a", "mapping"]}, "mlflow.overrides"),
     ({"unknown_key": 1}, "mlflow.unknown_key"),
+    ({"user_experiment": "users/{user}"}, "mlflow.user_experiment"),
+    ({"user_experiment": ""}, "mlflow.user_experiment"),
 ]
 
 

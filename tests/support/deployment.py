@@ -13,6 +13,7 @@ import contextlib
 import os
 import re
 import secrets
+import signal
 import subprocess
 import time
 import urllib.request
@@ -121,13 +122,20 @@ class Deployment:
         self.start_server()
 
     def stop_server(self, sig: int = 15) -> None:
+        """Signal every process of the server (as a container's processes all die
+        with it: uvicorn's workers would otherwise keep the port)."""
         if self.process.poll() is None:
-            self.process.send_signal(sig)
+            os.killpg(self.process.pid, sig)
             self.process.wait(timeout=30)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
 
     def start_server(self) -> None:
         self.process = launch(self.server, self.workdir, self.log)
         wait_http(self.probe_url(), timeout=120, process=self.process, log=self.log)
+
+    def probe_status(self, probe: str = "livenessProbe") -> int:
+        return wait_http(self.probe_url(probe), timeout=60, process=self.process, log=self.log)
 
     def probe_url(self, probe: str = "startupProbe") -> str:
         (deployment,) = find(self.manifests, "Deployment")
