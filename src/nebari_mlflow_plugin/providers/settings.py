@@ -11,14 +11,20 @@ from __future__ import annotations
 from typing import Annotated
 
 from nebari import schema
-from pydantic import StringConstraints
+from pydantic import ConfigDict, StringConstraints
 
 from nebari_mlflow_plugin.providers import cloud_names
 
 KMS_KEY_ARN_PATTERN = r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:(key|alias)/[A-Za-z0-9/_-]+$"
 
 
-class AwsSettings(schema.Base):
+class _Settings(schema.Base):
+    # Python's re: the Rust engine expands counted repetitions of Unicode classes
+    # (e.g. [-\w.()]{0,89}) into large automata, ~30 ms at every nebari start.
+    model_config = ConfigDict(**schema.Base.model_config, regex_engine="python-re")
+
+
+class AwsSettings(_Settings):
     """Settings used only when provider is aws."""
 
     # Customer-managed KMS key for the bucket's default encryption; null uses SSE-S3
@@ -28,7 +34,7 @@ class AwsSettings(schema.Base):
     bucket_name: Annotated[str, StringConstraints(pattern=cloud_names.S3_BUCKET_RE)] | None = None
 
 
-class GcpSettings(schema.Base):
+class GcpSettings(_Settings):
     """Settings used only when provider is gcp."""
 
     # GCS bucket name; null derives `<project>-<namespace>-mlflow-<hash>`.
@@ -38,7 +44,7 @@ class GcpSettings(schema.Base):
     bucket_location: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9-]+$")] | None = None
 
 
-class AzureSettings(schema.Base):
+class AzureSettings(_Settings):
     """Settings used only when provider is azure."""
 
     # Storage account name; null derives `<projectnamespace>mlflow<hash>` (3-24 a-z0-9).
