@@ -82,7 +82,7 @@ class MlflowStage(NebariTerraformStage):
         prefix = self.stage_prefix
         sources = [
             (tf / "root", prefix),
-            (tf / self.provider.terraform_root, prefix),
+            *((tf / folder, prefix) for folder in self.provider.terraform_dirs),
             (tf / "modules" / "mlflow", prefix / "modules" / "mlflow"),
             (chart_dir(), prefix / "chart" / "mlflow"),
         ]

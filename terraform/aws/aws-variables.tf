@@ -17,11 +17,6 @@ variable "oidc_issuer_url" {
   }
 }
 
-variable "service_account" {
-  description = "Name of the MLflow server's Kubernetes ServiceAccount (the role trusts exactly this one)."
-  type        = string
-}
-
 variable "bucket_name" {
   description = "S3 bucket for MLflow artifacts."
   type        = string
@@ -46,15 +41,4 @@ variable "kms_key_arn" {
   description = "Customer-managed KMS key for the bucket's default encryption; empty uses SSE-S3 (AES256)."
   type        = string
   default     = ""
-}
-
-variable "force_destroy" {
-  description = "Let Terraform delete the bucket with its objects. false: S3 refuses to delete a non-empty bucket."
-  type        = bool
-  default     = false
-}
-
-variable "artifacts_prefix" {
-  description = "Key prefix in the bucket under which MLflow stores artifacts."
-  type        = string
 }

@@ -61,19 +61,3 @@ variable "oidc_issuer_url" {
     error_message = "oidc_issuer_url must be the https:// issuer URL of the AKS cluster."
   }
 }
-
-variable "service_account" {
-  description = "Name of the MLflow server's Kubernetes ServiceAccount (the federated credential's subject)."
-  type        = string
-}
-
-variable "artifacts_prefix" {
-  description = "Blob name prefix in the container under which MLflow stores artifacts."
-  type        = string
-}
-
-variable "force_destroy" {
-  description = "Allow deleting the storage account. false: a CanNotDelete lock on its resource group refuses it."
-  type        = bool
-  default     = false
-}

@@ -17,11 +17,6 @@ variable "bucket_location" {
   type        = string
 }
 
-variable "service_account" {
-  description = "Name of the MLflow server's Kubernetes ServiceAccount (the only one bound to the Google service account)."
-  type        = string
-}
-
 variable "bucket_name" {
   description = "GCS bucket for MLflow artifacts."
   type        = string
@@ -40,15 +35,4 @@ variable "gcp_service_account_id" {
     condition     = can(regex("^[a-z][a-z0-9-]{4,28}[a-z0-9]$", var.gcp_service_account_id))
     error_message = "gcp_service_account_id must be 6-30 characters: a lowercase letter, then lowercase letters, digits or hyphens, not ending in a hyphen."
   }
-}
-
-variable "artifacts_prefix" {
-  description = "Object prefix in the bucket under which MLflow stores artifacts."
-  type        = string
-}
-
-variable "force_destroy" {
-  description = "Let Terraform delete the bucket with its objects. false: GCS refuses to delete a non-empty bucket."
-  type        = bool
-  default     = false
 }

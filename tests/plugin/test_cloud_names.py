@@ -119,6 +119,7 @@ def terraform_validate(provider: str, tf_vars: dict, work: Path) -> tuple[int, s
 
     work.mkdir(parents=True)
     shutil.copy(terraform_dir() / provider / f"{provider}-variables.tf", work / "variables.tf")
+    shutil.copy(terraform_dir() / "cloud" / "cloud-variables.tf", work / "cloud-variables.tf")
     # Root variables the provider files also read.
     (work / "root.tf").write_text(
         'variable "namespace" {\n  type = string\n}\nvariable "enabled" {\n  type = bool\n}\n'

@@ -135,7 +135,9 @@ def test_fmt_check_catches_bad_formatting(tmp_path):
 def test_variables_are_typed_and_described():
     from nebari_mlflow_plugin.assets import terraform_dir
 
-    for tf_file in terraform_dir().rglob("variables.tf"):
+    files = sorted(terraform_dir().rglob("*variables.tf"))
+    assert len(files) >= 6  # root, module, cloud and each cloud provider's
+    for tf_file in files:
         for name, spec in tf.variables(tf_file.parent).items():
             assert spec.get("type"), f"{tf_file}: variable {name} has no type"
             assert spec.get("description"), f"{tf_file}: {name} has no description"

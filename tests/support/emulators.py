@@ -184,6 +184,7 @@ def provider_locals(
     )
     (work / "standins.tf").write_text(f"locals {{\n{lines}\n}}\n")
     shutil.copy(terraform_dir() / provider / f"{provider}-variables.tf", work / "variables.tf")
+    shutil.copy(terraform_dir() / "cloud" / "cloud-variables.tf", work / "cloud-variables.tf")
     shutil.copy(terraform_dir() / "root" / "variables.tf", work / "root_variables.tf")
     names = ("artifacts_destination", "service_account_annotations", "pod_labels", "server_env")
     (work / "outputs.tf").write_text(

@@ -20,6 +20,12 @@ class Provider:
         """Folder under terraform/ with this provider's root files."""
         return self.name
 
+    @property
+    def terraform_dirs(self) -> tuple[str, ...]:
+        """Folders under terraform/ whose files join terraform/root/ in the rendered
+        root module (shared ones first)."""
+        return (self.terraform_root,)
+
     def check_config(self, config: Any) -> None:
         """Raise ValueError for a config this provider cannot deploy (no network)."""
 

@@ -29,6 +29,11 @@ def service_account_name(config: Any) -> str:
 class CloudProvider(Provider):
     """A cloud object store reached through workload identity (no static keys)."""
 
+    @property
+    def terraform_dirs(self) -> tuple[str, ...]:
+        # terraform/cloud/: the variables every cloud provider's files take.
+        return ("cloud", self.terraform_root)
+
     def check_config(self, config: Any) -> None:
         if getattr(config.mlflow.artifacts.type, "value", None) == "s3":
             raise ValueError(
