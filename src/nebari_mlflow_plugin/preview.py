@@ -105,18 +105,16 @@ def build(config: Any, output_dir: Path) -> Preview:
     preview.files.append(
         _write(output_dir / "stages/mlflow/preview.tfvars.json", json.dumps(input_vars, indent=2))
     )
-    documents = [json.loads(input_vars["helm_values"])]
     if stage.provider.terraform_root != "volume":
         preview.notes.append(
             "cloud identity (ServiceAccount annotations, bucket URI) is filled by Terraform at "
             "deploy time and is not shown"
         )
     try:
-        inputs = tfvalues.module_inputs(input_vars, tfvalues.VOLUME_LOCALS)
-        documents.append(tfvalues.evaluate(inputs))
+        documents = tfvalues.values_documents(input_vars)
     except tfvalues.TerraformUnavailable as exc:
         preview.notes.append(f"Terraform's chart values not evaluated: {exc}")
-    documents.append(json.loads(input_vars["helm_overrides"]))
+        documents = [json.loads(input_vars[key]) for key in ("helm_values", "helm_overrides")]
     preview.values = merge_values(*documents)
     preview.files.append(
         _write(output_dir / "values.yaml", yaml.safe_dump(preview.values, sort_keys=False))

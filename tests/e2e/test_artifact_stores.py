@@ -142,7 +142,7 @@ def test_artifacts_land_in_the_store(provider, tmp_path, monkeypatch):
     destination = argv[argv.index("--artifacts-destination") + 1]
     assert destination.startswith({"aws": "s3://", "gcp": "gs://", "azure": "wasbs://"}[provider])
     with emulators.emulator(provider, tmp_path / "emu") as emu:
-        env = {**local.env, **emu.server_env, "BUCKET": BUCKET, "MLFLOW_ENABLE_TELEMETRY": "false"}
+        env = {**local.env, **emu.server_env, "BUCKET": BUCKET, "MLFLOW_DISABLE_TELEMETRY": "true"}
         env.setdefault("AWS_DEFAULT_REGION", "us-west-2")
         server = MlflowServer(tmp_path / "server", port=port, static_prefix="/mlflow")
         log = server.log_path.open("ab")

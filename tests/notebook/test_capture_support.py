@@ -69,7 +69,7 @@ def start_kernel(
     km = KernelManager(
         kernel_name=name, kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(spec_root)])
     )
-    full_env = {**os.environ, "MLFLOW_ENABLE_TELEMETRY": "false", **env}
+    full_env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", **env}
     if "MLFLOW_TRACKING_URI" not in env:
         full_env.pop("MLFLOW_TRACKING_URI", None)
     km.start_kernel(env=full_env, cwd=str(cwd) if cwd else None)

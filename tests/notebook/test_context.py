@@ -36,7 +36,7 @@ def clean_env(tracking_uri: str, tmp_path: Path, **extra: str) -> dict:
     env.update(
         MLFLOW_TRACKING_URI=tracking_uri,
         MLFLOW_EXPERIMENT_NAME=f"test-{uuid.uuid4().hex[:8]}",
-        MLFLOW_ENABLE_TELEMETRY="false",
+        MLFLOW_DISABLE_TELEMETRY="true",
         HOSTNAME="",
     )
     env.update(extra)

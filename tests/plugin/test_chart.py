@@ -20,8 +20,10 @@ import pytest
 import yaml
 
 from nebari_mlflow_plugin import versions
+from nebari_mlflow_plugin.assets import chart_dir
+from nebari_mlflow_plugin.manifests import ChartError
 
-CHART_DIR = Path(__file__).resolve().parents[2] / "helm" / "mlflow"
+CHART_DIR = chart_dir()
 TRAEFIK_CRDS = Path(__file__).resolve().parents[3] / "shared" / "data" / "traefik-crds-containo-us"
 K8S_VERSIONS = ["1.29", "1.30", "1.31", "1.32"]
 NAMESPACE = "dev"
@@ -284,19 +286,17 @@ def test_fullname_follows_release_and_honours_override(render_chart):
 
 
 def test_internal_database_without_password_secret_fails_clearly(render_chart):
-    with pytest.raises(
-        helm.HelmError, match=r"database\.internal\.passwordSecret\.name is required"
-    ):
+    with pytest.raises(ChartError, match=r"database\.internal\.passwordSecret\.name is required"):
         render_chart({}, NAMESPACE)
 
 
 def test_external_database_without_secret_fails_clearly(render_chart):
-    with pytest.raises(helm.HelmError, match=r"database\.external\.secretName is required"):
+    with pytest.raises(ChartError, match=r"database\.external\.secretName is required"):
         render_chart({"database": {"mode": "external"}}, NAMESPACE)
 
 
 def test_several_replicas_on_a_read_write_once_volume_fail_clearly(render_chart):
-    with pytest.raises(helm.HelmError, match=r"replicaCount=2 .*ReadWriteMany"):
+    with pytest.raises(ChartError, match=r"replicaCount=2 .*ReadWriteMany"):
         render_chart(merged(DEFAULT, {"replicaCount": 2}), NAMESPACE)
 
 
@@ -311,7 +311,7 @@ def test_several_replicas_on_a_read_write_once_volume_fail_clearly(render_chart)
     ],
 )
 def test_schema_rejects_bad_values(render_chart, values, key):
-    with pytest.raises(helm.HelmError, match=key):
+    with pytest.raises(ChartError, match=key):
         render_chart(merged(DEFAULT, values), NAMESPACE)
 
 

@@ -152,7 +152,7 @@ def server_container(deployment: dict) -> dict:
 
 
 def launch(container: LocalContainer, workdir: Path, log: Path) -> subprocess.Popen:
-    env = process_env(container, {"PATH": f"{MLFLOW_BIN}:{os.environ['PATH']}"})
+    env = process_env(container)
     env["PATH"] = f"{MLFLOW_BIN}:{os.environ['PATH']}"
     return subprocess.Popen(
         container.argv, env=env, cwd=workdir, stdout=log.open("ab"), stderr=subprocess.STDOUT,

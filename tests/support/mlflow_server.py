@@ -67,7 +67,7 @@ class MlflowServer:
         if self.static_prefix:
             args += ["--static-prefix", self.static_prefix]
         args += self.extra_args
-        env = {**os.environ, "MLFLOW_ENABLE_TELEMETRY": "false", **self.env}
+        env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", **self.env}
         env.pop("MLFLOW_TRACKING_URI", None)
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(

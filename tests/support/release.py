@@ -11,7 +11,6 @@ random_password on a cluster and is named, not valued, in the values.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from nebari_mlflow_plugin import tfvalues
@@ -22,13 +21,7 @@ from nebari_mlflow_plugin.stage import MlflowStage
 def values_documents(
     stage: MlflowStage, stage_outputs: dict[str, Any], provider_locals: dict | None = None
 ) -> list[dict[str, Any]]:
-    input_vars = stage.input_vars(stage_outputs)
-    inputs = tfvalues.module_inputs(input_vars, provider_locals or tfvalues.VOLUME_LOCALS)
-    return [
-        json.loads(input_vars["helm_values"]),
-        tfvalues.evaluate(inputs),
-        json.loads(input_vars["helm_overrides"]),
-    ]
+    return tfvalues.values_documents(stage.input_vars(stage_outputs), provider_locals)
 
 
 def render_release(
