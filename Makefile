@@ -7,7 +7,8 @@ MLFLOW_VERSION := $(shell sed -n 's/^MLFLOW_VERSION = "\(.*\)"/\1/p' src/nebari_
 
 .PHONY: install system-deps test lint clean
 
-install: system-deps .venv/.installed .venv-mlflow/.installed .tools/node_modules/.bin/azurite-blob
+install: system-deps .venv/.installed .venv-mlflow/.installed .venv-pod/.installed \
+	.tools/node_modules/.bin/azurite-blob
 
 # PostgreSQL, nginx, Chromium, Node.js: real processes the end-to-end tests run.
 system-deps:
@@ -30,6 +31,14 @@ system-deps:
 	.venv-mlflow/bin/pip install --quiet --no-deps -e .
 	touch $@
 
+# A user's conda environment in a pod: MLflow and a kernel, nothing of this project
+# (the notebook package reaches it the way it reaches user pods: mounted files).
+.venv-pod/.installed: src/nebari_mlflow_plugin/versions.py
+	$(PYTHON) -m venv .venv-pod
+	.venv-pod/bin/pip install --quiet --upgrade pip
+	.venv-pod/bin/pip install --quiet mlflow==$(MLFLOW_VERSION) ipykernel
+	touch $@
+
 test: install
 	.venv/bin/pytest tests/plugin tests/e2e
 	.venv-mlflow/bin/pytest tests/notebook
@@ -39,4 +48,4 @@ lint: install
 	.venv/bin/ruff format --check src tests benchmarks
 
 clean:
-	rm -rf .venv .venv-mlflow .tools build dist
+	rm -rf .venv .venv-mlflow .venv-pod .tools build dist

@@ -1,16 +1,22 @@
-"""Environment added to every JupyterLab user pod.
+"""Environment and mounts added to every JupyterLab user pod.
 
 Runs inside config validation (see schema.InputSchema): it edits
-`jupyterhub.overrides.singleuser.extraEnv` in place, which stage 07 hands to the
-JupyterHub chart. z2jh accepts extraEnv as a mapping or as a list of EnvVar
-objects; both are handled, and a variable the admin already set always wins.
+`jupyterhub.overrides` in place, which stage 07 hands to the JupyterHub chart:
+`singleuser.extraEnv` (z2jh accepts a mapping or a list of EnvVar objects; both
+are handled) and Nebari's `custom.extra-mounts` (see notebook_delivery). What
+the admin already set always wins, except PYTHONPATH, which gets the delivered
+package's directory appended.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from nebari_mlflow_plugin import notebook_delivery
 from nebari_mlflow_plugin.naming import internal_tracking_uri
+
+# Variables holding a path list: the admin's value is extended, not kept as is.
+PATH_LISTS = {"PYTHONPATH"}
 
 
 def user_env(config: Any) -> dict[str, str]:
@@ -26,7 +32,18 @@ def user_env(config: Any) -> dict[str, str]:
     }
     if mlflow.user_experiment:
         env["MLFLOW_EXPERIMENT_NAME"] = mlflow.user_experiment
+    env.update(notebook_delivery.pod_env(mlflow))
     return env
+
+
+def _extend_path(current: Any, name: str, entry: str) -> str:
+    if not isinstance(current, str):
+        raise ValueError(
+            f"jupyterhub.overrides.singleuser.extraEnv {name} must be a plain string to "
+            f"add {entry} (the notebook package); or set mlflow.notebook.client: false"
+        )
+    parts = [part for part in current.split(":") if part]
+    return current if entry in parts else ":".join([*parts, entry])
 
 
 def merge_env(extra_env: Any, wanted: dict[str, str]) -> Any:
@@ -39,13 +56,18 @@ def merge_env(extra_env: Any, wanted: dict[str, str]) -> Any:
         extra_env = {}
     if isinstance(extra_env, dict):
         for name, value in wanted.items():
+            if name in PATH_LISTS and name in extra_env:
+                extra_env[name] = _extend_path(extra_env[name], name, value)
             extra_env.setdefault(name, value)
         return extra_env
     if isinstance(extra_env, list):
-        present = {item.get("name") for item in extra_env if isinstance(item, dict)}
-        extra_env.extend(
-            {"name": name, "value": value} for name, value in wanted.items() if name not in present
-        )
+        present = {item.get("name"): item for item in extra_env if isinstance(item, dict)}
+        for name, value in wanted.items():
+            if name not in present:
+                extra_env.append({"name": name, "value": value})
+            elif name in PATH_LISTS:
+                item = present[name]
+                item["value"] = _extend_path(item.get("value"), name, value)
         return extra_env
     raise ValueError(
         "jupyterhub.overrides.singleuser.extraEnv must be a mapping of NAME: value or a "
@@ -53,15 +75,27 @@ def merge_env(extra_env: Any, wanted: dict[str, str]) -> Any:
     )
 
 
-def inject_user_env(config: Any) -> None:
+def _mapping(parent: dict, key: str, where: str) -> dict:
+    value = parent.get(key)
+    if value is None:
+        value = parent[key] = {}
+    if not isinstance(value, dict):
+        raise ValueError(f"jupyterhub.overrides.{where} must be a mapping")
+    return value
+
+
+def inject_user_pods(config: Any) -> None:
+    """Add the plugin's env and mounts to `jupyterhub.overrides` (idempotent)."""
     wanted = user_env(config)
     jupyterhub = getattr(config, "jupyterhub", None)
     if not wanted or jupyterhub is None:
         return
     overrides = jupyterhub.overrides
-    singleuser = overrides.get("singleuser")
-    if singleuser is None:
-        singleuser = overrides["singleuser"] = {}
-    if not isinstance(singleuser, dict):
-        raise ValueError("jupyterhub.overrides.singleuser must be a mapping")
+    singleuser = _mapping(overrides, "singleuser", "singleuser")
     singleuser["extraEnv"] = merge_env(singleuser.get("extraEnv"), wanted)
+    mounts = notebook_delivery.extra_mounts(config.mlflow, config.namespace)
+    if mounts:
+        extra_mounts = _mapping(_mapping(overrides, "custom", "custom"), "extra-mounts",
+                                "custom.extra-mounts")  # fmt: skip
+        for path, volume in mounts.items():
+            extra_mounts.setdefault(path, volume)

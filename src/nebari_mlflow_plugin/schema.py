@@ -164,6 +164,64 @@ class Artifacts(schema.Base):
         return self
 
 
+def _check_placeholders(field: str, value: str | None) -> str | None:
+    if value is None:
+        return value
+    unknown = set(re.findall(r"{([^{}]*)}", value)) - USER_PLACEHOLDERS
+    if unknown:
+        raise ValueError(
+            f"mlflow.{field} {value!r} uses unknown placeholder(s) {sorted(unknown)}; "
+            f"allowed: {sorted(USER_PLACEHOLDERS)}"
+        )
+    return value
+
+
+ExperimentName = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+
+
+class Notebook(schema.Base):
+    """What JupyterLab user pods get besides the environment (needs `inject_env`)."""
+
+    # Mount the notebook package (run attribution and nebari.* tags, the workflow
+    # helper, cell capture) into every user pod, on PYTHONPATH: nothing to install.
+    client: bool = True
+    # Record every executed cell of every kernel as an MLflow run (needs `client`).
+    capture_cells: bool = False
+    # Experiment of the cell runs, may use {username}; null: the user's experiment
+    # (`user_experiment`) or "notebook-cells".
+    capture_experiment: ExperimentName | None = None
+    # Regular expressions (Python syntax) masked in recorded code and outputs, besides
+    # the built-in ones (tokens, keys, passwords); a group named `secret` masks only it.
+    capture_redact: list[Annotated[str, StringConstraints(min_length=1)]] = []
+
+    @field_validator("capture_experiment")
+    @classmethod
+    def _experiment_placeholders(cls, value: str | None) -> str | None:
+        return _check_placeholders("notebook.capture_experiment", value)
+
+    @field_validator("capture_redact")
+    @classmethod
+    def _patterns_compile(cls, value: list[str]) -> list[str]:
+        for index, pattern in enumerate(value):
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(
+                    f"mlflow.notebook.capture_redact[{index}] {pattern!r} is not a valid "
+                    f"regular expression: {exc}"
+                ) from None
+        return value
+
+    @model_validator(mode="after")
+    def _capture_needs_client(self) -> Notebook:
+        if self.capture_cells and not self.client:
+            raise ValueError(
+                "mlflow.notebook.capture_cells needs mlflow.notebook.client: true (the "
+                "capture extension is the delivered notebook package)"
+            )
+        return self
+
+
 class MLflow(schema.Base):
     """The `mlflow:` block. `{}` or absent deploys a working server."""
 
@@ -183,7 +241,9 @@ class MLflow(schema.Base):
     inject_env: bool = True
     # Default experiment of each user, e.g. "users/{username}"; KubeSpawner expands
     # {username}/{unescaped_username}/{servername} per user. null: MLflow's "Default".
-    user_experiment: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
+    user_experiment: ExperimentName | None = None
+    # The notebook package in user pods and per-cell runs.
+    notebook: Notebook = Notebook()
     # URL path at https://<domain>; also the server's --static-prefix.
     route_path: Annotated[str, StringConstraints(pattern=ROUTE_PATH_PATTERN)] = "/mlflow"
     # Serve Prometheus metrics at <route_path>/metrics.
@@ -209,15 +269,16 @@ class MLflow(schema.Base):
     @field_validator("user_experiment")
     @classmethod
     def _known_placeholders(cls, value: str | None) -> str | None:
-        if value is None:
-            return value
-        unknown = set(re.findall(r"{([^{}]*)}", value)) - USER_PLACEHOLDERS
-        if unknown:
+        return _check_placeholders("user_experiment", value)
+
+    @model_validator(mode="after")
+    def _capture_needs_injection(self) -> MLflow:
+        if self.notebook.capture_cells and not self.inject_env:
             raise ValueError(
-                f"mlflow.user_experiment {value!r} uses unknown placeholder(s) "
-                f"{sorted(unknown)}; allowed: {sorted(USER_PLACEHOLDERS)}"
+                "mlflow.notebook.capture_cells needs mlflow.inject_env: true (user pods "
+                "get the tracking URI and the capture extension through it)"
             )
-        return value
+        return self
 
     def _replicas_need_shared_storage(self, provider: str | None) -> None:
         # On clouds the default store is a bucket every replica reaches.
@@ -242,7 +303,7 @@ class InputSchema(schema.Base):
     @model_validator(mode="after")
     def _check_provider_and_inject_env(self) -> Any:
         # Imported here: schema.py is imported on every nebari command.
-        from nebari_mlflow_plugin.injection import inject_user_env
+        from nebari_mlflow_plugin.injection import inject_user_pods
         from nebari_mlflow_plugin.providers import provider_for
 
         provider = getattr(self, "provider", None)
@@ -251,5 +312,5 @@ class InputSchema(schema.Base):
             builder = provider_for(provider)
             builder.check_config(self)
             builder.preflight(self)
-        inject_user_env(self)
+        inject_user_pods(self)
         return self

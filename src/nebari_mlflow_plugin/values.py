@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from nebari_mlflow_plugin import naming
+from nebari_mlflow_plugin import naming, notebook_delivery
 from nebari_mlflow_plugin.providers import Provider
 from nebari_mlflow_plugin.schema import ArtifactsType, DatabaseType, MLflow, ResourceAmounts
 
@@ -65,6 +65,7 @@ def build_values(mlflow: MLflow, provider: Provider) -> dict[str, Any]:
         },
         "keepVolumes": not mlflow.force_destroy,
         "networkPolicy": {"enabled": True, "allowFrom": NEBARI_CLIENT_PEERS},
+        "notebookClient": notebook_delivery.chart_values(mlflow),
     }
 
     if database.type == DatabaseType.external:

@@ -6,7 +6,6 @@ MLflow server (conftest fixtures); every wait is bounded.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -18,31 +17,16 @@ from pathlib import Path
 
 import pytest
 from test_capture_support import (
-    SRC,
     execute,
     extension_setup,
-    kernel_module,
     start_kernel,
     stop_kernel,
     wait_for,
 )
 
+from nebari_mlflow_plugin.notebook import capture, kernel, spool
+
 pytestmark = pytest.mark.timeout(300)
-
-
-def _load(name: str):
-    """The notebook modules as flat files, as they are delivered into pods."""
-    if name in sys.modules and getattr(sys.modules[name], "__file__", "").startswith(str(SRC)):
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, SRC / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-spool = _load("spool")
-capture = _load("capture")
 
 
 def _client(url: str):
@@ -106,6 +90,27 @@ def test_config_env_beats_old_kernel_json(tmp_path):
     assert cfg.redact == ["foo\\d+"] and cfg.spool_dir == tmp_path / "s"
 
 
+def test_inert_in_an_environment_without_mlflow(monkeypatch, tmp_path):
+    """Admins turn capture on for every kernel; one whose environment lacks MLflow
+    records nothing (no hooks, no spool that no sender could deliver)."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")
+    monkeypatch.setenv("NEBARI_MLFLOW_CAPTURE_SPOOL_DIR", str(tmp_path / "spool"))
+    before = list(shell.events.callbacks["pre_run_cell"])
+    monkeypatch.setitem(sys.modules, "mlflow", None)  # `import mlflow` finds nothing
+    try:
+        capture.load_ipython_extension(shell)
+        assert capture._capture is None
+        assert shell.events.callbacks["pre_run_cell"] == before
+        shell.run_cell("x = 1")
+        assert not (tmp_path / "spool").exists()
+    finally:
+        capture.unload_ipython_extension(shell)
+        InteractiveShell.clear_instance()
+
+
 def test_redaction_masks_env_secrets_and_patterns(monkeypatch):
     monkeypatch.setenv("MY_SERVICE_TOKEN", "s3cr3t-value-123")
     monkeypatch.setenv("HARMLESS", "visible-value")
@@ -118,7 +123,7 @@ def test_redaction_masks_env_secrets_and_patterns(monkeypatch):
 
 
 def test_kernelspec_install_prefix(tmp_path):
-    kernel = kernel_module()
+
     path = Path(kernel.install("mlflow-test", prefix=str(tmp_path)))
     spec = json.loads((path / "kernel.json").read_text())
     assert spec["display_name"] == "Python 3 (MLflow tracked)"

@@ -5,11 +5,8 @@ Shared by the capture tests and benchmarks/cell_overhead.py.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
-import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -19,35 +16,14 @@ from typing import Any
 from jupyter_client import KernelManager
 from jupyter_client.kernelspec import KernelSpecManager
 
-SRC = Path(__file__).resolve().parents[2] / "src" / "nebari_mlflow_plugin" / "notebook"
+from nebari_mlflow_plugin.notebook import kernel
+
 PACKAGE_EXTENSION = "nebari_mlflow_plugin.notebook.capture"
 
 
-def package_importable() -> bool:
-    """The package form needs nebari_mlflow_plugin/__init__.py to import without nebari."""
-    probe = subprocess.run(
-        [sys.executable, "-c", f"import {PACKAGE_EXTENSION}"], capture_output=True, timeout=60
-    )
-    return probe.returncode == 0
-
-
 def extension_setup(workdir: Path) -> tuple[str, dict[str, str]]:
-    """(extension name, extra env): the package if importable, else flat files (pod delivery)."""
-    if package_importable():
-        return PACKAGE_EXTENSION, {}
-    flat = workdir / "flat"
-    flat.mkdir(parents=True, exist_ok=True)
-    for name in ("capture.py", "spool.py"):
-        shutil.copy(SRC / name, flat / name)
-    return "capture", {"PYTHONPATH": str(flat)}
-
-
-def kernel_module() -> Any:
-    """kernel.py loaded by path, so it works whether or not the package imports."""
-    spec = importlib.util.spec_from_file_location("_nebari_capture_kernel", SRC / "kernel.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """(extension name, extra env) of the tracked kernel."""
+    return PACKAGE_EXTENSION, {}
 
 
 def start_kernel(
@@ -57,7 +33,7 @@ def start_kernel(
     spec_root = Path(tempfile.mkdtemp(prefix="kernels-"))
     name = "tracked" if extension else "plain"
     if extension:
-        spec = kernel_module().kernel_json(extension=extension)
+        spec = kernel.kernel_json(extension=extension)
     else:
         spec = {
             "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],

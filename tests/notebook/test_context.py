@@ -7,7 +7,6 @@ through its own `mlflow.run_context_provider` entry point, as in a user pod.
 from __future__ import annotations
 
 import getpass
-import importlib.util
 import json
 import os
 import subprocess
@@ -16,9 +15,12 @@ import timeit
 import uuid
 from pathlib import Path
 
+import mlflow  # noqa: F401  (before the provider's module, as in any program: see below)
 import pytest
 
-SRC = Path(__file__).resolve().parents[2] / "src" / "nebari_mlflow_plugin" / "notebook"
+# Imported after mlflow: importing it first would make MLflow's entry-point loader
+# meet it half-initialised (it imports mlflow) and skip the provider.
+from nebari_mlflow_plugin.notebook import context
 
 # Variables the provider reads: removed so the developer's own env cannot leak in.
 CONTEXT_VARS = (
@@ -198,16 +200,7 @@ def test_entry_point_loads_without_nebari(mlflow_server, tmp_path):
     assert "NebariRunContextProvider" in python(env, code)
 
 
-def _load_context_flat():
-    """context.py as a flat module, the way it may be delivered into pods."""
-    spec = importlib.util.spec_from_file_location("nebari_context_flat", SRC / "context.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_tags_is_fast_and_networkless(monkeypatch):
-    context = _load_context_flat()
     for key in CONTEXT_VARS:
         monkeypatch.delenv(key, raising=False)
     for key, value in NEBARI_ENV.items():
@@ -231,7 +224,6 @@ def test_tags_is_fast_and_networkless(monkeypatch):
 
 
 def test_tags_never_raise(monkeypatch):
-    context = _load_context_flat()
     monkeypatch.setenv("JUPYTERHUB_USER", "alice")
 
     def boom(*args, **kwargs):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import json
+from pathlib import Path
 
 import pydantic
 import pytest
@@ -105,6 +107,7 @@ def test_injection_into_absent_overrides():
         "MLFLOW_TRACKING_URI": "http://mlflow.dev.svc:5000/mlflow",
         "NEBARI_PROJECT": "demo",
         "NEBARI_NAMESPACE": "dev",
+        "PYTHONPATH": "/opt/nebari-mlflow/python",
     }
 
 
@@ -134,6 +137,7 @@ def test_injection_adds_to_dict_form():
         "MLFLOW_TRACKING_URI": "http://mlflow.dev.svc:5000/mlflow",
         "NEBARI_PROJECT": "demo",
         "NEBARI_NAMESPACE": "dev",
+        "PYTHONPATH": "/opt/nebari-mlflow/python",
     }
 
 
@@ -171,7 +175,8 @@ def test_injection_is_idempotent_and_configs_do_not_share_state():
     first.namespace = "dev"
     second = nb.validate(nb.config_dict(mlflow={"enabled": False}))
     assert user_env(first)["MLFLOW_TRACKING_URI"] == "http://mlflow.dev.svc:5000/mlflow"
-    assert len(first.jupyterhub.overrides["singleuser"]["extraEnv"]) == 3
+    assert len(first.jupyterhub.overrides["singleuser"]["extraEnv"]) == 4
+    assert len(first.jupyterhub.overrides["custom"]["extra-mounts"]) == 2
     assert second.jupyterhub.overrides == {}
 
 
@@ -179,6 +184,84 @@ def test_per_user_experiment_is_injected_for_the_spawner_to_expand():
     config = nb.validate(nb.config_dict(mlflow={"user_experiment": "users/{username}"}))
     assert user_env(config)["MLFLOW_EXPERIMENT_NAME"] == "users/{username}"
     assert "MLFLOW_EXPERIMENT_NAME" not in user_env(nb.validate(nb.config_dict()))
+
+
+PYDIR = "/opt/nebari-mlflow/python"
+
+
+def mounts(config) -> dict:
+    return config.jupyterhub.overrides.get("custom", {}).get("extra-mounts", {})
+
+
+def test_notebook_package_is_mounted_by_default():
+    config = nb.validate(nb.config_dict())
+    mounted = mounts(config)
+    assert {volume["name"] for volume in mounted.values()} == {
+        "mlflow-notebook-package", "mlflow-notebook-metadata",
+    }  # fmt: skip
+    assert all(v["kind"] == "configmap" and v["namespace"] == "dev" for v in mounted.values())
+    python_dir = user_env(config)["PYTHONPATH"]
+    # The package and its metadata sit directly on PYTHONPATH, where imports find them.
+    assert {str(Path(path).parent) for path in mounted} == {
+        python_dir,
+        python_dir + "/nebari_mlflow_plugin",
+    }
+    assert "NEBARI_MLFLOW_CAPTURE" not in user_env(config)
+
+
+@pytest.mark.parametrize(
+    "block", [{"notebook": {"client": False}}, {"inject_env": False}, {"enabled": False}]
+)
+def test_no_mounts_or_pythonpath_when_off(block):
+    config = nb.validate(nb.config_dict(mlflow=block))
+    assert not mounts(config)
+    assert "PYTHONPATH" not in user_env(config)
+
+
+def test_cell_capture_adds_the_ipython_config_and_its_settings():
+    config = nb.validate(nb.config_dict(mlflow={"notebook": {
+        "capture_cells": True, "capture_experiment": "users/{username}/cells",
+        "capture_redact": [r"sk-[A-Za-z0-9]{20,}", r"pin=(?P<secret>\d+)"],
+    }}))  # fmt: skip
+    env = user_env(config)
+    assert env["NEBARI_MLFLOW_CAPTURE"] == "1"
+    assert env["NEBARI_MLFLOW_CAPTURE_EXPERIMENT"] == "users/{username}/cells"
+    assert json.loads(env["NEBARI_MLFLOW_CAPTURE_REDACT"]) == [
+        r"sk-[A-Za-z0-9]{20,}", r"pin=(?P<secret>\d+)",
+    ]  # fmt: skip
+    assert mounts(config)["/usr/local/etc/ipython"]["name"] == "mlflow-notebook-ipython"
+
+
+@pytest.mark.parametrize(
+    ("extra_env", "expected"),
+    [
+        ({"PYTHONPATH": "/srv/lib"}, f"/srv/lib:{PYDIR}"),
+        ([{"name": "PYTHONPATH", "value": "/srv/lib:"}], f"/srv/lib:{PYDIR}"),
+        (
+            {"PYTHONPATH": "/opt/nebari-mlflow/python:/srv/lib"},
+            "/opt/nebari-mlflow/python:/srv/lib",
+        ),
+    ],
+)
+def test_admin_pythonpath_is_extended_once(extra_env, expected):
+    config = nb.validate(with_extra_env(copy.deepcopy(extra_env)))
+    config.namespace = "dev"  # re-validation must not append twice
+    assert user_env(config)["PYTHONPATH"] == expected
+
+
+def test_pythonpath_from_a_secret_cannot_be_extended():
+    extra_env = [{"name": "PYTHONPATH", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}]
+    with pytest.raises(pydantic.ValidationError) as err:
+        nb.validate(with_extra_env(extra_env))
+    assert "PYTHONPATH" in str(err.value) and "mlflow.notebook.client" in str(err.value)
+
+
+def test_admin_extra_mounts_are_kept():
+    theirs = {"/data/shared-models": {"name": "models", "kind": "persistentvolumeclaim"}}
+    data = nb.config_dict(jupyterhub={"overrides": {"custom": {"extra-mounts": dict(theirs)}}})
+    mounted = mounts(nb.validate(data))
+    assert mounted["/data/shared-models"] == theirs["/data/shared-models"]
+    assert len(mounted) == 3
 
 
 # --- Invalid values: each error names the field and what is allowed --------------
@@ -230,6 +313,13 @@ INVALID = [
     ({"unknown_key": 1}, "mlflow.unknown_key"),
     ({"user_experiment": "users/{user}"}, "mlflow.user_experiment"),
     ({"user_experiment": ""}, "mlflow.user_experiment"),
+    ({"notebook": {"client": "sometimes"}}, "mlflow.notebook.client"),
+    ({"notebook": {"capture_cells": True, "client": False}}, "mlflow.notebook.client"),
+    ({"notebook": {"capture_cells": True}, "inject_env": False}, "mlflow.inject_env"),
+    ({"notebook": {"capture_experiment": "cells/{user}"}}, "mlflow.notebook.capture_experiment"),
+    ({"notebook": {"capture_redact": ["(unclosed"]}}, "mlflow.notebook.capture_redact[0]"),
+    ({"notebook": {"capture_redact": "password"}}, "mlflow.notebook.capture_redact"),
+    ({"notebook": {"capture": True}}, "mlflow.notebook.capture"),
 ]
 
 

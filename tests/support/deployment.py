@@ -10,6 +10,7 @@ nginx configured from the IngressRoute with a forward-auth stand-in.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import secrets
@@ -116,6 +117,20 @@ class Deployment:
         names = (f"mlflow.{self.namespace}.svc", f"mlflow.{self.namespace}.svc.cluster.local",
                  f"mlflow.{self.namespace}", "mlflow")  # fmt: skip
         return cluster_dns.client_env(self.workdir, {f"{n}:5000": self.server_port for n in names})
+
+    def api(self, path: str, body: dict | None = None) -> dict:
+        """MLflow's REST API (`<prefix>/api/2.0/mlflow/<path>`) as pods reach it:
+        the Service's Host header, POST when `body` is given."""
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{self.server_port}{self.config.mlflow.route_path}"
+            f"/api/2.0/mlflow/{path}",
+            data=data,
+            headers={"Host": f"mlflow.{self.namespace}.svc:5000",
+                     "Content-Type": "application/json"},
+        )  # fmt: skip
+        with urllib.request.urlopen(req, timeout=30) as response:
+            return json.loads(response.read())
 
     def restart_server(self) -> None:
         self.stop_server()

@@ -56,6 +56,7 @@ import base64
 import contextlib
 import getpass
 import importlib.abc
+import importlib.util
 import json
 import logging
 import os
@@ -70,10 +71,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-try:
-    from . import spool as _spool
-except ImportError:  # delivered as flat files next to each other
-    import spool as _spool  # type: ignore[no-redef]
+from . import spool as _spool
+from . import tags as _tags
 
 log = logging.getLogger("nebari_mlflow_plugin.notebook.capture")
 
@@ -452,6 +451,9 @@ class Capture:
             "notebook_path": self.notebook_path(),
             "python": sys.version.split()[0],
             "user": os.environ.get("JUPYTERHUB_USER") or _user(),
+            # What fluent runs get from the run-context provider (project, conda
+            # env, pod, workflow), read here: the sender may serve other kernels.
+            "context_tags": _context_tags(),
         }
         self.recorder = Recorder(cfg, self.session)
         self.seq = 0
@@ -669,6 +671,13 @@ def _setup_logging(cfg: Config) -> None:
         pass
 
 
+def _context_tags() -> dict[str, str]:
+    try:
+        return _tags.nebari_tags() if _tags.in_nebari() else {}
+    except Exception:  # a tag is never worth a lost session
+        return {}
+
+
 def load_ipython_extension(ipython: Any) -> None:
     global _capture
     if _capture is not None:
@@ -678,6 +687,11 @@ def load_ipython_extension(ipython: Any) -> None:
         _setup_logging(cfg)
         if not cfg.enabled:
             log.debug("disabled by %s", PREFIX)
+            return
+        # Admins turn capture on for every kernel; environments without MLflow
+        # have nothing to record with (and no sender to deliver the spool).
+        if importlib.util.find_spec("mlflow") is None:
+            log.debug("mlflow is not installed in %s", sys.prefix)
             return
         if not cfg.tracking_uri:
             print(

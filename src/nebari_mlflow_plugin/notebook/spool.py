@@ -206,6 +206,7 @@ def ensure_parent_run(client, session_dir: Path, meta: dict, experiment_id: str)
             started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(meta["start"]))
             name = f"{os.path.basename(notebook) or 'kernel'} · {started}"
             tags = {
+                **meta.get("context_tags", {}),
                 TAG_SESSION_ID: meta["session_id"],
                 TAG_SESSION_PARENT: meta["session_id"],
                 "mlflow.runName": name,
@@ -238,6 +239,7 @@ def cell_tags(rec: dict, meta: dict, parent_run_id: str) -> dict[str, str]:
     code = rec.get("code", "")
     short = code if len(code) <= MAX_TAG_CHARS else code[:MAX_TAG_CHARS] + "\n# … (truncated)"
     tags = {
+        **meta.get("context_tags", {}),
         TAG_RECORD_ID: rec["record_id"],
         TAG_SESSION_ID: meta["session_id"],
         "mlflow.parentRunId": parent_run_id,

@@ -29,10 +29,7 @@ from mlflow.entities import RunStatus
 from mlflow.tracking import MlflowClient
 from mlflow.tracking.context.registry import resolve_tags
 
-try:
-    from .context import WORKFLOW_NAME_TAG, WORKFLOW_UID_TAG, clean_value, getenv
-except ImportError:  # delivered as flat modules next to each other
-    from context import WORKFLOW_NAME_TAG, WORKFLOW_UID_TAG, clean_value, getenv
+from .tags import WORKFLOW_NAME_TAG, WORKFLOW_UID_TAG, clean_value, getenv
 
 WORKFLOW_STATUS_TAG = "nebari.argo.workflow.status"
 DEFAULT_EXPERIMENT_ID = "0"

@@ -1,0 +1,98 @@
+"""The notebook package as the chart ships it to user pods (notebook_delivery.py).
+
+Rendered from the config through the real values builder and Helm's engine; the
+end-to-end proof that a fresh environment runs it is tests/e2e/test_notebook_delivery.py.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.metadata
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+from support import nebari as nb
+
+from nebari_mlflow_plugin import notebook_delivery
+from nebari_mlflow_plugin.providers import provider_for
+from nebari_mlflow_plugin.values import build_values
+
+# ConfigMaps hold at most 1 MiB (etcd's object limit).
+CONFIG_MAP_LIMIT = 1024 * 1024
+# MLflow 2.x still runs on Python 3.8; its entry-point loader only forgives
+# ImportError, so a SyntaxError in a delivered module would break `import mlflow`.
+OLDEST_PYTHON = (3, 8)
+NOTEBOOK_DIR = Path(notebook_delivery.__file__).parent / "notebook"
+
+
+def release_for(mlflow: dict, render_chart):
+    config = nb.validate(nb.config_dict(mlflow=mlflow))
+    values = build_values(config.mlflow, provider_for(config.provider))
+    values["database"]["internal"]["passwordSecret"] = {"name": "pg", "key": "password"}
+    return config, render_chart(values)
+
+
+def config_maps(manifests: list[dict]) -> dict[str, dict]:
+    return {m["metadata"]["name"]: m for m in manifests if m["kind"] == "ConfigMap"}
+
+
+@pytest.fixture(scope="module")
+def capturing(render_chart):
+    return release_for({"notebook": {"capture_cells": True}}, render_chart)
+
+
+def test_every_mount_names_a_rendered_valid_config_map(capturing):
+    config, manifests = capturing
+    rendered = config_maps(manifests)
+    mounts = notebook_delivery.extra_mounts(config.mlflow, config.namespace)
+    assert {volume["name"] for volume in mounts.values()} == set(rendered)
+    for config_map in rendered.values():
+        kubernetes_validate.validate(config_map, "1.32", strict=True)
+        size = sum(len(k) + len(v.encode()) for k, v in config_map["data"].items())
+        assert size < CONFIG_MAP_LIMIT / 4, (config_map["metadata"]["name"], size)
+
+
+def test_package_config_map_is_the_whole_notebook_package(capturing):
+    _, manifests = capturing
+    (package,) = [m for name, m in config_maps(manifests).items() if name.endswith("package")]
+    on_disk = {p.name: p.read_text() for p in NOTEBOOK_DIR.glob("*.py")}
+    assert package["data"] == on_disk
+    assert "__init__.py" in package["data"]  # `notebook` is a regular package
+
+
+def test_metadata_lists_the_entry_points_of_this_distribution(tmp_path):
+    dist_info = tmp_path / "x.dist-info"
+    dist_info.mkdir()
+    for name, content in notebook_delivery.metadata_files().items():
+        (dist_info / name).write_text(content)
+    delivered = importlib.metadata.PathDistribution(dist_info)
+    ours = importlib.metadata.distribution("nebari-mlflow-plugin")
+    mlflow_groups = {(e.group, e.name, e.value) for e in ours.entry_points if "mlflow" in e.group}
+    assert mlflow_groups  # the run-context provider is registered in pyproject.toml
+    assert {(e.group, e.name, e.value) for e in delivered.entry_points} == mlflow_groups
+    assert delivered.metadata["Name"] == notebook_delivery.DISTRIBUTION
+    for entry in delivered.entry_points:
+        module = entry.value.split(":")[0]
+        assert module.startswith("nebari_mlflow_plugin.notebook.")
+        assert (NOTEBOOK_DIR / (module.rsplit(".", 1)[1] + ".py")).is_file()
+
+
+def test_ipython_config_only_when_capturing(render_chart, capturing):
+    _, without = release_for({}, render_chart)
+    assert not [name for name in config_maps(without) if name.endswith("ipython")]
+    _, manifests = capturing
+    (ipython,) = [m for name, m in config_maps(manifests).items() if name.endswith("ipython")]
+    source = ipython["data"]["ipython_kernel_config.py"]
+    compile(source, "ipython_kernel_config.py", "exec")
+    assert notebook_delivery.CAPTURE_EXTENSION in source
+
+
+def test_nothing_rendered_when_the_client_is_off(render_chart):
+    _, manifests = release_for({"notebook": {"client": False}}, render_chart)
+    assert not config_maps(manifests)
+
+
+@pytest.mark.parametrize("path", sorted(NOTEBOOK_DIR.glob("*.py")), ids=lambda p: p.name)
+def test_delivered_modules_parse_on_the_oldest_python_mlflow_supports(path):
+    ast.parse(path.read_text(), filename=str(path), feature_version=OLDEST_PYTHON)
