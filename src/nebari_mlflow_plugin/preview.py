@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from nebari_mlflow_plugin import naming, tfvalues
+from nebari_mlflow_plugin import naming, notebook_delivery, tfvalues
 from nebari_mlflow_plugin.injection import user_env
 from nebari_mlflow_plugin.manifests import PreviewUnavailable, merge_values, render_chart
 from nebari_mlflow_plugin.schema import ArtifactsType, DatabaseType
@@ -80,6 +80,11 @@ class Preview:
             "artifacts": artifacts,
             "cloud resources": stage.provider.planned_resources(config) or ["none"],
             "user pod env": user_env(config) or {"(none)": "injection off"},
+            "user pod mounts": {
+                path: f"ConfigMap {volume['name']}"
+                for path, volume in notebook_delivery.extra_mounts(mlflow, config.namespace).items()
+            }
+            or {"(none)": "notebook.client off"},
             "data": kept,
             "kubernetes objects": [f"{m['kind']}/{m['metadata']['name']}" for m in self.manifests],
         }

@@ -44,13 +44,15 @@ def test_render_writes_terraform_values_and_manifests(example, tmp_path):
     assert values["ingressRoute"]["host"] == config["domain"]
     manifests = [yaml.safe_load(p.read_text()) for p in (tmp_path / "manifests").glob("*.yaml")]
     kinds = {m["kind"] for m in manifests}
-    assert {"Deployment", "Service", "IngressRoute", "NetworkPolicy"} <= kinds
+    assert {"Deployment", "Service", "IngressRoute", "NetworkPolicy", "ConfigMap"} <= kinds
     # The summary names the URL, the in-cluster URI, the image and what is kept.
     flat = " ".join(output.split())
     assert f"https://{config['domain']}/mlflow/" in flat
     assert f"http://mlflow.{config['namespace']}.svc:5000/mlflow" in flat
     assert "ghcr.io/mlflow/mlflow:v3.17.2-full" in flat
     assert "kept" in flat
+    # ...and what user pods get mounted, by ConfigMap.
+    assert "user pod mounts" in flat and "ConfigMap mlflow-notebook-package" in flat
 
 
 def test_render_marks_unknown_domain_as_placeholder(tmp_path):

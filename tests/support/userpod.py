@@ -13,7 +13,6 @@ relocated by the kernel launcher (see `kernel_argv`).
 from __future__ import annotations
 
 import ast
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,8 +42,9 @@ def nebari_mount_paths() -> list[str]:
     return re.findall(r'"(/[^"]+)"\s*=\s*{', block)
 
 
-def nebari_extra_mounts_function():
-    """Nebari's `base_profile_extra_mounts`, loaded from its JupyterHub config file."""
+def _nebari_profile_namespace() -> dict[str, Any]:
+    """A namespace holding Nebari's `base_profile_extra_mounts`, from its JupyterHub
+    config file (the rest of that file needs a running hub)."""
     tree = ast.parse(PROFILES.read_text())
     (function,) = [
         node for node in tree.body
@@ -78,7 +78,7 @@ def pod_volumes(config: Any) -> tuple[list[dict], list[dict]]:
             value = value[part]
         return value
 
-    namespace = nebari_extra_mounts_function()
+    namespace = _nebari_profile_namespace()
     namespace["z2jh"] = SimpleNamespace(get_config=get_config)
     override = namespace["base_profile_extra_mounts"]()
     return override["extra_pod_config"]["volumes"], override["extra_container_config"][
@@ -173,7 +173,3 @@ def process_env(pod: UserPod, *extra: dict[str, str], base: dict[str, str]) -> d
                 value = f"{env[name]}:{value}"
             env[name] = value
     return env
-
-
-def dump(pod: UserPod) -> str:
-    return json.dumps({"env": pod.env, "mounts": pod.mounts}, indent=1)
