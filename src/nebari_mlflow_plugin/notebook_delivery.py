@@ -124,6 +124,12 @@ def extra_mounts(mlflow: Any, namespace: str) -> dict[str, dict[str, str]]:
     }
 
 
+def spawner_literal(value: str) -> str:
+    """Escape a value for KubeSpawner, which runs `str.format` on every env value
+    to expand {username} and friends: a regex's `{20,}` would fail the spawn."""
+    return value.replace("{", "{{").replace("}", "}}")
+
+
 def pod_env(mlflow: Any) -> dict[str, str]:
     """Environment the delivered package needs (PYTHONPATH) and capture settings."""
     if not delivered(mlflow):
@@ -135,5 +141,7 @@ def pod_env(mlflow: Any) -> dict[str, str]:
         if notebook.capture_experiment:
             env["NEBARI_MLFLOW_CAPTURE_EXPERIMENT"] = notebook.capture_experiment
         if notebook.capture_redact:
-            env["NEBARI_MLFLOW_CAPTURE_REDACT"] = json.dumps(notebook.capture_redact)
+            env["NEBARI_MLFLOW_CAPTURE_REDACT"] = spawner_literal(
+                json.dumps(notebook.capture_redact)
+            )
     return env

@@ -167,12 +167,20 @@ class Artifacts(schema.Base):
 def _check_placeholders(field: str, value: str | None) -> str | None:
     if value is None:
         return value
-    unknown = set(re.findall(r"{([^{}]*)}", value)) - USER_PLACEHOLDERS
+    unknown = set(re.findall(r"(?<!{){([^{}]*)}(?!})", value)) - USER_PLACEHOLDERS
     if unknown:
         raise ValueError(
             f"mlflow.{field} {value!r} uses unknown placeholder(s) {sorted(unknown)}; "
             f"allowed: {sorted(USER_PLACEHOLDERS)}"
         )
+    # KubeSpawner expands env values with str.format; what it rejects fails the spawn.
+    try:
+        value.format(**dict.fromkeys(USER_PLACEHOLDERS, "user"))
+    except (ValueError, KeyError, IndexError, AttributeError) as exc:
+        raise ValueError(
+            f"mlflow.{field} {value!r} is not a valid template ({exc}); write {{{{ and }}}} "
+            "for literal braces"
+        ) from None
     return value
 
 

@@ -29,7 +29,11 @@ POD_PYTHON = POD_VENV / "bin" / "python"
 MLFLOW_CONFIG = {
     "workers": 2,
     "user_experiment": "users/{username}",
-    "notebook": {"capture_cells": True, "capture_experiment": "users/{username}/cells"},
+    "notebook": {
+        "capture_cells": True,
+        "capture_experiment": "users/{username}/cells",
+        "capture_redact": [r"sk-[a-z]{20,}"],  # braces KubeSpawner must leave alone
+    },
 }
 
 
@@ -136,7 +140,7 @@ def test_every_kernel_records_cells_when_capture_is_on(deployment, user_pod, tmp
     kernels.mkdir(parents=True)
     spec = {"argv": user_pod.kernel_argv(POD_PYTHON), "display_name": "pod", "language": "python"}
     (kernels / "kernel.json").write_text(json.dumps(spec))
-    cells = ["print('hello from alice')", "x = 6 * 7\nx", "1 / 0"]
+    cells = ["print('hello from alice')", "x = 6 * 7\nx", "1 / 0", "key = 'sk-' + 'q' * 24\nkey"]
     result = subprocess.run(
         [str(MLFLOW_BIN / "python"), "-c", NOTEBOOK_DRIVER, json.dumps(cells)],
         env=process_env(
@@ -163,9 +167,14 @@ def test_every_kernel_records_cells_when_capture_is_on(deployment, user_pod, tmp
 
     runs = _wait(cell_runs, 120)
     by_count = {_tag(r, "nebari.cell.execution_count"): r for r in runs}
-    assert set(by_count) == {None, "1", "2", "3"}
+    assert set(by_count) == {None, "1", "2", "3", "4"}
     assert by_count["3"]["info"]["status"] == "FAILED"
     assert by_count["1"]["info"]["status"] == "FINISHED"
+    # The admin's redaction pattern reached the kernel intact: the output is masked.
+    outputs_4 = json.dumps(outputs[3])
+    assert "sk-qqqq" in outputs_4  # the user still sees it
+    shown = deployment.artifact(by_count["4"]["info"], "outputs/output-01.txt")
+    assert "sk-qqqq" not in shown and "********" in shown
     for run in runs:
         assert _tag(run, "mlflow.user") == "alice"
         assert _tag(run, "nebari.project") == "demo"

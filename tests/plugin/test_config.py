@@ -226,7 +226,8 @@ def test_cell_capture_adds_the_ipython_config_and_its_settings():
     env = user_env(config)
     assert env["NEBARI_MLFLOW_CAPTURE"] == "1"
     assert env["NEBARI_MLFLOW_CAPTURE_EXPERIMENT"] == "users/{username}/cells"
-    assert json.loads(env["NEBARI_MLFLOW_CAPTURE_REDACT"]) == [
+    # What the kernel reads after KubeSpawner's str.format over every env value.
+    assert json.loads(env["NEBARI_MLFLOW_CAPTURE_REDACT"].format(username="alice")) == [
         r"sk-[A-Za-z0-9]{20,}", r"pin=(?P<secret>\d+)",
     ]  # fmt: skip
     assert mounts(config)["/usr/local/etc/ipython"]["name"] == "mlflow-notebook-ipython"
@@ -313,6 +314,8 @@ INVALID = [
     ({"unknown_key": 1}, "mlflow.unknown_key"),
     ({"user_experiment": "users/{user}"}, "mlflow.user_experiment"),
     ({"user_experiment": ""}, "mlflow.user_experiment"),
+    ({"user_experiment": "team-}"}, "mlflow.user_experiment"),
+    ({"user_experiment": "users/{username"}, "mlflow.user_experiment"),
     ({"notebook": {"client": "sometimes"}}, "mlflow.notebook.client"),
     ({"notebook": {"capture_cells": True, "client": False}}, "mlflow.notebook.client"),
     ({"notebook": {"capture_cells": True}, "inject_env": False}, "mlflow.inject_env"),

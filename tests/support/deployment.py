@@ -118,19 +118,27 @@ class Deployment:
                  f"mlflow.{self.namespace}", "mlflow")  # fmt: skip
         return cluster_dns.client_env(self.workdir, {f"{n}:5000": self.server_port for n in names})
 
-    def api(self, path: str, body: dict | None = None) -> dict:
-        """MLflow's REST API (`<prefix>/api/2.0/mlflow/<path>`) as pods reach it:
-        the Service's Host header, POST when `body` is given."""
-        data = json.dumps(body).encode() if body is not None else None
+    def _call(self, path: str, body: bytes | None = None) -> bytes:
+        """GET (POST with `body`) `<prefix>/<path>` with the Service's Host header,
+        as pods reach MLflow."""
         req = urllib.request.Request(
-            f"http://127.0.0.1:{self.server_port}{self.config.mlflow.route_path}"
-            f"/api/2.0/mlflow/{path}",
-            data=data,
+            f"http://127.0.0.1:{self.server_port}{self.config.mlflow.route_path}/{path}",
+            data=body,
             headers={"Host": f"mlflow.{self.namespace}.svc:5000",
                      "Content-Type": "application/json"},
         )  # fmt: skip
         with urllib.request.urlopen(req, timeout=30) as response:
-            return json.loads(response.read())
+            return response.read()
+
+    def api(self, path: str, body: dict | None = None) -> dict:
+        """MLflow's REST API: `api/2.0/mlflow/<path>`."""
+        data = json.dumps(body).encode() if body is not None else None
+        return json.loads(self._call(f"api/2.0/mlflow/{path}", data))
+
+    def artifact(self, run_info: dict, path: str) -> str:
+        """A run's artifact through the server's artifact proxy (mlflow-artifacts:/)."""
+        root = run_info["artifact_uri"].removeprefix("mlflow-artifacts:/").strip("/")
+        return self._call(f"api/2.0/mlflow-artifacts/artifacts/{root}/{path}").decode()
 
     def restart_server(self) -> None:
         self.stop_server()

@@ -87,13 +87,14 @@ def pod_volumes(config: Any) -> tuple[list[dict], list[dict]]:
 
 
 def expand_user(value: str, user: str, server_name: str = "") -> str:
-    """KubeSpawner's expansion of user placeholders in env values (simple names)."""
-    for key, replacement in {
-        "username": user, "unescaped_username": user,
-        "servername": server_name, "unescaped_servername": server_name,
-    }.items():  # fmt: skip
-        value = value.replace("{" + key + "}", replacement)
-    return value
+    """KubeSpawner's expansion of env values: `str.format` with the user's
+    properties (kubespawner's `_expand_user_properties`; simple names need no
+    escaping). Unknown fields and stray braces fail, as they fail the spawn."""
+    return value.format(
+        username=user, unescaped_username=user, servername=server_name,
+        unescaped_servername=server_name, userid=1000,
+        pod_name=f"jupyter-{user}", pvc_name=f"claim-{user}", namespace="dev",
+    )  # fmt: skip
 
 
 @dataclass
