@@ -172,14 +172,7 @@ def test_notebook_in_a_user_pod_logs_everything(deployment, tmp_path):
     text = "".join(o.get("text", "") for o in outputs if o.get("output_type") == "stream")
     run_id = re.search(r"RUN_ID (\w+)", text).group(1)
 
-    def api(path: str, body: dict | None = None) -> dict:
-        response = request(
-            deployment.server_port, f"/mlflow/api/2.0/mlflow/{path}", host="mlflow.dev.svc:5000",
-            method="POST" if body else "GET", body=json.dumps(body).encode() if body else None,
-        )  # fmt: skip
-        assert response.status == 200, response.body[:300]
-        return json.loads(response.body)
-
+    api = deployment.api
     run = api(f"runs/get?run_id={run_id}")["run"]
     params = {p["key"]: p["value"] for p in run["data"]["params"]}
     metrics = {m["key"]: m["value"] for m in run["data"]["metrics"]}
@@ -192,13 +185,7 @@ def test_notebook_in_a_user_pod_logs_everything(deployment, tmp_path):
     listing = api(f"artifacts/list?run_id={run_id}")
     assert "notes.txt" in {f["path"] for f in listing.get("files", [])}
     # The artifact comes back through the mlflow-artifacts proxy, bytes intact.
-    experiment_id = run["info"]["experiment_id"]
-    download = request(
-        deployment.server_port,
-        f"/mlflow/api/2.0/mlflow-artifacts/artifacts/{experiment_id}/{run_id}/artifacts/notes.txt",
-        host="mlflow.dev.svc:5000",
-    )
-    assert download.status == 200 and download.body == b"trained in a notebook"
+    assert deployment.artifact(run["info"], "notes.txt") == "trained in a notebook"
     # And it sits on the artifact volume the chart mounts.
     stored = list(Path(deployment.workdir / "server").rglob("notes.txt"))
     assert stored and stored[0].read_bytes() == b"trained in a notebook"
