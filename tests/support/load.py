@@ -25,7 +25,7 @@ CLIENT = textwrap.dedent(
     seconds, batch = float(seconds), int(batch)
     client = MlflowClient(uri)
     run_id = client.create_run(experiment).info.run_id
-    latencies, acked, errors, step = [], 0, 0, 0
+    latencies, acked, errors, step, seen = [], 0, 0, 0, []
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         now = int(time.time() * 1000)
@@ -34,12 +34,14 @@ CLIENT = textwrap.dedent(
         try:
             client.log_batch(run_id, metrics=metrics)
             acked += batch
-        except Exception:
+        except Exception as exc:
             errors += 1
+            if len(seen) < 3:
+                seen.append(repr(exc)[:500])
         latencies.append(time.perf_counter() - start)
         step += 1
-    json.dump({"run_id": run_id, "latencies": latencies, "acked": acked, "errors": errors},
-              open(out, "w"))
+    json.dump({"run_id": run_id, "latencies": latencies, "acked": acked, "errors": errors,
+               "error_messages": seen}, open(out, "w"))
     """
 )
 
@@ -90,6 +92,7 @@ def collect(
         "p95_ms": percentile(latencies, 0.95) * 1000,
         "p99_ms": percentile(latencies, 0.99) * 1000,
         "errors": sum(r["errors"] for r in results),
+        "error_messages": [m for r in results for m in r.get("error_messages", [])],
         "acked_points": acked,
         "run_ids": [r["run_id"] for r in results],
     }
