@@ -1,9 +1,13 @@
 """Faults under load: the server is killed and restarted, PostgreSQL restarts.
 
 Clients keep logging with MLflow's own retry settings. Every metric point the
-server acknowledged must be in the database afterwards, no client may give up,
-and the server must serve again without anyone touching it once its process
-and its database are back (as the kubelet restarts a killed container).
+server acknowledged must be in the database afterwards, and the server must serve
+again without anyone touching it once its process and its database are back (as
+the kubelet restarts a killed container). Refused connections, 5xx answers and
+resets before a response are retried by MLflow's client; the one failure it
+cannot retry is a response the SIGKILL cuts after its headers (urllib3 retries
+requests, not a broken body), so a client may see that once per kill, and that
+batch may or may not have been stored.
 """
 
 from __future__ import annotations
@@ -15,6 +19,9 @@ from support.load import client_env, collect, start_clients
 
 CLIENTS = 4
 SECONDS = 25.0
+BATCH = 50
+# What MLflow's client raises when the server dies between a response's headers and body.
+CUT_RESPONSE = "IncompleteRead"
 # MLflow's client retry settings as a user pod would set them for a restartable server.
 RETRIES = {
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "10",
@@ -34,8 +41,9 @@ def stored_points(deployment, run_ids: list[str]) -> int:
 def test_no_acknowledged_metric_is_lost_across_server_and_database_restarts(deployment, tmp_path):
     env = client_env(deployment.client_env(), **RETRIES)
     procs, outputs, _ = start_clients(
-        deployment.service_url, env, clients=CLIENTS, seconds=SECONDS, batch=50, workdir=tmp_path
-    )
+        deployment.service_url, env, clients=CLIENTS, seconds=SECONDS, batch=BATCH,
+        workdir=tmp_path,
+    )  # fmt: skip
     time.sleep(6)
     deployment.stop_server(signal.SIGKILL)  # the container dies mid-request
     time.sleep(2)
@@ -44,9 +52,12 @@ def test_no_acknowledged_metric_is_lost_across_server_and_database_restarts(depl
     deployment.postgres.restart()  # the database pod restarts under the server
     result = collect(procs, outputs, SECONDS, timeout=SECONDS + 240)
 
-    assert result["errors"] == 0, result
+    # At most one request per client, cut mid-response by the one kill.
+    assert result["errors"] <= CLIENTS, result
+    assert all(CUT_RESPONSE in message for message in result["error_messages"]), result
     assert result["acked_points"] > 0
-    assert stored_points(deployment, result["run_ids"]) == result["acked_points"]
+    stored = stored_points(deployment, result["run_ids"])
+    assert result["acked_points"] <= stored <= result["acked_points"] + BATCH * result["errors"]
     # And it serves without a manual step: the probe path answers.
     status = deployment.probe_status()
     assert status == 200
