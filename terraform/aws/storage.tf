@@ -6,11 +6,7 @@ resource "aws_s3_bucket" "artifacts" {
   bucket        = var.bucket_name
   force_destroy = var.force_destroy
 
-  tags = {
-    "app.kubernetes.io/name"       = "mlflow"
-    "app.kubernetes.io/managed-by" = "nebari-mlflow-plugin"
-    "nebari.dev/namespace"         = var.namespace
-  }
+  tags = local.cloud_tags
 }
 
 resource "aws_s3_bucket_ownership_controls" "artifacts" {

@@ -5,9 +5,7 @@ resource "azurerm_resource_group" "storage" {
   name     = var.storage_resource_group_name
   location = var.region
 
-  tags = {
-    "app.kubernetes.io/managed-by" = "nebari-mlflow-plugin"
-  }
+  tags = local.cloud_tags
 }
 
 # Unless the admin opts in to deletion, Azure itself refuses to delete the group or
@@ -45,10 +43,7 @@ resource "azurerm_storage_account" "artifacts" {
     }
   }
 
-  tags = {
-    "app.kubernetes.io/name"       = "mlflow"
-    "app.kubernetes.io/managed-by" = "nebari-mlflow-plugin"
-  }
+  tags = local.cloud_tags
 
   depends_on = [azurerm_management_lock.keep_data]
 }

@@ -13,9 +13,5 @@ resource "google_storage_bucket" "artifacts" {
     enabled = true
   }
 
-  labels = {
-    "app-kubernetes-io-name"       = "mlflow"
-    "app-kubernetes-io-managed-by" = "nebari-mlflow-plugin"
-    "nebari-namespace"             = var.namespace
-  }
+  labels = local.cloud_labels
 }
