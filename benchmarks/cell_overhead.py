@@ -30,8 +30,8 @@ sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "notebook")]
 
 from support.mlflow_server import MlflowServer  # noqa: E402
 from test_capture_support import (  # noqa: E402
+    PACKAGE_EXTENSION,
     execute,
-    extension_setup,
     start_kernel,
     stop_kernel,
     wait_for,
@@ -81,16 +81,13 @@ def main(argv: list[str] | None = None) -> int:
         # in a deployment the server runs elsewhere; here it shares 2 cores with the kernels
         if server.proc is not None:
             os.setpriority(os.PRIO_PGRP, server.proc.pid, 10)
-        ext, env = extension_setup(tmp)
-        env.update(
-            {
-                "MLFLOW_TRACKING_URI": server.url,
-                "NEBARI_MLFLOW_CAPTURE_EXPERIMENT": experiment,
-                "NEBARI_MLFLOW_CAPTURE_SPOOL_DIR": str(tmp / "spool"),
-            }
-        )
+        env = {
+            "MLFLOW_TRACKING_URI": server.url,
+            "NEBARI_MLFLOW_CAPTURE_EXPERIMENT": experiment,
+            "NEBARI_MLFLOW_CAPTURE_SPOOL_DIR": str(tmp / "spool"),
+        }
         plain = start_kernel(None, {"MLFLOW_TRACKING_URI": server.url})
-        tracked = start_kernel(ext, env)
+        tracked = start_kernel(PACKAGE_EXTENSION, env)
         kernels = {"plain": plain, "tracked": tracked}
         times: dict[str, list[float]] = {"plain": [], "tracked": []}
         try:

@@ -45,15 +45,6 @@ STANDINS = {
         },
     },
 }
-STAGE_OUTPUTS = {
-    **nb.STAGE_OUTPUTS,
-    "stages/02-infrastructure": {
-        "kubeconfig_filename": {"value": "/tmp/kubeconfig"},
-        "cluster_oidc_issuer_url": {"value": "https://oidc.example.com/id/ABC"},
-        "resource_group_name": {"value": "demo-dev-rg"},
-        "project_id": {"value": "my-gcp-project"},
-    },
-}
 
 # Runs in the MLflow virtualenv: create the store's bucket/container (Terraform's job),
 # log + download through the server, then read the object from the store directly.
@@ -109,9 +100,9 @@ def server_container(provider: str, tmp_path: Path) -> dict:
         config_data["azure"]["workload_identity_enabled"] = True
     config = nb.validate(config_data)
     stage = MlflowStage(tmp_path / "out", config)
-    input_vars = stage.input_vars(STAGE_OUTPUTS)
+    input_vars = stage.input_vars(nb.STAGE_OUTPUTS)
     locals_ = emulators.provider_locals(provider, input_vars, STANDINS[provider], tmp_path / "tf")
-    manifests = render_release(stage, STAGE_OUTPUTS, locals_)
+    manifests = render_release(stage, nb.STAGE_OUTPUTS, locals_)
     (deployment,) = find(manifests, "Deployment", "mlflow")
     spec = deployment["spec"]["template"]
     (container,) = [c for c in spec["spec"]["containers"] if c["name"] == "mlflow"]

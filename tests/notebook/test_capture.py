@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 from test_capture_support import (
+    PACKAGE_EXTENSION,
     execute,
-    extension_setup,
     start_kernel,
     stop_kernel,
     wait_for,
@@ -189,9 +189,8 @@ def test_spool_delivery_is_idempotent(tmp_path, mlflow_server):
 
 
 def test_cells_recorded_with_outputs_errors_and_autolog(tmp_path, mlflow_server):
-    ext, env = extension_setup(tmp_path)
-    env = _kernel_env(tmp_path, mlflow_server.url, "cells", MY_API_TOKEN="tok-9f8e7d6c5b", **env)
-    km, kc = start_kernel(ext, env)
+    env = _kernel_env(tmp_path, mlflow_server.url, "cells", MY_API_TOKEN="tok-9f8e7d6c5b")
+    km, kc = start_kernel(PACKAGE_EXTENSION, env)
     try:
         # cell id from the execute_request metadata, as JupyterLab sends it
         msg = kc.session.msg(
@@ -276,8 +275,7 @@ def test_server_down_cells_fast_then_all_delivered_once(tmp_path, make_mlflow_se
     from support.mlflow_server import free_port
 
     server = make_mlflow_server(port=free_port())
-    ext, env = extension_setup(tmp_path)
-    km, kc = start_kernel(ext, _kernel_env(tmp_path, server.url, "down", **env))
+    km, kc = start_kernel(PACKAGE_EXTENSION, _kernel_env(tmp_path, server.url, "down"))
     try:
         execute(kc, "pass")  # warm-up outside the measurement
         latencies = []
@@ -312,10 +310,9 @@ def test_killed_kernel_spool_delivered_by_next_session(tmp_path, make_mlflow_ser
     from support.mlflow_server import free_port
 
     server = make_mlflow_server(port=free_port())
-    ext, env = extension_setup(tmp_path)
-    kernel_env = _kernel_env(tmp_path, server.url, "killed", **env)
+    kernel_env = _kernel_env(tmp_path, server.url, "killed")
     root = tmp_path / "spool"
-    km, kc = start_kernel(ext, kernel_env)
+    km, kc = start_kernel(PACKAGE_EXTENSION, kernel_env)
     try:
         for i in range(10):
             execute(kc, f"print({i})")
@@ -329,7 +326,7 @@ def test_killed_kernel_spool_delivered_by_next_session(tmp_path, make_mlflow_ser
         kc.stop_channels()
         km.shutdown_kernel(now=True)
     server.start()
-    km, kc = start_kernel(ext, kernel_env)
+    km, kc = start_kernel(PACKAGE_EXTENSION, kernel_env)
     try:
         execute(kc, "print('new session')")
 

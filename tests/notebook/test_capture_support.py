@@ -21,11 +21,6 @@ from nebari_mlflow_plugin.notebook import kernel
 PACKAGE_EXTENSION = "nebari_mlflow_plugin.notebook.capture"
 
 
-def extension_setup(workdir: Path) -> tuple[str, dict[str, str]]:
-    """(extension name, extra env) of the tracked kernel."""
-    return PACKAGE_EXTENSION, {}
-
-
 def start_kernel(
     extension: str | None, env: dict[str, str], cwd: Path | None = None
 ) -> tuple[KernelManager, Any]:

@@ -6,7 +6,6 @@ from the values given, never copied from the templates.
 
 from __future__ import annotations
 
-import copy
 import fnmatch
 import json
 import re
@@ -22,6 +21,7 @@ import yaml
 from nebari_mlflow_plugin import versions
 from nebari_mlflow_plugin.assets import chart_dir
 from nebari_mlflow_plugin.manifests import ChartError
+from nebari_mlflow_plugin.manifests import merge_values as merged
 
 CHART_DIR = chart_dir()
 TRAEFIK_CRDS = Path(__file__).resolve().parents[3] / "shared" / "data" / "traefik-crds-containo-us"
@@ -74,24 +74,6 @@ OVERRIDDEN = {
 VALUE_SETS = {"default": DEFAULT, "external": EXTERNAL, "s3": S3, "overridden": OVERRIDDEN}
 CRD_KINDS = {"IngressRoute", "Middleware"}
 POD_OWNERS = {"Deployment", "StatefulSet", "Job"}
-
-
-def merged(*documents: dict[str, Any]) -> dict[str, Any]:
-    """Helm's merge of values documents: maps merge deeply, everything else is replaced."""
-    result: dict[str, Any] = {}
-    for document in documents:
-        result = _merge(result, document)
-    return result
-
-
-def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
 
 
 @pytest.fixture(scope="module", params=list(VALUE_SETS))

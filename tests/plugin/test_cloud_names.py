@@ -102,16 +102,6 @@ def test_the_clouds_scope_enters_the_hash():
 
 # ------------------------------------------------------------ Terraform's own checks
 
-STAGE_OUTPUTS = {
-    **nb.STAGE_OUTPUTS,
-    "stages/02-infrastructure": {
-        "kubeconfig_filename": {"value": "/tmp/kubeconfig"},
-        "cluster_oidc_issuer_url": {"value": "https://oidc.example.com/id/ABC"},
-        "resource_group_name": {"value": "demo-dev-rg"},
-        "project_id": {"value": "my-gcp-project"},
-    },
-}
-
 
 def terraform_validate(provider: str, tf_vars: dict, work: Path) -> tuple[int, str]:
     """Plan+apply terraform/<provider>/<provider>-variables.tf alone: runs every validation block."""  # noqa: E501
@@ -140,21 +130,15 @@ def _offline_cloud(monkeypatch):
     nb.patch_cloud_lookups(monkeypatch)
 
 
-AZURE_WI = {"workload_identity_enabled": True}
-
-
 def _config(provider: str, project: str, mlflow: dict | None = None):
-    data = nb.config_dict(provider, mlflow or {}, project_name=project)
-    if provider == "azure":
-        data["azure"].update(AZURE_WI)
-    return nb.validate(data)
+    return nb.validate(nb.config_dict(provider, mlflow or {}, project_name=project))
 
 
 @pytest.mark.parametrize("provider", ["aws", "gcp", "azure"])
 @pytest.mark.parametrize("project", ["my-proj", "analyticsteam-24", "Data_Sci-42"])
 def test_terraform_accepts_the_generated_names(provider, project, tmp_path):
     config = _config(provider, project)
-    tf_vars = provider_for(provider).terraform_vars(config, STAGE_OUTPUTS)
+    tf_vars = provider_for(provider).terraform_vars(config, nb.STAGE_OUTPUTS)
     retcode, output = terraform_validate(provider, tf_vars, tmp_path / "tf")
     assert retcode == 0, output
 
@@ -173,6 +157,6 @@ def test_terraform_accepts_the_generated_names(provider, project, tmp_path):
 def test_terraform_refuses_invalid_names(provider, variable, bad, tmp_path):
     """The validations are live: the name rules would stop a bad name at plan."""
     config = _config(provider, "demo")
-    tf_vars = {**provider_for(provider).terraform_vars(config, STAGE_OUTPUTS), variable: bad}
+    tf_vars = {**provider_for(provider).terraform_vars(config, nb.STAGE_OUTPUTS), variable: bad}
     retcode, output = terraform_validate(provider, tf_vars, tmp_path / "tf")
     assert retcode != 0 and variable in output, output

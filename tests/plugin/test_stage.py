@@ -13,7 +13,8 @@ import pytest
 from support import nebari as nb
 from support import terraform as tf
 
-SUPPORTED = ["local", "existing"]
+# Volume-backed providers; the structural checks below run on every provider.
+VOLUME_PROVIDERS = ["local", "existing"]
 
 
 @pytest.fixture(autouse=True)
@@ -21,7 +22,7 @@ def _offline_cloud(monkeypatch):
     nb.patch_cloud_lookups(monkeypatch)
 
 
-@pytest.fixture(params=SUPPORTED)
+@pytest.fixture(params=nb.PROVIDERS)
 def rendered(request, tmp_path):
     config = nb.validate(nb.config_dict(request.param, {}))
     return config, nb.render_stage(config, tmp_path)
@@ -44,10 +45,22 @@ def test_stage_contains_root_module_shared_module_and_chart(rendered):
 
 def test_every_local_used_by_the_root_is_defined(rendered):
     _, stage_dir = rendered
-    defined = {name for block in tf.module_blocks(stage_dir).get("locals", []) for name in block}
-    call = tf.module_blocks(stage_dir)["module"][0]["mlflow"]
+    blocks = tf.module_blocks(stage_dir)
+    defined = {name for block in blocks.get("locals", []) for name in block}
+    call = blocks["module"][0]["mlflow"]
     used = {m for v in call.values() if isinstance(v, str) for m in re.findall(r"local\.(\w+)", v)}
-    assert used and used <= defined
+    # What each provider's files must hand to modules/mlflow.
+    assert used == {
+        "artifacts_destination", "service_account_annotations", "pod_labels", "server_env",
+    }  # fmt: skip
+    assert used <= defined
+
+
+def test_every_variable_referenced_is_declared(rendered):
+    _, stage_dir = rendered
+    text = "\n".join(p.read_text() for p in stage_dir.glob("*.tf"))
+    referenced = set(re.findall(r"\bvar\.(\w+)", text))
+    assert referenced <= set(tf.variables(stage_dir)), referenced - set(tf.variables(stage_dir))
 
 
 def test_input_vars_match_declared_variables(rendered, tmp_path):
@@ -99,7 +112,7 @@ def test_disabled_stage_needs_no_service_outputs(tmp_path):
 
 def test_local_defaults_to_kind_storage_class_existing_to_cluster_default(tmp_path):
     classes = {}
-    for provider in SUPPORTED:
+    for provider in VOLUME_PROVIDERS:
         config = nb.validate(nb.config_dict(provider, {}))
         values = json.loads(
             nb.stage_for(config, tmp_path).input_vars(nb.STAGE_OUTPUTS)["helm_values"]

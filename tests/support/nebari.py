@@ -65,7 +65,13 @@ PROVIDERS = tuple(PROVIDER_SECTIONS)
 
 # What stages before ours report after they are applied (shapes as nebari writes them).
 STAGE_OUTPUTS: dict[str, Any] = {
-    "stages/02-infrastructure": {"kubeconfig_filename": {"value": "/tmp/kubeconfig"}},
+    "stages/02-infrastructure": {
+        "kubeconfig_filename": {"value": "/tmp/kubeconfig"},
+        # Reported by the cloud providers' infrastructure stage only.
+        "cluster_oidc_issuer_url": {"value": "https://oidc.example.com/id/ABC"},
+        "resource_group_name": {"value": "demo-dev-rg"},
+        "project_id": {"value": "my-gcp-project"},
+    },
     "stages/04-kubernetes-ingress": {"domain": "nebari.example.com"},
     "stages/07-kubernetes-services": {
         "forward-auth-middleware": {"value": {"name": "traefik-forward-auth"}},
