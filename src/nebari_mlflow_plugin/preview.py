@@ -17,7 +17,8 @@ from nebari_mlflow_plugin import naming, notebook_delivery, tfvalues
 from nebari_mlflow_plugin.injection import user_env
 from nebari_mlflow_plugin.manifests import PreviewUnavailable, merge_values, render_chart
 from nebari_mlflow_plugin.schema import ArtifactsType, DatabaseType
-from nebari_mlflow_plugin.stage import DOMAIN_OUTPUT, KUBECONFIG_OUTPUT, MlflowStage
+from nebari_mlflow_plugin.stage import MlflowStage
+from nebari_mlflow_plugin.stage_outputs import DOMAIN, FORWARD_AUTH, KUBECONFIG
 
 
 def placeholder(what: str) -> str:
@@ -27,18 +28,13 @@ def placeholder(what: str) -> str:
 def placeholder_outputs(config: Any, stage: MlflowStage) -> dict[str, Any]:
     """Stage outputs as nebari would pass them, with what only a deploy knows marked."""
     domain = config.domain or placeholder("domain-known-after-stage-04")
-    outputs: dict[str, Any] = {
-        DOMAIN_OUTPUT[0]: {"domain": domain},
+    return merge_values(
+        DOMAIN.nested(domain),
         # Stage 07 names its middleware after this variable; the value is fixed in nebari.
-        "stages/07-kubernetes-services": {
-            "forward-auth-middleware": {"value": {"name": "traefik-forward-auth"}},
-            "forward-auth-service": {"value": {"name": "forwardauth-service"}},
-        },
-        KUBECONFIG_OUTPUT[0]: {"kubeconfig_filename": {"value": placeholder("kubeconfig")}},
-    }
-    for stage_name, values in stage.provider.placeholder_outputs().items():
-        outputs.setdefault(stage_name, {}).update(values)
-    return outputs
+        FORWARD_AUTH.nested("traefik-forward-auth"),
+        KUBECONFIG.nested(placeholder("kubeconfig")),
+        stage.provider.placeholder_outputs(),
+    )
 
 
 @dataclass

@@ -22,30 +22,10 @@ from nebari_mlflow_plugin import health, naming
 from nebari_mlflow_plugin.assets import chart_dir, terraform_dir
 from nebari_mlflow_plugin.providers import Provider, provider_for
 from nebari_mlflow_plugin.schema import DatabaseType, InputSchema
+from nebari_mlflow_plugin.stage_outputs import DOMAIN, FORWARD_AUTH, KUBECONFIG
 from nebari_mlflow_plugin.values import build_values
 
-# Stage outputs this stage reads, as (stage, key path).
-DOMAIN_OUTPUT = ("stages/04-kubernetes-ingress", ("domain",))
-FORWARD_AUTH_OUTPUT = (
-    "stages/07-kubernetes-services",
-    ("forward-auth-middleware", "value", "name"),
-)
-KUBECONFIG_OUTPUT = ("stages/02-infrastructure", ("kubeconfig_filename", "value"))
-
 CHECK_TIMEOUT_SECONDS = 600
-
-
-def stage_output(stage_outputs: dict[str, Any], ref: tuple[str, tuple[str, ...]]) -> Any:
-    stage, path = ref
-    value: Any = stage_outputs.get(stage)
-    for key in path:
-        if not isinstance(value, dict) or key not in value:
-            raise KeyError(
-                f"nebari-mlflow-plugin needs output {'.'.join(path)!r} of {stage}; "
-                "deploy the core Nebari stages first"
-            )
-        value = value[key]
-    return value
 
 
 def _files(source: Path, dest: Path) -> Iterator[tuple[Path, Path]]:
@@ -130,10 +110,10 @@ class MlflowStage(NebariTerraformStage):
     def input_vars(self, stage_outputs: dict[str, Any]) -> dict[str, Any]:
         mlflow = self.config.mlflow
         if mlflow.enabled:
-            domain = stage_output(stage_outputs, DOMAIN_OUTPUT)
-            middleware = stage_output(stage_outputs, FORWARD_AUTH_OUTPUT)
+            domain = DOMAIN.read(stage_outputs)
+            middleware = FORWARD_AUTH.read(stage_outputs)
         else:
-            domain = stage_outputs.get(DOMAIN_OUTPUT[0], {}).get("domain", "")
+            domain = DOMAIN.get(stage_outputs, "")
             middleware = ""
         return {
             "enabled": mlflow.enabled,
@@ -155,7 +135,7 @@ class MlflowStage(NebariTerraformStage):
             return
         from kubernetes import client, config
 
-        config.load_kube_config(config_file=stage_output(stage_outputs, KUBECONFIG_OUTPUT))
+        config.load_kube_config(config_file=KUBECONFIG.read(stage_outputs))
         api = client.ApiClient()
         apps, core = client.AppsV1Api(api), client.CoreV1Api(api)
         namespace, name = self.config.namespace, naming.RELEASE_NAME
@@ -181,7 +161,7 @@ class MlflowStage(NebariTerraformStage):
                     print(f"  - {problem}")
                 sys.exit(1)
             time.sleep(5)
-        domain = stage_outputs.get(DOMAIN_OUTPUT[0], {}).get("domain", "<domain>")
+        domain = DOMAIN.get(stage_outputs, "<domain>")
         route = self.config.mlflow.route_path
         print(f"MLflow is available at {naming.public_url(domain, route)}")
         print(f"In-cluster tracking URI: {naming.internal_tracking_uri(namespace, route)}")

@@ -9,6 +9,7 @@ import pytest
 from support import nebari as nb
 
 from nebari_mlflow_plugin.providers import preflight, provider_for
+from nebari_mlflow_plugin.stage_outputs import OIDC_ISSUER
 
 
 @pytest.fixture(autouse=True)
@@ -43,8 +44,7 @@ def test_static_key_s3_store_is_refused_on_clouds(name):
 
 def test_aws_names_the_missing_oidc_issuer():
     with pytest.raises(KeyError, match=r"cluster_oidc_issuer_url.*02-infrastructure"):
-        preflight.require_stage_output({"stages/02-infrastructure": {}}, "stages/02-infrastructure",
-                                       "cluster_oidc_issuer_url")  # fmt: skip
+        OIDC_ISSUER.read({"stages/02-infrastructure": {}})
 
 
 # ---------------------------------------------------------------- GCP

@@ -20,7 +20,8 @@ from support import terraform as tf
 
 from nebari_mlflow_plugin import tfvalues
 from nebari_mlflow_plugin.assets import terraform_dir
-from nebari_mlflow_plugin.providers import cloud, provider_for
+from nebari_mlflow_plugin.providers import provider_for
+from nebari_mlflow_plugin.stage_outputs import OIDC_ISSUER
 
 CLOUDS = ["aws", "gcp", "azure"]
 # What each provider's locals.tf reads from its resources, as the cloud would report it.
@@ -277,9 +278,7 @@ def test_preview_placeholders_cover_what_terraform_vars_read(tmp_path):
         provider = provider_for(name)
         outputs = {**nb.STAGE_OUTPUTS, **provider.placeholder_outputs()}
         if name == "aws":
-            assert outputs[cloud.INFRASTRUCTURE][cloud.OIDC_ISSUER_OUTPUT]["value"].startswith(
-                "https://"
-            )
+            assert OIDC_ISSUER.read(outputs).startswith("https://")
         provider.terraform_vars(config, outputs)
         assert provider.planned_resources(config)
 

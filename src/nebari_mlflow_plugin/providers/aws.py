@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from nebari_mlflow_plugin.providers import cloud_names, preflight
-from nebari_mlflow_plugin.providers.cloud import INFRASTRUCTURE, OIDC_ISSUER_OUTPUT, CloudProvider
+from nebari_mlflow_plugin.providers import cloud_names
+from nebari_mlflow_plugin.providers.cloud import CloudProvider, service_account_name
+from nebari_mlflow_plugin.stage_outputs import OIDC_ISSUER
 
 S3_BUCKET = "aws_s3_bucket.artifacts"
 
@@ -17,18 +18,14 @@ class AwsProvider(CloudProvider):
         names = cloud_names.aws_names(
             config.project_name, config.namespace, config.amazon_web_services.region
         )
-        if config.mlflow.aws.bucket_name:
-            names = cloud_names.AwsNames(bucket=config.mlflow.aws.bucket_name, role=names.role)
-        return names
+        return replace(names, bucket=config.mlflow.aws.bucket_name or names.bucket)
 
     def terraform_vars(self, config: Any, stage_outputs: dict[str, Any]) -> dict[str, Any]:
         names = self.names(config)
         return {
             **self.common_vars(config),
             "region": config.amazon_web_services.region,
-            "oidc_issuer_url": preflight.require_stage_output(
-                stage_outputs, INFRASTRUCTURE, OIDC_ISSUER_OUTPUT
-            ),
+            "oidc_issuer_url": OIDC_ISSUER.read(stage_outputs),
             "bucket_name": names.bucket,
             "role_name": names.role,
             "kms_key_arn": config.mlflow.aws.kms_key_arn or "",
@@ -57,6 +54,6 @@ class AwsProvider(CloudProvider):
         return [
             f"S3 bucket {names.bucket} (versioned, {encryption}, public access blocked, TLS only)",
             f"IAM role {names.role} for ServiceAccount "
-            f"{config.namespace}/{self.common_vars(config)['service_account']} with read/write "
+            f"{config.namespace}/{service_account_name(config)} with read/write "
             "on that bucket only",
         ]

@@ -4,11 +4,13 @@ with the MLflow ServiceAccount (Azure workload identity)."""
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+from nebari_mlflow_plugin.manifests import merge_values
 from nebari_mlflow_plugin.providers import cloud_names, preflight
-from nebari_mlflow_plugin.providers.cloud import INFRASTRUCTURE, OIDC_ISSUER_OUTPUT, CloudProvider
+from nebari_mlflow_plugin.providers.cloud import CloudProvider, service_account_name
+from nebari_mlflow_plugin.stage_outputs import AZURE_RESOURCE_GROUP, OIDC_ISSUER
 
 RESOURCE_GROUP = "azurerm_resource_group.storage"
 ACCOUNT = "azurerm_storage_account.artifacts"
@@ -23,11 +25,10 @@ class AzureProvider(CloudProvider):
             config.project_name, config.namespace, config.azure.storage_account_postfix
         )
         settings = config.mlflow.azure
-        return cloud_names.AzureNames(
+        return replace(
+            names,
             resource_group=settings.resource_group_name or names.resource_group,
             storage_account=settings.storage_account_name or names.storage_account,
-            container=names.container,
-            identity=names.identity,
         )
 
     def check_config(self, config: Any) -> None:
@@ -42,12 +43,8 @@ class AzureProvider(CloudProvider):
         return {
             **self.common_vars(config),
             "region": config.azure.region,
-            "resource_group_name": preflight.require_stage_output(
-                stage_outputs, INFRASTRUCTURE, "resource_group_name"
-            ),
-            "oidc_issuer_url": preflight.require_stage_output(
-                stage_outputs, INFRASTRUCTURE, OIDC_ISSUER_OUTPUT
-            ),
+            "resource_group_name": AZURE_RESOURCE_GROUP.read(stage_outputs),
+            "oidc_issuer_url": OIDC_ISSUER.read(stage_outputs),
             "storage_resource_group_name": names.resource_group,
             "storage_account_name": names.storage_account,
             "container_name": names.container,
@@ -76,15 +73,14 @@ class AzureProvider(CloudProvider):
         return imports
 
     def placeholder_outputs(self) -> dict[str, Any]:
-        outputs = super().placeholder_outputs()
-        outputs[INFRASTRUCTURE]["resource_group_name"] = {
-            "value": "PLACEHOLDER-resource-group-known-after-stage-02"
-        }
-        return outputs
+        return merge_values(
+            super().placeholder_outputs(),
+            AZURE_RESOURCE_GROUP.nested("PLACEHOLDER-resource-group-known-after-stage-02"),
+        )
 
     def planned_resources(self, config: Any) -> list[str]:
         names = self.names(config)
-        account = self.common_vars(config)["service_account"]
+        account = service_account_name(config)
         lock = "" if config.mlflow.force_destroy else ", locked against deletion"
         return [
             f"resource group {names.resource_group}{lock}",

@@ -9,9 +9,7 @@ from typing import Any
 from nebari_mlflow_plugin import naming
 from nebari_mlflow_plugin.providers import cloud_names
 from nebari_mlflow_plugin.providers.base import Provider
-
-INFRASTRUCTURE = "stages/02-infrastructure"
-OIDC_ISSUER_OUTPUT = "cluster_oidc_issuer_url"
+from nebari_mlflow_plugin.stage_outputs import OIDC_ISSUER
 
 
 def service_account_name(config: Any) -> str:
@@ -51,10 +49,4 @@ class CloudProvider(Provider):
         }
 
     def placeholder_outputs(self) -> dict[str, Any]:
-        return {
-            INFRASTRUCTURE: {
-                OIDC_ISSUER_OUTPUT: {
-                    "value": "https://PLACEHOLDER-oidc-issuer-known-after-stage-02"
-                }
-            }
-        }
+        return OIDC_ISSUER.nested("https://PLACEHOLDER-oidc-issuer-known-after-stage-02")

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from nebari_mlflow_plugin.providers import cloud_names, preflight
-from nebari_mlflow_plugin.providers.cloud import INFRASTRUCTURE, CloudProvider
+from nebari_mlflow_plugin.providers.cloud import CloudProvider, service_account_name
+from nebari_mlflow_plugin.stage_outputs import GCP_PROJECT
 
 GCS_BUCKET = "google_storage_bucket.artifacts"
 
@@ -14,18 +15,14 @@ GCS_BUCKET = "google_storage_bucket.artifacts"
 @dataclass(frozen=True)
 class GcpProvider(CloudProvider):
     def gcp_project(self, config: Any, stage_outputs: dict[str, Any] | None = None) -> str:
-        output = (stage_outputs or {}).get(INFRASTRUCTURE, {}).get("project_id", {})
-        return str(output.get("value") or config.google_cloud_platform.project)
+        project = GCP_PROJECT.get(stage_outputs or {})
+        return str(project or config.google_cloud_platform.project)
 
     def names(self, config: Any) -> cloud_names.GcpNames:
         names = cloud_names.gcp_names(
             config.project_name, config.namespace, config.google_cloud_platform.project
         )
-        if config.mlflow.gcp.bucket_name:
-            names = cloud_names.GcpNames(
-                bucket=config.mlflow.gcp.bucket_name, service_account_id=names.service_account_id
-            )
-        return names
+        return replace(names, bucket=config.mlflow.gcp.bucket_name or names.bucket)
 
     def terraform_vars(self, config: Any, stage_outputs: dict[str, Any]) -> dict[str, Any]:
         names = self.names(config)
@@ -55,7 +52,7 @@ class GcpProvider(CloudProvider):
     def planned_resources(self, config: Any) -> list[str]:
         names = self.names(config)
         project = config.google_cloud_platform.project
-        account = self.common_vars(config)["service_account"]
+        account = service_account_name(config)
         return [
             f"GCS bucket {names.bucket} (uniform access, versioned, public access prevented)",
             f"service account {names.service_account_id}@{project}.iam.gserviceaccount.com with "

@@ -60,18 +60,6 @@ def require_azure_workload_identity(config: Any) -> None:
         )
 
 
-def require_stage_output(stage_outputs: dict[str, Any], stage: str, key: str) -> Any:
-    """`stage_outputs[stage][key]['value']`, or an error naming what is missing."""
-    try:
-        return stage_outputs[stage][key]["value"]
-    except (KeyError, TypeError):
-        raise KeyError(
-            f"nebari-mlflow-plugin needs output {key!r} of {stage} (the cluster's workload "
-            "identity issuer and names); deploy the core Nebari stages first, with a "
-            "nebari version whose infrastructure stage exports it"
-        ) from None
-
-
 # ---------------------------------------------------------------- GCP
 
 
