@@ -142,8 +142,7 @@ def preflight(config_path: Path) -> None:
             return
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            provider.check_config(config)
-            provider.preflight(config)
+            provider.preflight(config)  # check_config already ran in validation
     for warning in caught:
         rprint(f"[yellow]warning:[/yellow] {warning.message}")
     rprint(f"[green]pre-flight passed[/green] for provider {config.provider.value}")

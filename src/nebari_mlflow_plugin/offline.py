@@ -9,6 +9,7 @@ whatever the config says; everything else validates as `nebari deploy` would.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -54,8 +55,6 @@ _LOOKUPS = {
 
 @contextlib.contextmanager
 def offline_cloud_lookups() -> Iterator[None]:
-    import os
-
     from _nebari.provider import cloud
 
     from nebari_mlflow_plugin.providers.preflight import SKIP_ENV

@@ -18,7 +18,7 @@ from _nebari.stages.tf_objects import (
     NebariTerraformState,
 )
 
-from nebari_mlflow_plugin import health, naming
+from nebari_mlflow_plugin import naming
 from nebari_mlflow_plugin.assets import chart_dir, terraform_dir
 from nebari_mlflow_plugin.providers import Provider, provider_for
 from nebari_mlflow_plugin.schema import DatabaseType, InputSchema
@@ -133,26 +133,13 @@ class MlflowStage(NebariTerraformStage):
         if not self.config.mlflow.enabled:
             print("MLflow is disabled (mlflow.enabled: false); its data was kept.")
             return
-        from kubernetes import client, config
+        from nebari_mlflow_plugin.status import KubernetesSource, deployment_problems
 
-        config.load_kube_config(config_file=KUBECONFIG.read(stage_outputs))
-        api = client.ApiClient()
-        apps, core = client.AppsV1Api(api), client.CoreV1Api(api)
-        namespace, name = self.config.namespace, naming.RELEASE_NAME
-
-        def snapshot() -> health.Snapshot:
-            deployment = apps.read_namespaced_deployment(name, namespace)
-            pods = core.list_namespaced_pod(
-                namespace, label_selector=health.label_selector(deployment.spec.selector)
-            )
-            return health.Snapshot(
-                deployment=api.sanitize_for_serialization(deployment),
-                pods=api.sanitize_for_serialization(pods)["items"],
-            )
-
+        namespace = self.config.namespace
+        source = KubernetesSource(namespace, KUBECONFIG.read(stage_outputs))
         deadline = time.monotonic() + CHECK_TIMEOUT_SECONDS
         while True:
-            problems = health.deployment_problems(snapshot())
+            _, problems = deployment_problems(source, namespace)
             if not problems:
                 break
             if time.monotonic() > deadline:

@@ -44,15 +44,23 @@ def _statefulset_row(report: Report, statefulset: dict[str, Any] | None) -> None
     report.add("PostgreSQL StatefulSet", ready >= wanted, f"{ready}/{wanted} ready")
 
 
+def deployment_problems(source: Source, namespace: str) -> tuple[dict[str, Any] | None, list[str]]:
+    """(the MLflow Deployment or None, why it is not serving): shared by `collect()`
+    and the stage's post-deploy check."""
+    deployment = source.deployment(naming.RELEASE_NAME)
+    if deployment is None:
+        return None, [f"not found in namespace {namespace!r}: deployed?"]
+    pods = source.pods(health.label_selector(deployment.get("spec", {}).get("selector", {})))
+    return deployment, health.deployment_problems(health.Snapshot(deployment, pods))
+
+
 def collect(source: Source, namespace: str, route_path: str) -> Report:
     report = Report(namespace=namespace)
     name = naming.RELEASE_NAME
-    deployment = source.deployment(name)
+    deployment, problems = deployment_problems(source, namespace)
     if deployment is None:
-        report.add("MLflow Deployment", False, f"not found in namespace {namespace!r}: deployed?")
+        report.add("MLflow Deployment", False, problems[0])
         return report
-    pods = source.pods(health.label_selector(deployment.get("spec", {}).get("selector", {})))
-    problems = health.deployment_problems(health.Snapshot(deployment, pods))
     status = deployment.get("status", {})
     ready = (
         f"{status.get('availableReplicas') or 0}/{deployment['spec'].get('replicas', 1)} available"

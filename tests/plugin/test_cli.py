@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import yaml
 from _nebari.cli import create_cli
 from support import nebari as nb
+from support.k8s import Recorded
 from typer.testing import CliRunner
 
 from nebari_mlflow_plugin import status
@@ -109,35 +109,6 @@ def test_status_without_cluster_is_one_line(tmp_path):
 
 
 # --- status logic on recorded API responses -----------------------------------
-
-RECORDED = Path(__file__).parent / "data" / "k8s"
-
-
-class Recorded:
-    """A status.Source answering from API responses saved as JSON (camelCase, as the API
-    server sends them and `sanitize_for_serialization` returns them)."""
-
-    def __init__(self, scenario: str):
-        self.dir = RECORDED / scenario
-
-    def _load(self, name: str):
-        path = self.dir / f"{name}.json"
-        return json.loads(path.read_text()) if path.exists() else None
-
-    def deployment(self, name):
-        return self._load(f"deployment-{name}")
-
-    def statefulset(self, name):
-        return self._load(f"statefulset-{name}")
-
-    def pods(self, selector):
-        return (self._load("pods") or {"items": []})["items"]
-
-    def service_get(self, service, path):
-        answer = self._load("proxy")
-        if answer is None:
-            raise ConnectionError("503 Service Unavailable: no endpoints available")
-        return answer[path.rsplit("/", 1)[-1]]
 
 
 def test_status_healthy():

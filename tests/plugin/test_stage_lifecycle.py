@@ -6,7 +6,10 @@ from __future__ import annotations
 import pytest
 from _nebari.provider import opentofu
 from support import nebari as nb
+from support.k8s import Recorded
 
+from nebari_mlflow_plugin import stage as stage_module
+from nebari_mlflow_plugin import status
 from nebari_mlflow_plugin.providers import provider_for
 
 
@@ -69,3 +72,31 @@ def test_cloud_stage_adopts_kept_storage(tmp_path):
     imports = nb.stage_for(config, tmp_path).state_imports()
     assert {address for address, _ in imports} <= set(provider_for("aws").retained_addresses())
     assert imports
+
+
+# --- check(): nebari's post-deploy check, on recorded API responses ----------------
+
+
+def _stage_reading(monkeypatch, tmp_path, scenario: str):
+    # Reading a live cluster would leave the machine; the answers are recorded ones.
+    monkeypatch.setattr(
+        status, "KubernetesSource", lambda namespace, kubeconfig: Recorded(scenario)
+    )
+    return nb.stage_for(nb.validate(nb.config_dict()), tmp_path)
+
+
+def test_check_passes_and_prints_where_mlflow_is(monkeypatch, tmp_path, capsys):
+    _stage_reading(monkeypatch, tmp_path, "healthy").check(nb.STAGE_OUTPUTS)
+    out = capsys.readouterr().out
+    assert "https://nebari.example.com/mlflow/" in out
+    assert "http://mlflow.dev.svc:5000/mlflow" in out
+
+
+@pytest.mark.parametrize(("scenario", "reason"), [("crashloop", "CrashLoopBackOff"),
+                                                  ("absent", "not found")])  # fmt: skip
+def test_check_fails_with_the_reason(monkeypatch, tmp_path, capsys, scenario, reason):
+    monkeypatch.setattr(stage_module, "CHECK_TIMEOUT_SECONDS", 0)
+    with pytest.raises(SystemExit) as exit_info:
+        _stage_reading(monkeypatch, tmp_path, scenario).check(nb.STAGE_OUTPUTS)
+    assert exit_info.value.code == 1
+    assert reason in capsys.readouterr().out
