@@ -309,7 +309,7 @@ class InputSchema(schema.Base):
     mlflow: MLflow = MLflow()
 
     @model_validator(mode="after")
-    def _check_provider_and_inject_env(self) -> Any:
+    def _check_provider_and_inject_user_pods(self) -> Any:
         # Imported here: schema.py is imported on every nebari command.
         from nebari_mlflow_plugin.injection import inject_user_pods
         from nebari_mlflow_plugin.providers import provider_for

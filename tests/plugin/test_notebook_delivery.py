@@ -71,7 +71,9 @@ def test_metadata_lists_the_entry_points_of_this_distribution(tmp_path):
     mlflow_groups = {(e.group, e.name, e.value) for e in ours.entry_points if "mlflow" in e.group}
     assert mlflow_groups  # the run-context provider is registered in pyproject.toml
     assert {(e.group, e.name, e.value) for e in delivered.entry_points} == mlflow_groups
-    assert delivered.metadata["Name"] == notebook_delivery.DISTRIBUTION
+    # The name users see (README) and the version of the plugin that rendered it.
+    assert delivered.metadata["Name"] == "nebari-mlflow-notebook"
+    assert delivered.version == ours.version
     for entry in delivered.entry_points:
         module = entry.value.split(":")[0]
         assert module.startswith("nebari_mlflow_plugin.notebook.")
