@@ -21,9 +21,11 @@ ARTIFACTS_DIR = REPO / "test-artifacts"
 
 
 def request(port: int, path: str, *, host: str, method: str = "GET", cookie: bool = False,
-            body: bytes | None = None) -> http.client.HTTPResponse:  # fmt: skip
+            body: bytes | None = None, origin: str | None = None) -> http.client.HTTPResponse:  # fmt: skip
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     headers = {"Host": host}
+    if origin is not None:
+        headers["Origin"] = origin
     if cookie:
         headers["Cookie"] = f"{SESSION_COOKIE}={VALID_SESSION}"
     if body is not None:
@@ -100,6 +102,26 @@ def test_host_header_check(deployment, host, allowed):
         deployment.server_port, "/mlflow/api/2.0/mlflow/experiments/search?max_results=1", host=host
     )
     assert (response.status == 200) is allowed, (host, response.status, response.body[:200])
+    if not allowed:
+        assert response.status == 403
+
+
+@pytest.mark.parametrize(
+    ("origin", "allowed"),
+    [
+        ("https://nebari.example.com", True),  # the UI's own origin: browsers send it on POST
+        ("https://evil.example.com", False),
+        ("http://nebari.example.com", False),  # Nebari serves https only
+    ],
+)
+def test_ui_posts_from_its_public_origin_are_accepted(deployment, origin, allowed):
+    """What the runs table sends: a same-origin POST through Traefik carries Origin."""
+    body = json.dumps({"experiment_ids": ["0"], "max_results": 1}).encode()
+    response = public(
+        deployment, "/mlflow/ajax-api/2.0/mlflow/runs/search", method="POST", cookie=True,
+        body=body, origin=origin,
+    )  # fmt: skip
+    assert (response.status == 200) is allowed, (origin, response.status, response.body[:200])
     if not allowed:
         assert response.status == 403
 

@@ -8,6 +8,8 @@ locals {
   terraform_values = {
     server = {
       allowedHosts = [var.domain]
+      # The UI's POSTs carry Origin https://<domain>; MLflow refuses other origins.
+      corsAllowedOrigins = ["https://${var.domain}"]
       extraEnv     = [for name, value in var.server_env : { name = name, value = value }]
     }
     # Traefik route at https://<domain><route_path> behind Nebari's Keycloak login.
