@@ -7,10 +7,10 @@ locals {
   # No conditionals on object shapes: keys that do not apply are empty and merge away.
   terraform_values = {
     server = {
-      allowedHosts       = [var.domain]
+      allowedHosts = [var.domain]
       # The UI's POSTs carry Origin https://<domain>; MLflow refuses other origins.
       corsAllowedOrigins = ["https://${var.domain}"]
-      extraEnv     = [for name, value in var.server_env : { name = name, value = value }]
+      extraEnv           = [for name, value in var.server_env : { name = name, value = value }]
     }
     # Traefik route at https://<domain><route_path> behind Nebari's Keycloak login.
     ingressRoute = {
