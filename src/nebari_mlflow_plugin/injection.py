@@ -31,7 +31,7 @@ def user_env(config: Any) -> dict[str, str]:
         "NEBARI_NAMESPACE": config.namespace,
     }
     if mlflow.user_experiment:
-        env["MLFLOW_EXPERIMENT_NAME"] = mlflow.user_experiment
+        env["MLFLOW_EXPERIMENT_NAME"] = notebook_delivery.readable_user(mlflow.user_experiment)
     env.update(notebook_delivery.pod_env(mlflow))
     return env
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 RELEASE_NAME = "mlflow"
 SERVICE_PORT = 5000
 STAGE_NAME = "mlflow"
+# Creates the user-pod ConfigMaps before stage 07 configures JupyterHub to mount them.
+CLIENT_STAGE_NAME = "mlflow-notebook-client"
 
 
 def internal_tracking_uri(namespace: str, route_path: str) -> str:

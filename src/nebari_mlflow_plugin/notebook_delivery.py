@@ -1,17 +1,18 @@
 """The notebook package as JupyterLab user pods receive it: nothing to install.
 
 User pods run conda-store environments the plugin cannot install into, so the
-chart ships `nebari_mlflow_plugin/notebook` in ConfigMaps and JupyterHub mounts
-them through Nebari's own `custom.extra-mounts` (the only volume list Nebari's
+plugin ships `nebari_mlflow_plugin/notebook` in ConfigMaps (created by the
+`mlflow-notebook-client` stage, before JupyterHub: see client_stage.py) and
+JupyterHub mounts them through Nebari's own `custom.extra-mounts` (the only volume list Nebari's
 profiles keep; z2jh's `singleuser.extraFiles` and `extraVolumes` are replaced by
 the profiles' `extra_pod_config`). A ConfigMap mounts as one flat directory, so
 the pod gets three mounts:
 
     /opt/nebari-mlflow/python/                      on PYTHONPATH
-      nebari_mlflow_plugin/notebook/*.py            ConfigMap <release>-notebook-package
-      nebari_mlflow_notebook.dist-info/             ConfigMap <release>-notebook-metadata
-    /usr/local/etc/ipython/ipython_kernel_config.py ConfigMap <release>-notebook-ipython
-                                                    (only with capture_cells)
+      nebari_mlflow_plugin/notebook/*.py            ConfigMap mlflow-notebook-package
+      nebari_mlflow_notebook.dist-info/             ConfigMap mlflow-notebook-metadata
+    /usr/local/etc/ipython/ipython_kernel_config.py ConfigMap mlflow-notebook-ipython
+                                                    (mounted only with capture_cells)
 
 `nebari_mlflow_plugin` is a namespace package there (no `__init__.py`), and the
 dist-info carries the package's `mlflow.*` entry points, so MLflow in any
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +41,7 @@ IPYTHON_MOUNT = "/usr/local/etc/ipython"
 
 DISTRIBUTION = "nebari-mlflow-notebook"
 CAPTURE_EXTENSION = "nebari_mlflow_plugin.notebook.capture"
-# The chart names each ConfigMap `<fullname>-notebook-<part>`.
+# Each ConfigMap is `mlflow-notebook-<part>`: fixed names, known at validation time.
 PARTS = {"package": PACKAGE_MOUNT, "metadata": METADATA_MOUNT, "ipython": IPYTHON_MOUNT}
 
 _NOTEBOOK_DIR = Path(__file__).resolve().parent / "notebook"
@@ -81,8 +83,16 @@ def metadata_files() -> dict[str, str]:
     }
 
 
-def ipython_files() -> dict[str, str]:
-    """IPython kernel config that loads the cell-capture extension in every kernel."""
+def ipython_files(capture: bool = True) -> dict[str, str]:
+    """IPython kernel config that loads the cell-capture extension in every kernel
+    (with `capture` false, one that does nothing: what kernels read while JupyterHub
+    still mounts it during the deploy that turns capture off)."""
+    if not capture:
+        return {
+            "ipython_kernel_config.py": (
+                "# nebari-mlflow-plugin: mlflow.notebook.capture_cells is off.\n"
+            )
+        }
     return {
         "ipython_kernel_config.py": (
             "# nebari-mlflow-plugin (mlflow.notebook.capture_cells): record every cell of\n"
@@ -101,16 +111,16 @@ def capturing(mlflow: Any) -> bool:
     return delivered(mlflow) and mlflow.notebook.capture_cells
 
 
-def chart_values(mlflow: Any) -> dict[str, Any]:
-    """`notebookClient` chart values: the ConfigMaps' contents."""
-    if not delivered(mlflow):
-        return {"enabled": False}
-    return {
-        "enabled": True,
+def config_maps(mlflow: Any) -> dict[str, dict[str, str]]:
+    """ConfigMap name -> files: what the mlflow-notebook-client stage creates. All
+    three, whatever is mounted, so switching capture on or off never leaves a
+    mount without its ConfigMap."""
+    files = {
         "package": package_files(),
         "metadata": metadata_files(),
-        "ipython": ipython_files() if capturing(mlflow) else {},
+        "ipython": ipython_files(capture=capturing(mlflow)),
     }
+    return {config_map_name(part): content for part, content in files.items()}
 
 
 def extra_mounts(mlflow: Any, namespace: str) -> dict[str, dict[str, str]]:
@@ -130,6 +140,14 @@ def spawner_literal(value: str) -> str:
     return value.replace("{", "{{").replace("}", "}}")
 
 
+def readable_user(template: str) -> str:
+    """`{username}` as people read it. KubeSpawner expands `{username}` to its escaped
+    slug (`alice@example.com` becomes `alice-40example-2ecom`, or a hashed safe name in
+    KubeSpawner 7) and `{unescaped_username}` to the JupyterHub name: an experiment is
+    named for the person, so the config's `{username}` means the latter."""
+    return re.sub(r"(?<!{){username}(?!})", "{unescaped_username}", template)
+
+
 def pod_env(mlflow: Any) -> dict[str, str]:
     """Environment the delivered package needs (PYTHONPATH) and capture settings."""
     if not delivered(mlflow):
@@ -139,7 +157,7 @@ def pod_env(mlflow: Any) -> dict[str, str]:
         notebook = mlflow.notebook
         env["NEBARI_MLFLOW_CAPTURE"] = "1"
         if notebook.capture_experiment:
-            env["NEBARI_MLFLOW_CAPTURE_EXPERIMENT"] = notebook.capture_experiment
+            env["NEBARI_MLFLOW_CAPTURE_EXPERIMENT"] = readable_user(notebook.capture_experiment)
         if notebook.capture_redact:
             env["NEBARI_MLFLOW_CAPTURE_REDACT"] = spawner_literal(
                 json.dumps(notebook.capture_redact)

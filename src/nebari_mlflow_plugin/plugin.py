@@ -11,9 +11,10 @@ from nebari.hookspecs import hookimpl
 
 @hookimpl
 def nebari_stage():
+    from nebari_mlflow_plugin.client_stage import NotebookClientStage
     from nebari_mlflow_plugin.stage import MlflowStage
 
-    return [MlflowStage]
+    return [NotebookClientStage, MlflowStage]
 
 
 @hookimpl

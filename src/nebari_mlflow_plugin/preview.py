@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from nebari_mlflow_plugin import naming, notebook_delivery, tfvalues
+from nebari_mlflow_plugin.client_stage import NotebookClientStage
 from nebari_mlflow_plugin.injection import user_env
 from nebari_mlflow_plugin.manifests import PreviewUnavailable, merge_values, render_chart
 from nebari_mlflow_plugin.schema import ArtifactsType, DatabaseType
@@ -96,8 +97,12 @@ def build(config: Any, output_dir: Path) -> Preview:
     """Write the preview under output_dir: stages/mlflow/, values/, manifests/."""
     preview = Preview(config=config, output_dir=output_dir)
     stage = MlflowStage(output_dir, config)
-    for path, content in stage.render().items():
+    client = NotebookClientStage(output_dir, config)
+    for path, content in {**client.render(), **stage.render()}.items():
         preview.files.append(_write(output_dir / path, content))
+    if client.delivered:
+        client_vars = output_dir / client.stage_prefix / "preview.tfvars.json"
+        preview.files.append(_write(client_vars, json.dumps(client.input_vars({}), indent=2)))
     if not config.mlflow.enabled:
         preview.notes.append("mlflow.enabled is false: the stage only removes the workload")
         return preview

@@ -2,8 +2,8 @@
 
 A fresh virtualenv with only MLflow and ipykernel (`.venv-pod`, nothing of this
 project) plays the user's conda environment. It gets the files and environment
-exactly as rendered: the release's ConfigMaps, mounted where Nebari's profile
-code mounts `custom.extra-mounts`, and the injected `singleuser.extraEnv`,
+exactly as rendered: the ConfigMaps of the mlflow-notebook-client stage, mounted
+where Nebari's profile code mounts `custom.extra-mounts`, and the injected `singleuser.extraEnv`,
 expanded for the user. It talks to the running deployment at the in-cluster URL.
 """
 
@@ -24,6 +24,7 @@ from support.userpod import POD_VENV, build_user_pod, nebari_mount_paths, proces
 
 from nebari_mlflow_plugin import notebook_delivery
 from nebari_mlflow_plugin.__about__ import __version__
+from nebari_mlflow_plugin.client_stage import NotebookClientStage
 
 POD_PYTHON = POD_VENV / "bin" / "python"
 MLFLOW_CONFIG = {
@@ -44,8 +45,10 @@ def pod_release(deployment, tmp_path_factory):
     if not POD_PYTHON.exists():
         pytest.skip(f"user-environment virtualenv missing at {POD_VENV} (run `make install`)")
     config = nb.validate(nb.config_dict("local", MLFLOW_CONFIG))
-    stage = nb.stage_for(config, tmp_path_factory.mktemp("pod-stage"))
-    return config, render_release(stage, nb.STAGE_OUTPUTS)
+    workdir = tmp_path_factory.mktemp("pod-stage")
+    stage = nb.stage_for(config, workdir)
+    client = NotebookClientStage(workdir, config)
+    return config, render_release(stage, nb.STAGE_OUTPUTS) + client.config_map_manifests()
 
 
 @pytest.fixture

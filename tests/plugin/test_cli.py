@@ -44,7 +44,12 @@ def test_render_writes_terraform_values_and_manifests(example, tmp_path):
     assert values["ingressRoute"]["host"] == config["domain"]
     manifests = [yaml.safe_load(p.read_text()) for p in (tmp_path / "manifests").glob("*.yaml")]
     kinds = {m["kind"] for m in manifests}
-    assert {"Deployment", "Service", "IngressRoute", "NetworkPolicy", "ConfigMap"} <= kinds
+    assert {"Deployment", "Service", "IngressRoute", "NetworkPolicy"} <= kinds
+    # The user-pod ConfigMaps come from the stage that runs before JupyterHub's.
+    client_dir = tmp_path / "stages" / "mlflow-notebook-client"
+    assert (client_dir / "main.tf").is_file()
+    client_vars = json.loads((client_dir / "preview.tfvars.json").read_text())
+    assert "mlflow-notebook-package" in client_vars["config_maps"]
     # The summary names the URL, the in-cluster URI, the image and what is kept.
     flat = " ".join(output.split())
     assert f"https://{config['domain']}/mlflow/" in flat

@@ -180,10 +180,6 @@ def test_no_key_or_secret_literal_in_any_rendered_file(rendered, tmp_path):
     config, stage_dir = rendered
     files = [p for p in stage_dir.rglob("*") if p.is_file() and "chart" not in p.parts]
     input_vars = nb.stage_for(config, tmp_path).input_vars(nb.STAGE_OUTPUTS)
-    # The notebook package's source (its redaction patterns name keys) is code, not config.
-    helm_values = json.loads(input_vars["helm_values"])
-    assert set(helm_values.pop("notebookClient")) <= {"enabled", "package", "metadata", "ipython"}
-    input_vars["helm_values"] = json.dumps(helm_values)
     texts = {str(p): p.read_text() for p in files} | {"input_vars": json.dumps(input_vars)}
     for name, text in texts.items():
         for pattern in SECRET_PATTERNS:
@@ -203,7 +199,7 @@ def test_chart_values_carry_the_identity(rendered, tmp_path):
     )
     values = tfvalues.evaluate(tfvalues.module_inputs(input_vars, provider_locals))
     annotations = values["serviceAccount"]["annotations"]
-    env = {e["name"]: e["value"] for e in values["server"]["extraEnv"]}
+    env = {e["name"]: e["value"] for e in values["server"]["platformEnv"]}
     destination = values["artifacts"]["destination"]
     if provider == "aws":
         assert annotations == {

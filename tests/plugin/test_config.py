@@ -181,8 +181,10 @@ def test_injection_is_idempotent_and_configs_do_not_share_state():
 
 
 def test_per_user_experiment_is_injected_for_the_spawner_to_expand():
+    from support.userpod import expand_user
+
     config = nb.validate(nb.config_dict(mlflow={"user_experiment": "users/{username}"}))
-    assert user_env(config)["MLFLOW_EXPERIMENT_NAME"] == "users/{username}"
+    assert expand_user(user_env(config)["MLFLOW_EXPERIMENT_NAME"], "bob") == "users/bob"
     assert "MLFLOW_EXPERIMENT_NAME" not in user_env(nb.validate(nb.config_dict()))
 
 
@@ -225,7 +227,9 @@ def test_cell_capture_adds_the_ipython_config_and_its_settings():
     }}))  # fmt: skip
     env = user_env(config)
     assert env["NEBARI_MLFLOW_CAPTURE"] == "1"
-    assert env["NEBARI_MLFLOW_CAPTURE_EXPERIMENT"] == "users/{username}/cells"
+    from support.userpod import expand_user
+
+    assert expand_user(env["NEBARI_MLFLOW_CAPTURE_EXPERIMENT"], "alice") == "users/alice/cells"
     # What the kernel reads after KubeSpawner's str.format over every env value.
     assert json.loads(env["NEBARI_MLFLOW_CAPTURE_REDACT"].format(username="alice")) == [
         r"sk-[A-Za-z0-9]{20,}", r"pin=(?P<secret>\d+)",
@@ -346,3 +350,19 @@ def test_shipped_examples_validate(example):
     config = nb.validate(yaml.load(example.read_text()))
     assert config.mlflow.enabled
     assert "MLFLOW_TRACKING_URI" in user_env(config)
+
+
+@pytest.mark.parametrize("user", ["alice", "Alice.Smith@example.com"])
+def test_per_user_experiments_are_named_for_the_person_not_the_pod_slug(user):
+    """KubeSpawner expands `{username}` to an escaped slug; people read their own name."""
+    from support.userpod import expand_user, kubespawner_slug
+
+    notebook = {"capture_cells": True, "capture_experiment": "cells/{username}"}
+    config = nb.validate(
+        nb.config_dict("local", {"user_experiment": "users/{username}", "notebook": notebook})
+    )
+    env = user_env(config)
+    assert expand_user(env["MLFLOW_EXPERIMENT_NAME"], user) == f"users/{user}"
+    assert expand_user(env["NEBARI_MLFLOW_CAPTURE_EXPERIMENT"], user) == f"cells/{user}"
+    if user != user.lower():
+        assert kubespawner_slug(user) != user  # the slug is not what the user reads

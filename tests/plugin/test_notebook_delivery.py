@@ -1,7 +1,6 @@
-"""The notebook package as the chart ships it to user pods (notebook_delivery.py).
-
-Rendered from the config through the real values builder and Helm's engine; the
-end-to-end proof that a fresh environment runs it is tests/e2e/test_notebook_delivery.py.
+"""The notebook package as user pods receive it (notebook_delivery.py), in the
+ConfigMaps the mlflow-notebook-client stage creates (client_stage.py); the
+end-to-end proof that a fresh environment runs it is tests/e2e/test_user_pod.py.
 """
 
 from __future__ import annotations
@@ -15,8 +14,7 @@ import pytest
 from support import nebari as nb
 
 from nebari_mlflow_plugin import notebook_delivery
-from nebari_mlflow_plugin.providers import provider_for
-from nebari_mlflow_plugin.values import build_values
+from nebari_mlflow_plugin.client_stage import NotebookClientStage
 
 # ConfigMaps hold at most 1 MiB (etcd's object limit).
 CONFIG_MAP_LIMIT = 1024 * 1024
@@ -26,11 +24,9 @@ OLDEST_PYTHON = (3, 8)
 NOTEBOOK_DIR = Path(notebook_delivery.__file__).parent / "notebook"
 
 
-def release_for(mlflow: dict, render_chart):
+def release_for(mlflow: dict, tmp_path=Path("unused")):
     config = nb.validate(nb.config_dict(mlflow=mlflow))
-    values = build_values(config.mlflow, provider_for(config.provider))
-    values["database"]["internal"]["passwordSecret"] = {"name": "pg", "key": "password"}
-    return config, render_chart(values)
+    return config, NotebookClientStage(tmp_path, config).config_map_manifests()
 
 
 def config_maps(manifests: list[dict]) -> dict[str, dict]:
@@ -38,15 +34,17 @@ def config_maps(manifests: list[dict]) -> dict[str, dict]:
 
 
 @pytest.fixture(scope="module")
-def capturing(render_chart):
-    return release_for({"notebook": {"capture_cells": True}}, render_chart)
+def capturing():
+    return release_for({"notebook": {"capture_cells": True}})
 
 
-def test_every_mount_names_a_rendered_valid_config_map(capturing):
-    config, manifests = capturing
+@pytest.mark.parametrize("notebook", [{}, {"capture_cells": True}])
+def test_every_mount_names_a_created_valid_config_map(notebook):
+    config, manifests = release_for({"notebook": notebook})
     rendered = config_maps(manifests)
     mounts = notebook_delivery.extra_mounts(config.mlflow, config.namespace)
-    assert {volume["name"] for volume in mounts.values()} == set(rendered)
+    assert {volume["name"] for volume in mounts.values()} <= set(rendered)
+    assert {volume["namespace"] for volume in mounts.values()} == {config.namespace}
     for config_map in rendered.values():
         kubernetes_validate.validate(config_map, "1.32", strict=True)
         size = sum(len(k) + len(v.encode()) for k, v in config_map["data"].items())
@@ -80,19 +78,32 @@ def test_metadata_lists_the_entry_points_of_this_distribution(tmp_path):
         assert (NOTEBOOK_DIR / (module.rsplit(".", 1)[1] + ".py")).is_file()
 
 
-def test_ipython_config_only_when_capturing(render_chart, capturing):
-    _, without = release_for({}, render_chart)
-    assert not [name for name in config_maps(without) if name.endswith("ipython")]
-    _, manifests = capturing
+def ipython_config(manifests: list[dict]) -> str:
     (ipython,) = [m for name, m in config_maps(manifests).items() if name.endswith("ipython")]
-    source = ipython["data"]["ipython_kernel_config.py"]
+    return ipython["data"]["ipython_kernel_config.py"]
+
+
+def test_ipython_config_loads_capture_only_when_capturing(capturing):
+    """Mounted only with capture; without it the ConfigMap stays, inert, so the deploy
+    that turns capture off never leaves JupyterHub mounting a missing ConfigMap."""
+    config, without = release_for({})
+    assert not [p for p in notebook_delivery.extra_mounts(config.mlflow, config.namespace)
+                if p == notebook_delivery.IPYTHON_MOUNT]  # fmt: skip
+    inert = ipython_config(without)
+    compile(inert, "ipython_kernel_config.py", "exec")
+    assert notebook_delivery.CAPTURE_EXTENSION not in inert
+    config, manifests = capturing
+    assert notebook_delivery.IPYTHON_MOUNT in notebook_delivery.extra_mounts(
+        config.mlflow, config.namespace
+    )
+    source = ipython_config(manifests)
     compile(source, "ipython_kernel_config.py", "exec")
     assert notebook_delivery.CAPTURE_EXTENSION in source
 
 
-def test_nothing_rendered_when_the_client_is_off(render_chart):
-    _, manifests = release_for({"notebook": {"client": False}}, render_chart)
-    assert not config_maps(manifests)
+def test_no_mounts_when_the_client_is_off():
+    config, _ = release_for({"notebook": {"client": False}})
+    assert notebook_delivery.extra_mounts(config.mlflow, config.namespace) == {}
 
 
 @pytest.mark.parametrize("path", sorted(NOTEBOOK_DIR.glob("*.py")), ids=lambda p: p.name)

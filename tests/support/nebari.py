@@ -108,7 +108,11 @@ def validate(data: dict) -> Any:
 
 def render_stage(config: Any, output_dir: Path) -> Path:
     """Write the stage's rendered files as nebari would; return the stage directory."""
-    stage = MlflowStage(output_dir, config)
+    return render_stage_of(MlflowStage(output_dir, config), output_dir)
+
+
+def render_stage_of(stage: Any, output_dir: Path) -> Path:
+    """Write any stage's rendered files under output_dir; return its directory."""
     for path, content in stage.render().items():
         target = output_dir / path
         target.parent.mkdir(parents=True, exist_ok=True)

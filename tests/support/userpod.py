@@ -13,6 +13,7 @@ relocated by the kernel launcher (see `kernel_argv`).
 from __future__ import annotations
 
 import ast
+import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,14 +87,25 @@ def pod_volumes(config: Any) -> tuple[list[dict], list[dict]]:
     ]
 
 
+def kubespawner_slug(name: str) -> str:
+    """KubeSpawner 7's "safe" slug of a user name (what `{username}` expands to): safe
+    names unchanged, others lowercased to [a-z0-9-] plus a hash."""
+    if re.fullmatch(r"[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?", name) and "--" not in name:
+        return name
+    stripped = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:30]
+    return f"{stripped}---{hashlib.sha256(name.encode()).hexdigest()[:8]}"
+
+
 def expand_user(value: str, user: str, server_name: str = "") -> str:
-    """KubeSpawner's expansion of env values: `str.format` with the user's
-    properties (kubespawner's `_expand_user_properties`; simple names need no
-    escaping). Unknown fields and stray braces fail, as they fail the spawn."""
+    """KubeSpawner's expansion of env values: `str.format` with the user's properties
+    (kubespawner's `_expand_user_properties`: `{username}` is the escaped slug,
+    `{unescaped_username}` the JupyterHub name). Unknown fields and stray braces fail,
+    as they fail the spawn."""
     return value.format(
-        username=user, unescaped_username=user, servername=server_name,
+        username=kubespawner_slug(user), unescaped_username=user, servername=server_name,
         unescaped_servername=server_name, userid=1000,
-        pod_name=f"jupyter-{user}", pvc_name=f"claim-{user}", namespace="dev",
+        pod_name=f"jupyter-{kubespawner_slug(user)}", pvc_name=f"claim-{kubespawner_slug(user)}",
+        namespace="dev",
     )  # fmt: skip
 
 
