@@ -7,6 +7,8 @@ imports from `src/`, so the repository copies are found there instead.
 
 from __future__ import annotations
 
+import hashlib
+import re
 from pathlib import Path
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
@@ -28,3 +30,29 @@ def chart_dir() -> Path:
 
 def terraform_dir() -> Path:
     return asset_dir("terraform")
+
+
+def chart_files(chart: Path | None = None) -> list[Path]:
+    chart = chart or chart_dir()
+    return sorted(
+        path for path in chart.rglob("*") if path.is_file() and "__pycache__" not in path.parts
+    )
+
+
+def chart_digest(chart: Path | None = None) -> str:
+    """SHA-256 over the chart's files. Terraform's helm provider does not diff a local
+    chart's templates, so this goes into the values: a template-only change is a
+    values change, and the release is upgraded."""
+    chart = chart or chart_dir()
+    digest = hashlib.sha256()
+    for path in chart_files(chart):
+        digest.update(str(path.relative_to(chart)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def stamped_chart_yaml(text: str, version: str) -> str:
+    """Chart.yaml with the chart `version:` set to the plugin's."""
+    stamped, count = re.subn(r"(?m)^version:.*$", f"version: {version}", text)
+    if count != 1:
+        raise ValueError("helm/mlflow/Chart.yaml must have exactly one top-level version line")
+    return stamped

@@ -19,7 +19,8 @@ from _nebari.stages.tf_objects import (
 )
 
 from nebari_mlflow_plugin import naming
-from nebari_mlflow_plugin.assets import chart_dir, terraform_dir
+from nebari_mlflow_plugin.__about__ import __version__
+from nebari_mlflow_plugin.assets import chart_dir, stamped_chart_yaml, terraform_dir
 from nebari_mlflow_plugin.providers import Provider, provider_for
 from nebari_mlflow_plugin.schema import DatabaseType, InputSchema
 from nebari_mlflow_plugin.stage_outputs import DOMAIN, FORWARD_AUTH, KUBECONFIG
@@ -74,6 +75,8 @@ class MlflowStage(NebariTerraformStage):
         }
         for source, dest in self.layout():
             contents[dest] = source.read_bytes()
+            if source == chart_dir() / "Chart.yaml":
+                contents[dest] = stamped_chart_yaml(source.read_text(), __version__)
         return contents
 
     def state_imports(self) -> list[tuple[str, str]]:

@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from nebari_mlflow_plugin import versions
+from nebari_mlflow_plugin.__about__ import __version__
 from nebari_mlflow_plugin.assets import chart_dir
 from nebari_mlflow_plugin.manifests import ChartError
 from nebari_mlflow_plugin.manifests import merge_values as merged
@@ -193,7 +194,7 @@ def test_chart_metadata_pins_the_plugin_versions():
     values = yaml.safe_load((CHART_DIR / "values.yaml").read_text())
     assert chart["apiVersion"] == "v2"
     assert chart["name"] == "mlflow"
-    assert chart["version"] == "0.1.0"
+    assert chart["version"] == __version__  # `helm install ./helm/mlflow` shows the plugin's
     assert chart["appVersion"] == versions.MLFLOW_VERSION == values["server"]["mlflowVersion"]
     assert values["image"]["repository"] == versions.MLFLOW_IMAGE
     assert values["image"]["tag"] == versions.MLFLOW_IMAGE_TAG
