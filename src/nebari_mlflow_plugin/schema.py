@@ -247,15 +247,20 @@ class MLflow(schema.Base):
     # Add MLFLOW_TRACKING_URI (in-cluster URL) and the Nebari context to every
     # JupyterLab user pod.
     inject_env: bool = True
-    # Default experiment of each user, e.g. "users/{username}"; KubeSpawner expands
-    # {username}/{unescaped_username}/{servername} per user. null: MLflow's "Default".
+    # Default experiment of each user, e.g. "users/{username}": {username} is the user's
+    # name as JupyterHub shows it (not KubeSpawner's escaped slug), {servername} the
+    # named server. null: MLflow's "Default".
     user_experiment: ExperimentName | None = None
     # The notebook package in user pods and per-cell runs.
     notebook: Notebook = Notebook()
     # URL path at https://<domain>; also the server's --static-prefix.
     route_path: Annotated[str, StringConstraints(pattern=ROUTE_PATH_PATTERN)] = "/mlflow"
-    # Serve Prometheus metrics at <route_path>/metrics.
+    # Serve Prometheus metrics (at /metrics on the server's port).
     prometheus: bool = True
+    # MLflow's AI Gateway (LLM provider endpoints and stored provider API keys). Off:
+    # everyone who reaches the server could use the keys stored there. Stored keys are
+    # encrypted with a passphrase generated per deployment (Secret mlflow-crypto).
+    ai_gateway: bool = False
     # Per-provider settings; only the deployment's provider's section is used.
     aws: AwsSettings = AwsSettings()
     gcp: GcpSettings = GcpSettings()
@@ -311,13 +316,19 @@ class InputSchema(schema.Base):
     @model_validator(mode="after")
     def _check_provider_and_inject_user_pods(self) -> Any:
         # Imported here: schema.py is imported on every nebari command.
+        from nebari_mlflow_plugin import overrides
         from nebari_mlflow_plugin.injection import inject_user_pods
         from nebari_mlflow_plugin.providers import provider_for
+        from nebari_mlflow_plugin.values import build_values
 
         provider = getattr(self, "provider", None)
         self.mlflow._replicas_need_shared_storage(getattr(provider, "value", provider))
+        if self.mlflow.enabled:
+            # What Helm would refuse at deploy time, refused now: before stage 07
+            # reconfigures JupyterHub, before anything is created.
+            builder = provider_for(provider if provider is not None else "local")
+            overrides.check(self.mlflow.overrides, build_values(self.mlflow, builder))
         if self.mlflow.enabled and provider is not None:
-            builder = provider_for(provider)
             builder.check_config(self)
             builder.preflight(self)
         inject_user_pods(self)

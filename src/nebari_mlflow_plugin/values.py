@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from nebari_mlflow_plugin import naming, notebook_delivery
+from nebari_mlflow_plugin import naming
+from nebari_mlflow_plugin.assets import chart_digest
 from nebari_mlflow_plugin.providers import Provider
 from nebari_mlflow_plugin.schema import ArtifactsType, DatabaseType, MLflow, ResourceAmounts
 
@@ -47,6 +48,8 @@ def build_values(mlflow: MLflow, provider: Provider) -> dict[str, Any]:
 
     values: dict[str, Any] = {
         "fullnameOverride": naming.RELEASE_NAME,
+        # A template-only change of the chart must still upgrade the release.
+        "chartDigest": chart_digest(),
         "image": {
             "repository": mlflow.image.repository,
             "tag": mlflow.image.tag,
@@ -57,6 +60,10 @@ def build_values(mlflow: MLflow, provider: Provider) -> dict[str, Any]:
             "staticPrefix": mlflow.route_path,
             "workers": mlflow.workers,
             "exposePrometheus": mlflow.prometheus,
+            "aiGateway": mlflow.ai_gateway,
+            # Server-side jobs stay off: they run GenAI judges with stored keys on the
+            # server, and MLflow 3.17's job runner cannot reach a server behind a prefix.
+            "jobExecution": False,
         },
         "service": {"port": naming.SERVICE_PORT},
         "resources": {
@@ -65,7 +72,6 @@ def build_values(mlflow: MLflow, provider: Provider) -> dict[str, Any]:
         },
         "keepVolumes": not mlflow.force_destroy,
         "networkPolicy": {"enabled": True, "allowFrom": NEBARI_CLIENT_PEERS},
-        "notebookClient": notebook_delivery.chart_values(mlflow),
     }
 
     if database.type == DatabaseType.external:

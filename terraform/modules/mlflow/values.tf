@@ -1,7 +1,8 @@
 # Chart values only Terraform knows. Kept apart from resources so tests can
 # evaluate them with a provider-free Terraform run.
 locals {
-  db_secret_name = "${var.name}-postgres"
+  db_secret_name     = "${var.name}-postgres"
+  crypto_secret_name = "${var.name}-crypto"
 
   # Only what Terraform alone knows; the config-driven values come in var.helm_values.
   # No conditionals on object shapes: keys that do not apply are empty and merge away.
@@ -10,7 +11,11 @@ locals {
       allowedHosts = [var.domain]
       # The UI's POSTs carry Origin https://<domain>; MLflow refuses other origins.
       corsAllowedOrigins = ["https://${var.domain}"]
-      extraEnv           = [for name, value in var.server_env : { name = name, value = value }]
+      platformEnv        = [for name, value in var.server_env : { name = name, value = value }]
+      cryptoSecret = {
+        name = local.crypto_secret_name
+        key  = "passphrase"
+      }
     }
     # Traefik route at https://<domain><route_path> behind Nebari's Keycloak login.
     ingressRoute = {
