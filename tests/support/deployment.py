@@ -149,9 +149,13 @@ class Deployment:
         with it: uvicorn's workers would otherwise keep the port)."""
         if self.process.poll() is None:
             os.killpg(self.process.pid, sig)
-            self.process.wait(timeout=30)
+            # As the kubelet does after terminationGracePeriodSeconds (30): uvicorn waits
+            # for open keep-alive connections, a background sender may hold one.
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(timeout=30)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
 
     def start_server(self) -> None:
         self.process = launch(self.server, self.workdir, self.log)
@@ -225,6 +229,18 @@ def running_deployment(workdir: Path, config: Any) -> Iterator[Deployment]:
         if "secretKeyRef" in item.get("valueFrom", {})
     }
     secret_values = {secret_ref: {"password": secrets.token_hex(16)}}
+    # Every other Secret Terraform generates (random_password), e.g. the crypto passphrase.
+    for workload in manifests:
+        if workload.get("kind") not in ("Deployment", "StatefulSet", "Job"):
+            continue
+        init, main = containers_of(workload)
+        for container in init + main:
+            for item in container.get("env") or []:
+                ref = item.get("valueFrom", {}).get("secretKeyRef")
+                if ref:
+                    secret_values.setdefault(ref["name"], {}).setdefault(
+                        ref["key"], secrets.token_hex(24)
+                    )
 
     (statefulset,) = find(manifests, "StatefulSet")
     pg_container = containers_of(statefulset)[1][0]

@@ -140,6 +140,9 @@ seccompProfile:
 {{- if and (include "mlflow.usesArtifactVolume" .) (gt (int .Values.replicaCount) 1) (ne .Values.artifacts.persistence.accessMode "ReadWriteMany") }}
 {{- fail (printf "replicaCount=%d needs artifacts every replica can reach: set artifacts.destination or artifacts.persistence.accessMode=ReadWriteMany" (int .Values.replicaCount)) }}
 {{- end }}
+{{- if and .Values.server.aiGateway (not .Values.server.cryptoSecret.name) }}
+{{- fail "server.aiGateway needs server.cryptoSecret.name: without a passphrase MLflow encrypts stored provider keys with its public default" }}
+{{- end }}
 {{- if or (not (hasPrefix "/" .Values.server.staticPrefix)) (hasSuffix "/" .Values.server.staticPrefix) }}
 {{- fail (printf "server.staticPrefix %q must start with / and must not end with /" .Values.server.staticPrefix) }}
 {{- end }}
@@ -171,4 +174,22 @@ seccompProfile:
 
 {{- define "mlflow.usesArtifactVolume" -}}
 {{- if not .Values.artifacts.destination }}true{{ end -}}
+{{- end }}
+
+{{/* MLflow 3.x server features, each set explicitly (MLflow turns both on by default),
+and the passphrase for the secrets MLflow stores. */}}
+{{- define "mlflow.featureEnv" -}}
+- name: MLFLOW_ENABLE_AI_GATEWAY
+  value: {{ .Values.server.aiGateway | toString | quote }}
+- name: MLFLOW_SERVER_ENABLE_JOB_EXECUTION
+  value: {{ .Values.server.jobExecution | toString | quote }}
+{{- with .Values.server.cryptoSecret }}
+{{- if .name }}
+- name: MLFLOW_CRYPTO_KEK_PASSPHRASE
+  valueFrom:
+    secretKeyRef:
+      name: {{ .name }}
+      key: {{ .key }}
+{{- end }}
+{{- end }}
 {{- end }}

@@ -25,6 +25,30 @@ resource "kubernetes_secret_v1" "database" {
   }
 }
 
+# Encrypts what MLflow stores as secrets (AI Gateway provider keys): MLflow's
+# default passphrase is public. Stable for the life of the state: a new one would
+# make the stored secrets unreadable.
+resource "random_password" "crypto" {
+  length  = 48
+  special = false
+}
+
+resource "kubernetes_secret_v1" "crypto" {
+  metadata {
+    name      = local.crypto_secret_name
+    namespace = var.namespace
+    labels = {
+      "app.kubernetes.io/name"       = "mlflow"
+      "app.kubernetes.io/instance"   = var.name
+      "app.kubernetes.io/managed-by" = "nebari-mlflow-plugin"
+    }
+  }
+
+  data = {
+    passphrase = random_password.crypto.result
+  }
+}
+
 resource "helm_release" "mlflow" {
   name      = var.name
   namespace = var.namespace
@@ -40,5 +64,5 @@ resource "helm_release" "mlflow" {
   wait    = true
   timeout = var.helm_timeout
 
-  depends_on = [kubernetes_secret_v1.database]
+  depends_on = [kubernetes_secret_v1.database, kubernetes_secret_v1.crypto]
 }
