@@ -76,36 +76,19 @@ def render(config_path: Path, output: Path) -> None:
     rprint(f"wrote {len(result.files)} files under {output}")
 
 
-def _kube_target(
-    config, kubeconfig: Path | None, context: str | None
-) -> tuple[str | None, str | None]:
-    """The cluster nebari would talk to: the provider's kube_context on local/existing,
-    the kubeconfig nebari writes for cloud clusters, or what the admin names."""
-    import os
-    import tempfile
-
-    if kubeconfig is None:
-        nebari_kubeconfig = Path(tempfile.gettempdir(), "NEBARI_KUBECONFIG")
-        if config.provider.value not in ("local", "existing") and nebari_kubeconfig.is_file():
-            kubeconfig = nebari_kubeconfig
-    if context is None:
-        section = getattr(config, config.provider.value, None)
-        context = getattr(section, "kube_context", None)
-    return (str(kubeconfig) if kubeconfig else os.environ.get("KUBECONFIG")), context
-
-
 def status(config_path: Path, kubeconfig: Path | None, context: str | None) -> None:
     from rich import print as rprint
     from rich.table import Table
 
     from nebari_mlflow_plugin import naming
+    from nebari_mlflow_plugin.kube_target import kube_target
     from nebari_mlflow_plugin.status import KubernetesSource, collect
 
     with one_line_errors():
         config = _load(config_path)
-        kubeconfig_file, kube_context = _kube_target(config, kubeconfig, context)
+        target = kube_target(config, kubeconfig=kubeconfig, context=context)
         try:
-            source = KubernetesSource(config.namespace, kubeconfig_file, kube_context)
+            source = KubernetesSource(config.namespace, target.kubeconfig, target.context)
             report = collect(source, config.namespace, config.mlflow.route_path)
         except Exception as exc:
             if type(exc).__module__.startswith(("kubernetes", "urllib3")):

@@ -22,10 +22,11 @@ from nebari_mlflow_plugin import naming
 from nebari_mlflow_plugin.assets import chart_dir, terraform_dir
 from nebari_mlflow_plugin.providers import Provider, provider_for
 from nebari_mlflow_plugin.schema import DatabaseType, InputSchema
-from nebari_mlflow_plugin.stage_outputs import DOMAIN, FORWARD_AUTH, KUBECONFIG
+from nebari_mlflow_plugin.stage_outputs import DOMAIN, FORWARD_AUTH
 from nebari_mlflow_plugin.values import build_values
 
 CHECK_TIMEOUT_SECONDS = 600
+CHECK_POLL_SECONDS = 5
 
 
 def _files(source: Path, dest: Path) -> Iterator[tuple[Path, Path]]:
@@ -133,10 +134,12 @@ class MlflowStage(NebariTerraformStage):
         if not self.config.mlflow.enabled:
             print("MLflow is disabled (mlflow.enabled: false); its data was kept.")
             return
+        from nebari_mlflow_plugin.kube_target import kube_target
         from nebari_mlflow_plugin.status import KubernetesSource, deployment_problems
 
         namespace = self.config.namespace
-        source = KubernetesSource(namespace, KUBECONFIG.read(stage_outputs))
+        target = kube_target(self.config, stage_outputs)
+        source = KubernetesSource(namespace, target.kubeconfig, target.context)
         deadline = time.monotonic() + CHECK_TIMEOUT_SECONDS
         while True:
             _, problems = deployment_problems(source, namespace)
@@ -147,7 +150,7 @@ class MlflowStage(NebariTerraformStage):
                 for problem in problems:
                     print(f"  - {problem}")
                 sys.exit(1)
-            time.sleep(5)
+            time.sleep(CHECK_POLL_SECONDS)
         domain = DOMAIN.get(stage_outputs, "<domain>")
         route = self.config.mlflow.route_path
         print(f"MLflow is available at {naming.public_url(domain, route)}")

@@ -80,7 +80,7 @@ def test_cloud_stage_adopts_kept_storage(tmp_path):
 def _stage_reading(monkeypatch, tmp_path, scenario: str):
     # Reading a live cluster would leave the machine; the answers are recorded ones.
     monkeypatch.setattr(
-        status, "KubernetesSource", lambda namespace, kubeconfig: Recorded(scenario)
+        status, "KubernetesSource", lambda namespace, kubeconfig, context=None: Recorded(scenario)
     )
     return nb.stage_for(nb.validate(nb.config_dict()), tmp_path)
 
