@@ -12,8 +12,10 @@ import enum
 import re
 from typing import Annotated, Any
 
+from _nebari.utils import yaml
 from nebari import schema
 from pydantic import Field, StringConstraints, field_validator, model_validator
+from ruamel.yaml import yaml_object
 
 from nebari_mlflow_plugin import versions
 from nebari_mlflow_plugin.providers.settings import AwsSettings, AzureSettings, GcpSettings
@@ -46,7 +48,19 @@ IMAGE_REPOSITORY_PATTERN = r"^[a-z0-9]+([._/:-][a-z0-9]+)*$"
 IMAGE_TAG_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
 
 
-class PullPolicy(str, enum.Enum):
+class ConfigEnum(str, enum.Enum):
+    """An enum `nebari init --explicit` can write: nebari dumps the config with its
+    ruamel `yaml`, which represents only the types registered with it (as nebari
+    does for its own ProviderEnum); registration is per class, so every enum below
+    carries `@yaml_object(yaml)`."""
+
+    @classmethod
+    def to_yaml(cls, representer, node):
+        return representer.represent_str(node.value)
+
+
+@yaml_object(yaml)
+class PullPolicy(ConfigEnum):
     Always = "Always"
     IfNotPresent = "IfNotPresent"
     Never = "Never"
@@ -88,7 +102,8 @@ class SecretRef(schema.Base):
     key: SecretKey = "uri"
 
 
-class DatabaseType(str, enum.Enum):
+@yaml_object(yaml)
+class DatabaseType(ConfigEnum):
     internal = "internal"
     external = "external"
 
@@ -118,12 +133,14 @@ class Database(schema.Base):
         return self
 
 
-class ArtifactsType(str, enum.Enum):
+@yaml_object(yaml)
+class ArtifactsType(ConfigEnum):
     default = "default"
     s3 = "s3"
 
 
-class VolumeAccessMode(str, enum.Enum):
+@yaml_object(yaml)
+class VolumeAccessMode(ConfigEnum):
     ReadWriteOnce = "ReadWriteOnce"
     ReadWriteMany = "ReadWriteMany"
 
