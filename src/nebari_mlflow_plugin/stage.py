@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -78,8 +79,34 @@ class MlflowStage(NebariTerraformStage):
         return contents
 
     def state_imports(self) -> list[tuple[str, str]]:
-        """Adopt storage a previous deployment kept (see destroy())."""
-        return self.provider.state_imports(self.config)
+        """Nothing for nebari to import: its imports swallow every failure (and time
+        out after 30 s); deploy() adopts kept storage itself."""
+        return []
+
+    @contextlib.contextmanager
+    def deploy(
+        self, stage_outputs: dict[str, Any], disable_prompt: bool = False, tofu_init: bool = True
+    ):
+        """nebari's deploy, with the storage a previous deployment kept (see destroy())
+        adopted between `tofu init` and apply; a failed adoption stops the deploy."""
+        from nebari_mlflow_plugin import adoption
+
+        imports = self.provider.state_imports(self.config)
+        if imports:
+            directory = str(self.output_directory / self.stage_prefix)
+            if tofu_init:
+                opentofu.init(directory)
+                tofu_init = False
+            with tempfile.NamedTemporaryFile("w", suffix=".tfvars.json") as var_file:
+                json.dump(self.input_vars(stage_outputs), var_file)
+                var_file.flush()
+                try:
+                    adoption.adopt(directory, var_file.name, imports)
+                except adoption.AdoptionError as exc:
+                    print(f"ERROR: {exc}")
+                    sys.exit(1)
+        with super().deploy(stage_outputs, disable_prompt, tofu_init=tofu_init):
+            yield
 
     @contextlib.contextmanager
     def destroy(

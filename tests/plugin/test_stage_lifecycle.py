@@ -68,8 +68,10 @@ def test_volume_providers_have_nothing_to_forget(monkeypatch, tmp_path):
 
 
 def test_cloud_stage_adopts_kept_storage(tmp_path):
+    # Adopted by the stage's deploy() (tests/plugin/test_imports.py), not by nebari.
     config = nb.validate(nb.config_dict("aws", {}))
-    imports = nb.stage_for(config, tmp_path).state_imports()
+    assert nb.stage_for(config, tmp_path).state_imports() == []
+    imports = provider_for("aws").state_imports(config)
     assert {address for address, _ in imports} <= set(provider_for("aws").retained_addresses())
     assert imports
 
