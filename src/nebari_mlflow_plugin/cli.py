@@ -54,14 +54,16 @@ def _load(config_path: Path):
 
 def render(config_path: Path, output: Path) -> None:
     from rich import print as rprint
+    from rich.markup import escape
     from rich.table import Table
+    from rich.text import Text
 
     from nebari_mlflow_plugin import preview
 
     with one_line_errors():
         config = _load(config_path)
         result = preview.build(config, output)
-    table = Table(title=f"MLflow on Nebari: {config.project_name} ({config.namespace})")
+    table = Table(title=Text(f"MLflow on Nebari: {config.project_name} ({config.namespace})"))
     table.add_column("what", style="bold")
     table.add_column("value", overflow="fold")
     for key, value in result.summary().items():
@@ -69,58 +71,44 @@ def render(config_path: Path, output: Path) -> None:
             value = "\n".join(f"{k}={v}" for k, v in value.items())
         elif isinstance(value, list):
             value = "\n".join(value) or "-"
-        table.add_row(key, str(value))
+        table.add_row(Text(key), Text(str(value)))  # config values print literally
     rprint(table)
     for note in result.notes:
-        rprint(f"[yellow]note:[/yellow] {note}")
-    rprint(f"wrote {len(result.files)} files under {output}")
-
-
-def _kube_target(
-    config, kubeconfig: Path | None, context: str | None
-) -> tuple[str | None, str | None]:
-    """The cluster nebari would talk to: the provider's kube_context on local/existing,
-    the kubeconfig nebari writes for cloud clusters, or what the admin names."""
-    import os
-    import tempfile
-
-    if kubeconfig is None:
-        nebari_kubeconfig = Path(tempfile.gettempdir(), "NEBARI_KUBECONFIG")
-        if config.provider.value not in ("local", "existing") and nebari_kubeconfig.is_file():
-            kubeconfig = nebari_kubeconfig
-    if context is None:
-        section = getattr(config, config.provider.value, None)
-        context = getattr(section, "kube_context", None)
-    return (str(kubeconfig) if kubeconfig else os.environ.get("KUBECONFIG")), context
+        rprint(f"[yellow]note:[/yellow] {escape(note)}")
+    rprint(Text(f"wrote {len(result.files)} files under {output}"))
 
 
 def status(config_path: Path, kubeconfig: Path | None, context: str | None) -> None:
     from rich import print as rprint
     from rich.table import Table
+    from rich.text import Text
 
     from nebari_mlflow_plugin import naming
+    from nebari_mlflow_plugin.kube_target import kube_target
     from nebari_mlflow_plugin.status import KubernetesSource, collect
 
     with one_line_errors():
         config = _load(config_path)
-        kubeconfig_file, kube_context = _kube_target(config, kubeconfig, context)
+        target = kube_target(config, kubeconfig=kubeconfig, context=context)
         try:
-            source = KubernetesSource(config.namespace, kubeconfig_file, kube_context)
+            source = KubernetesSource(config.namespace, target.kubeconfig, target.context)
             report = collect(source, config.namespace, config.mlflow.route_path)
         except Exception as exc:
             if type(exc).__module__.startswith(("kubernetes", "urllib3")):
                 raise CommandError(f"no cluster reachable: {exc}".splitlines()[0]) from None
             raise
-    table = Table(title=f"MLflow in namespace {config.namespace}")
+    table = Table(title=Text(f"MLflow in namespace {config.namespace}"))
     for column in ("check", "ok", "detail"):
         table.add_column(column)
     for what, ok, detail in report.rows:
-        table.add_row(what, "[green]yes[/green]" if ok else "[red]no[/red]", detail)
+        # Details come from the cluster: printed literally, never as rich markup.
+        ok_cell = Text("yes", style="green") if ok else Text("no", style="red")
+        table.add_row(Text(what), ok_cell, Text(detail))
     rprint(table)
     if report.version:
-        rprint(f"MLflow version: {report.version}")
+        rprint(Text(f"MLflow version: {report.version}"))
     domain = config.domain or "<domain>"
-    rprint(f"URL: {naming.public_url(domain, config.mlflow.route_path)}")
+    rprint(Text(f"URL: {naming.public_url(domain, config.mlflow.route_path)}"))
     if not report.healthy:
         raise typer.Exit(1)
 
@@ -131,6 +119,7 @@ def preflight(config_path: Path) -> None:
     import warnings
 
     from rich import print as rprint
+    from rich.markup import escape
 
     from nebari_mlflow_plugin.providers import provider_for
 
@@ -144,7 +133,7 @@ def preflight(config_path: Path) -> None:
             warnings.simplefilter("always")
             provider.preflight(config)  # check_config already ran in validation
     for warning in caught:
-        rprint(f"[yellow]warning:[/yellow] {warning.message}")
+        rprint(f"[yellow]warning:[/yellow] {escape(str(warning.message))}")
     rprint(f"[green]pre-flight passed[/green] for provider {config.provider.value}")
 
 

@@ -55,16 +55,18 @@ class Preview:
             db = f"external PostgreSQL, URI from Secret {database.external_secret.name}"
         else:
             db = f"in-cluster PostgreSQL {database.image.tag} on a {database.size} volume"
+        stage = MlflowStage(self.output_dir, config)
+        store = stage.provider.artifact_store(config)
         if mlflow.artifacts.type == ArtifactsType.s3:
             s3 = mlflow.artifacts.s3
             artifacts = f"S3-compatible s3://{s3.bucket}/{s3.prefix} ({s3.endpoint_url or 'AWS'})"
+        elif store:
+            artifacts = f"{store} (created by the stage, reached through workload identity)"
         else:
-            destination = self.values.get("artifacts", {}).get("destination")
-            artifacts = destination or f"volume of {mlflow.artifacts.size}"
+            artifacts = f"volume of {mlflow.artifacts.size}"
         kept = "deleted on destroy/disable (force_destroy: true)"
         if not mlflow.force_destroy:
             kept = "database volume and artifact store are kept on destroy/disable"
-        stage = MlflowStage(self.output_dir, config)
         return {
             "provider": str(config.provider.value),
             "enabled": mlflow.enabled,
@@ -113,14 +115,24 @@ def build(config: Any, output_dir: Path) -> Preview:
     )
     if stage.provider.terraform_root != "volume":
         preview.notes.append(
-            "cloud identity (ServiceAccount annotations, bucket URI) is filled by Terraform at "
-            "deploy time and is not shown"
+            "cloud identity (ServiceAccount annotations) is filled by Terraform at deploy "
+            "time and is not shown"
         )
+    # A cloud's bucket is known by name before it exists: the chart then renders no
+    # artifact volume, as on a real deploy.
+    store = stage.provider.artifact_store(config) or ""
     try:
-        documents = tfvalues.values_documents(input_vars)
+        documents = tfvalues.values_documents(
+            input_vars, {**tfvalues.VOLUME_LOCALS, "artifacts_destination": store}
+        )
     except tfvalues.TerraformUnavailable as exc:
         preview.notes.append(f"Terraform's chart values not evaluated: {exc}")
-        documents = [json.loads(input_vars[key]) for key in ("helm_values", "helm_overrides")]
+        from_terraform = {"artifacts": {"destination": store}} if store else {}
+        documents = [
+            json.loads(input_vars["helm_values"]),
+            from_terraform,
+            json.loads(input_vars["helm_overrides"]),
+        ]
     preview.values = merge_values(*documents)
     preview.files.append(
         _write(output_dir / "values.yaml", yaml.safe_dump(preview.values, sort_keys=False))

@@ -12,10 +12,12 @@ import enum
 import re
 from typing import Annotated, Any
 
+from _nebari.utils import yaml
 from nebari import schema
 from pydantic import Field, StringConstraints, field_validator, model_validator
+from ruamel.yaml import yaml_object
 
-from nebari_mlflow_plugin import versions
+from nebari_mlflow_plugin import routes, versions
 from nebari_mlflow_plugin.providers.settings import AwsSettings, AzureSettings, GcpSettings
 
 # Kubernetes resource quantities, e.g. 500m, 2, 1.5, 512Mi, 20Gi, 1e3.
@@ -28,11 +30,6 @@ K8sName = Annotated[str, StringConstraints(pattern=K8S_NAME_PATTERN)]
 SecretKey = Annotated[str, StringConstraints(pattern=r"^[-._a-zA-Z0-9]{1,253}$")]
 # A URL path of one or more segments, no trailing slash: what `--static-prefix` takes.
 ROUTE_PATH_PATTERN = r"^(/[A-Za-z0-9._~-]+)+$"
-# Paths Nebari's own services already own on the same host.
-NEBARI_RESERVED_PATHS = (
-    "/hub", "/user", "/auth", "/conda-store", "/gateway", "/argo", "/monitoring",
-    "/services", "/api", "/lab",
-)  # fmt: skip
 # What KubeSpawner expands in user-pod environment values.
 USER_PLACEHOLDERS = {
     "username",
@@ -46,7 +43,19 @@ IMAGE_REPOSITORY_PATTERN = r"^[a-z0-9]+([._/:-][a-z0-9]+)*$"
 IMAGE_TAG_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
 
 
-class PullPolicy(str, enum.Enum):
+class ConfigEnum(str, enum.Enum):
+    """An enum `nebari init --explicit` can write: nebari dumps the config with its
+    ruamel `yaml`, which represents only the types registered with it (as nebari
+    does for its own ProviderEnum); registration is per class, so every enum below
+    carries `@yaml_object(yaml)`."""
+
+    @classmethod
+    def to_yaml(cls, representer, node):
+        return representer.represent_str(node.value)
+
+
+@yaml_object(yaml)
+class PullPolicy(ConfigEnum):
     Always = "Always"
     IfNotPresent = "IfNotPresent"
     Never = "Never"
@@ -88,7 +97,8 @@ class SecretRef(schema.Base):
     key: SecretKey = "uri"
 
 
-class DatabaseType(str, enum.Enum):
+@yaml_object(yaml)
+class DatabaseType(ConfigEnum):
     internal = "internal"
     external = "external"
 
@@ -118,12 +128,14 @@ class Database(schema.Base):
         return self
 
 
-class ArtifactsType(str, enum.Enum):
+@yaml_object(yaml)
+class ArtifactsType(ConfigEnum):
     default = "default"
     s3 = "s3"
 
 
-class VolumeAccessMode(str, enum.Enum):
+@yaml_object(yaml)
+class VolumeAccessMode(ConfigEnum):
     ReadWriteOnce = "ReadWriteOnce"
     ReadWriteMany = "ReadWriteMany"
 
@@ -271,12 +283,10 @@ class MLflow(schema.Base):
     @field_validator("route_path")
     @classmethod
     def _route_not_taken(cls, value: str) -> str:
-        for reserved in NEBARI_RESERVED_PATHS:
-            if value == reserved or value.startswith(reserved + "/"):
-                raise ValueError(
-                    f"mlflow.route_path {value!r} collides with Nebari's own {reserved!r} "
-                    "route; choose another path such as '/mlflow'"
-                )
+        """Nebari's fixed routes; tf_extensions' ones are checked with the whole config."""
+        taken = routes.collisions(value, routes.NEBARI_RULES)
+        if taken:
+            raise ValueError(routes.route_error(value, taken))
         return value
 
     @field_validator("user_experiment")
@@ -321,6 +331,9 @@ class InputSchema(schema.Base):
         from nebari_mlflow_plugin.providers import provider_for
         from nebari_mlflow_plugin.values import build_values
 
+        taken = routes.collisions(self.mlflow.route_path, routes.extension_rules(self))
+        if taken:
+            raise ValueError(routes.route_error(self.mlflow.route_path, taken))
         provider = getattr(self, "provider", None)
         self.mlflow._replicas_need_shared_storage(getattr(provider, "value", provider))
         if self.mlflow.enabled:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,10 +24,11 @@ from nebari_mlflow_plugin.__about__ import __version__
 from nebari_mlflow_plugin.assets import chart_dir, stamped_chart_yaml, terraform_dir
 from nebari_mlflow_plugin.providers import Provider, provider_for
 from nebari_mlflow_plugin.schema import DatabaseType, InputSchema
-from nebari_mlflow_plugin.stage_outputs import DOMAIN, FORWARD_AUTH, KUBECONFIG
+from nebari_mlflow_plugin.stage_outputs import DOMAIN, FORWARD_AUTH
 from nebari_mlflow_plugin.values import build_values
 
 CHECK_TIMEOUT_SECONDS = 600
+CHECK_POLL_SECONDS = 5
 
 
 def _files(source: Path, dest: Path) -> Iterator[tuple[Path, Path]]:
@@ -80,8 +82,34 @@ class MlflowStage(NebariTerraformStage):
         return contents
 
     def state_imports(self) -> list[tuple[str, str]]:
-        """Adopt storage a previous deployment kept (see destroy())."""
-        return self.provider.state_imports(self.config)
+        """Nothing for nebari to import: its imports swallow every failure (and time
+        out after 30 s); deploy() adopts kept storage itself."""
+        return []
+
+    @contextlib.contextmanager
+    def deploy(
+        self, stage_outputs: dict[str, Any], disable_prompt: bool = False, tofu_init: bool = True
+    ):
+        """nebari's deploy, with the storage a previous deployment kept (see destroy())
+        adopted between `tofu init` and apply; a failed adoption stops the deploy."""
+        from nebari_mlflow_plugin import adoption
+
+        imports = self.provider.state_imports(self.config)
+        if imports:
+            directory = str(self.output_directory / self.stage_prefix)
+            if tofu_init:
+                opentofu.init(directory)
+                tofu_init = False
+            with tempfile.NamedTemporaryFile("w", suffix=".tfvars.json") as var_file:
+                json.dump(self.input_vars(stage_outputs), var_file)
+                var_file.flush()
+                try:
+                    adoption.adopt(directory, var_file.name, imports)
+                except adoption.AdoptionError as exc:
+                    print(f"ERROR: {exc}")
+                    sys.exit(1)
+        with super().deploy(stage_outputs, disable_prompt, tofu_init=tofu_init):
+            yield
 
     @contextlib.contextmanager
     def destroy(
@@ -136,10 +164,12 @@ class MlflowStage(NebariTerraformStage):
         if not self.config.mlflow.enabled:
             print("MLflow is disabled (mlflow.enabled: false); its data was kept.")
             return
+        from nebari_mlflow_plugin.kube_target import kube_target
         from nebari_mlflow_plugin.status import KubernetesSource, deployment_problems
 
         namespace = self.config.namespace
-        source = KubernetesSource(namespace, KUBECONFIG.read(stage_outputs))
+        target = kube_target(self.config, stage_outputs)
+        source = KubernetesSource(namespace, target.kubeconfig, target.context)
         deadline = time.monotonic() + CHECK_TIMEOUT_SECONDS
         while True:
             _, problems = deployment_problems(source, namespace)
@@ -150,7 +180,7 @@ class MlflowStage(NebariTerraformStage):
                 for problem in problems:
                     print(f"  - {problem}")
                 sys.exit(1)
-            time.sleep(5)
+            time.sleep(CHECK_POLL_SECONDS)
         domain = DOMAIN.get(stage_outputs, "<domain>")
         route = self.config.mlflow.route_path
         print(f"MLflow is available at {naming.public_url(domain, route)}")

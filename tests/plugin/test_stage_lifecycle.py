@@ -68,8 +68,10 @@ def test_volume_providers_have_nothing_to_forget(monkeypatch, tmp_path):
 
 
 def test_cloud_stage_adopts_kept_storage(tmp_path):
+    # Adopted by the stage's deploy() (tests/plugin/test_imports.py), not by nebari.
     config = nb.validate(nb.config_dict("aws", {}))
-    imports = nb.stage_for(config, tmp_path).state_imports()
+    assert nb.stage_for(config, tmp_path).state_imports() == []
+    imports = provider_for("aws").state_imports(config)
     assert {address for address, _ in imports} <= set(provider_for("aws").retained_addresses())
     assert imports
 
@@ -80,7 +82,7 @@ def test_cloud_stage_adopts_kept_storage(tmp_path):
 def _stage_reading(monkeypatch, tmp_path, scenario: str):
     # Reading a live cluster would leave the machine; the answers are recorded ones.
     monkeypatch.setattr(
-        status, "KubernetesSource", lambda namespace, kubeconfig: Recorded(scenario)
+        status, "KubernetesSource", lambda namespace, kubeconfig, context=None: Recorded(scenario)
     )
     return nb.stage_for(nb.validate(nb.config_dict()), tmp_path)
 

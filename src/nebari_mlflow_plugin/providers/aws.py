@@ -46,6 +46,9 @@ class AwsProvider(CloudProvider):
         # Every bucket sub-resource is imported by the bucket name.
         return [(address, bucket) for address in self.retained_addresses()]
 
+    def artifact_store(self, config: Any) -> str:
+        return f"s3://{self.names(config).bucket}/{cloud_names.ARTIFACTS_PREFIX}"
+
     def planned_resources(self, config: Any) -> list[str]:
         names = self.names(config)
         encryption = (

@@ -78,6 +78,13 @@ class AzureProvider(CloudProvider):
             AZURE_RESOURCE_GROUP.nested("PLACEHOLDER-resource-group-known-after-stage-02"),
         )
 
+    def artifact_store(self, config: Any) -> str:
+        names = self.names(config)
+        return (
+            f"wasbs://{names.container}@{names.storage_account}.blob.core.windows.net/"
+            f"{cloud_names.ARTIFACTS_PREFIX}"
+        )
+
     def planned_resources(self, config: Any) -> list[str]:
         names = self.names(config)
         account = service_account_name(config)

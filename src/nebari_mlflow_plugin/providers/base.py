@@ -52,6 +52,11 @@ class Provider:
         """Stage outputs terraform_vars() reads, as placeholders for an offline preview."""
         return {}
 
+    def artifact_store(self, config: Any) -> str | None:
+        """URI of the object store the stage creates for artifacts (what Terraform's
+        `artifacts_destination` local becomes); None: a volume or the admin's store."""
+        return None
+
     def planned_resources(self, config: Any) -> list[str]:
         """Cloud resources this provider creates besides the chart's, for people to read."""
         return []

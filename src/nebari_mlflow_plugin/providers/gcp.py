@@ -49,6 +49,9 @@ class GcpProvider(CloudProvider):
     def placeholder_outputs(self) -> dict[str, Any]:
         return {}
 
+    def artifact_store(self, config: Any) -> str:
+        return f"gs://{self.names(config).bucket}/{cloud_names.ARTIFACTS_PREFIX}"
+
     def planned_resources(self, config: Any) -> list[str]:
         names = self.names(config)
         project = config.google_cloud_platform.project

@@ -3,13 +3,16 @@
 Two kinds. Config checks (`require_*`) need no network and raise ValueError, which
 pydantic turns into a validation error of nebari-config.yaml. Permission checks ask
 the cloud whether the deploying identity may create what the stage creates; when
-no credentials are configured (an offline `nebari render`, CI) they warn and
-return, so rendering still works. The raw cloud calls are small module functions
-(`_gcp_test_permissions`, `_azure_permissions`) that tests replace.
+the cloud cannot be asked (no credentials, no network, an expired token, an error
+answer) they warn and return: they run inside config validation, i.e. on every
+nebari command including `destroy`, and must never turn into a traceback. Only an
+answer that a permission is missing raises. The raw cloud calls are small module
+functions (`_gcp_test_permissions`, `_azure_permissions`) that tests replace.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import os
 import warnings
@@ -41,6 +44,33 @@ def _skip(what: str, reason: str) -> None:
         "`nebari deploy` will fail later if the permission is missing",
         stacklevel=3,
     )
+
+
+def unreachable_errors() -> tuple[type[BaseException], ...]:
+    """What the SDKs raise when the cloud cannot be asked: transport failures,
+    credential refresh failures, HTTP error answers (requests, google-auth, azure-core
+    are nebari's dependencies; imported here, validation runs on every command)."""
+    errors: list[type[BaseException]] = [PreflightSkipped]
+    with contextlib.suppress(ImportError):
+        import requests
+
+        errors.append(requests.RequestException)
+    with contextlib.suppress(ImportError):
+        from google.auth.exceptions import GoogleAuthError
+
+        errors.append(GoogleAuthError)
+    with contextlib.suppress(ImportError):
+        from azure.core.exceptions import AzureError
+
+        errors.append(AzureError)
+    return tuple(errors)
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, PreflightSkipped):
+        return str(exc)
+    first_line = (str(exc).strip().splitlines() or [""])[0][:300]
+    return f"the cloud could not be asked: {type(exc).__name__}: {first_line}"
 
 
 def skipped_by_env() -> bool:
@@ -89,8 +119,8 @@ def check_gcp_permissions(project: str) -> None:
         return
     try:
         granted = set(_gcp_test_permissions(project, list(GCP_PERMISSIONS)))
-    except PreflightSkipped as exc:
-        _skip("GCP permission", str(exc))
+    except unreachable_errors() as exc:
+        _skip("GCP permission", _reason(exc))
         return
     missing = [p for p in GCP_PERMISSIONS if p not in granted]
     if missing:
@@ -153,8 +183,8 @@ def check_azure_permissions(force_destroy: bool) -> None:
         return
     try:
         permissions = _azure_permissions(subscription_id)
-    except PreflightSkipped as exc:
-        _skip("Azure permission", str(exc))
+    except unreachable_errors() as exc:
+        _skip("Azure permission", _reason(exc))
         return
     needed = [AZURE_ROLE_ASSIGNMENT_WRITE] + ([] if force_destroy else [AZURE_LOCK_WRITE])
     missing = [action for action in needed if not azure_allows(permissions, action)]
