@@ -9,6 +9,10 @@ which may fail or run minutes later. This stage runs at 65, after stage 03
 created the namespace and before stage 07, and holds nothing but the
 ConfigMaps, so whatever happens to the MLflow stage, JupyterLab keeps spawning.
 
+Being the first of the plugin's stages, and before JupyterHub's, it is also where
+the deploy refuses volume changes a PersistentVolumeClaim cannot take (see
+volumes.py), before anything of MLflow or JupyterHub has changed.
+
 With the client off (or MLflow disabled) the stage applies nothing: ConfigMaps
 that exist stay until `nebari destroy` (a few KB, mounted by nothing once stage
 07 has run), so switching the client off cannot break a spawn between this
@@ -18,6 +22,7 @@ stage and stage 07 either; a fresh deployment with the client off creates none.
 from __future__ import annotations
 
 import contextlib
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -62,8 +67,35 @@ class NotebookClientStage(NebariTerraformStage):
             for name, files in self.input_vars({})["config_maps"].items()
         ]
 
+    def refuse_volume_changes(self, stage_outputs: dict[str, Any]) -> None:
+        """Exit before anything is applied when the config asks for a volume change
+        the cluster's existing claims cannot take."""
+        from nebari_mlflow_plugin.kube_target import kube_target
+        from nebari_mlflow_plugin.providers import provider_for
+        from nebari_mlflow_plugin.status import KubernetesSource
+        from nebari_mlflow_plugin.volumes import planned_volumes, volume_problems
+
+        planned = planned_volumes(self.config.mlflow, provider_for(self.config.provider))
+        if not planned:
+            return
+        try:
+            target = kube_target(self.config, stage_outputs)
+            source = KubernetesSource(self.config.namespace, target.kubeconfig, target.context)
+            problems = volume_problems(source, planned)
+        except Exception as exc:  # the check must not be what breaks a deploy
+            print(f"WARNING: could not compare MLflow's volumes with the cluster: {exc}")
+            return
+        if problems:
+            print("ERROR: nebari-mlflow-plugin refuses volume changes the cluster cannot make")
+            print("(nothing of MLflow or JupyterHub has been changed by this deploy):")
+            for problem in problems:
+                print(f"  - {problem}")
+            sys.exit(1)
+
     @contextlib.contextmanager
     def deploy(self, stage_outputs: dict[str, Any], disable_prompt: bool = False, **kwargs):
+        if self.config.mlflow.enabled:
+            self.refuse_volume_changes(stage_outputs)
         if not self.delivered:
             print(
                 "MLflow notebook client is off: user-pod ConfigMaps not changed "

@@ -116,6 +116,9 @@ class Database(schema.Base):
     image: PostgresImage = PostgresImage()
     # Secret holding the URI, e.g. postgresql+psycopg2://user:pass@host:5432/mlflow.
     external_secret: SecretRef | None = None
+    # An existing PersistentVolumeClaim for the in-cluster PostgreSQL instead of the one
+    # the plugin creates: how the database moves to another storage class (README).
+    existing_claim: K8sName | None = None
 
     @model_validator(mode="after")
     def _external_needs_secret(self) -> Database:
@@ -124,6 +127,11 @@ class Database(schema.Base):
                 "mlflow.database.external_secret is required when mlflow.database.type is "
                 "'external': give the name (and key, default 'uri') of a Secret holding the "
                 "database URI"
+            )
+        if self.type == DatabaseType.external and self.existing_claim:
+            raise ValueError(
+                "mlflow.database.existing_claim is the volume of the in-cluster PostgreSQL; "
+                "it does not apply to mlflow.database.type 'external'"
             )
         return self
 
@@ -164,6 +172,9 @@ class Artifacts(schema.Base):
     size: Quantity = "50Gi"
     storage_class: K8sName | None = None
     access_mode: VolumeAccessMode = VolumeAccessMode.ReadWriteOnce
+    # An existing PersistentVolumeClaim instead of the one the plugin creates: how
+    # artifacts move to another storage class or access mode (README).
+    existing_claim: K8sName | None = None
     s3: S3Compatible | None = None
 
     @model_validator(mode="after")
@@ -172,6 +183,11 @@ class Artifacts(schema.Base):
             raise ValueError(
                 "mlflow.artifacts.s3 is required when mlflow.artifacts.type is 's3': give "
                 "bucket, credentials_secret and (for MinIO/Ceph) endpoint_url"
+            )
+        if self.type == ArtifactsType.s3 and self.existing_claim:
+            raise ValueError(
+                "mlflow.artifacts.existing_claim is an artifact volume; with "
+                "mlflow.artifacts.type 's3' artifacts are in the bucket: remove one of them"
             )
         return self
 

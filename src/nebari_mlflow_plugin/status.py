@@ -115,3 +115,18 @@ class KubernetesSource:
         return self._core.connect_get_namespaced_service_proxy_with_path(
             service, self.namespace, path, _request_timeout=10
         )
+
+    def pvc(self, name: str) -> dict[str, Any] | None:
+        return self._get(self._core.read_namespaced_persistent_volume_claim, name)
+
+    def storage_class(self, name: str) -> dict[str, Any] | None:
+        from kubernetes import client
+        from kubernetes.client.rest import ApiException
+
+        try:
+            found = client.StorageV1Api(self._api).read_storage_class(name)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return self._api.sanitize_for_serialization(found)

@@ -94,6 +94,7 @@ def build_values(mlflow: MLflow, provider: Provider) -> dict[str, Any]:
                 "persistence": {
                     "size": database.size,
                     "storageClass": database.storage_class or storage_class or "",
+                    "existingClaim": database.existing_claim or "",
                 },
             },
         }
@@ -103,6 +104,7 @@ def build_values(mlflow: MLflow, provider: Provider) -> dict[str, Any]:
             "size": artifacts.size,
             "storageClass": artifacts.storage_class or storage_class or "",
             "accessMode": artifacts.access_mode.value,
+            "existingClaim": artifacts.existing_claim or "",
         }
     }
     if artifacts.type == ArtifactsType.s3:

@@ -101,6 +101,12 @@ def of_kind(manifests: list[dict], kind: str) -> list[dict]:
     return [m for m in manifests if m["kind"] == kind]
 
 
+def one_or_none(manifests: list[dict], kind: str, component: str) -> dict | None:
+    found = [m for m in of_kind(manifests, kind)
+             if m["metadata"].get("labels", {}).get("app.kubernetes.io/component") == component]  # fmt: skip
+    return found[0] if found else None
+
+
 def one(manifests: list[dict], kind: str, component: str | None = None) -> dict:
     found = [
         m
@@ -462,7 +468,7 @@ def test_s3_compatible_store_settings(render_chart):
     assert env["MLFLOW_S3_IGNORE_TLS"]["value"] == "true"
     assert {"secretRef": {"name": "minio-credentials"}} in c["envFrom"]
     assert arg_value(c["args"], "--artifacts-destination") == "s3://bucket/path"
-    assert not of_kind(manifests, "PersistentVolumeClaim")
+    assert not one_or_none(manifests, "PersistentVolumeClaim", "artifacts")
     assert server(manifests)["spec"]["strategy"]["type"] == "RollingUpdate"
     plain = env_of(container(server(render_chart(DEFAULT))))
     assert "MLFLOW_S3_ENDPOINT_URL" not in plain and "MLFLOW_S3_IGNORE_TLS" not in plain
@@ -546,7 +552,7 @@ def test_service_targets_the_named_http_port(case):
 
 
 def test_artifact_volume_is_kept_by_default(default, render_chart):
-    pvc = one(default, "PersistentVolumeClaim")
+    pvc = one(default, "PersistentVolumeClaim", "artifacts")
     assert pvc["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
     claims = [
         v["persistentVolumeClaim"]["claimName"]
@@ -555,12 +561,12 @@ def test_artifact_volume_is_kept_by_default(default, render_chart):
     ]
     assert claims == [pvc["metadata"]["name"]]
     assert pvc["spec"]["accessModes"] == ["ReadWriteOnce"]
-    disposable = one(render_chart(merged(DEFAULT, {"keepVolumes": False})), "PersistentVolumeClaim")
+    disposable = one(render_chart(merged(DEFAULT, {"keepVolumes": False})), "PersistentVolumeClaim", "artifacts")
     assert "helm.sh/resource-policy" not in disposable["metadata"].get("annotations", {})
 
 
 def test_overridden_volume_uses_its_access_mode_and_storage_class(overridden):
-    pvc = one(overridden, "PersistentVolumeClaim")
+    pvc = one(overridden, "PersistentVolumeClaim", "artifacts")
     assert pvc["spec"]["accessModes"] == ["ReadWriteMany"]
     assert pvc["spec"]["storageClassName"] == "nfs"
 
@@ -576,11 +582,14 @@ def test_internal_postgres_keeps_data_and_converges_its_password(render_chart):
     manifests = render_chart(values)
     sts = one(manifests, "StatefulSet")
     assert sts["spec"]["replicas"] == 1
-    assert sts["spec"]["persistentVolumeClaimRetentionPolicy"] == {
-        "whenDeleted": "Retain",
-        "whenScaled": "Retain",
-    }
-    [claim] = sts["spec"]["volumeClaimTemplates"]
+    # A claim of its own, not a volumeClaimTemplate (a StatefulSet's templates can never
+    # change; a claim can grow), kept when the release goes.
+    assert "volumeClaimTemplates" not in sts["spec"]
+    pod = sts["spec"]["template"]["spec"]
+    (data_volume,) = [v for v in pod["volumes"] if "persistentVolumeClaim" in v]
+    claim = one(manifests, "PersistentVolumeClaim", "database")
+    assert data_volume["persistentVolumeClaim"]["claimName"] == claim["metadata"]["name"]
+    assert claim["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
     assert claim["spec"]["resources"]["requests"]["storage"] == "7Gi"
     assert claim["spec"]["storageClassName"] == "ssd"
     c = container(sts)
@@ -588,9 +597,7 @@ def test_internal_postgres_keeps_data_and_converges_its_password(render_chart):
     env = env_of(c)
     assert env["POSTGRES_PASSWORD"]["valueFrom"]["secretKeyRef"] == PG_SECRET
     assert env["POSTGRES_USER"]["value"] == "mlflow" and env["POSTGRES_DB"]["value"] == "mlflow"
-    data_mount = next(
-        m["mountPath"] for m in c["volumeMounts"] if m["name"] == claim["metadata"]["name"]
-    )
+    data_mount = next(m["mountPath"] for m in c["volumeMounts"] if m["name"] == data_volume["name"])
     assert env["PGDATA"]["value"].startswith(data_mount.rstrip("/") + "/")
     assert sts["spec"]["template"]["spec"]["securityContext"]["runAsUser"] == 999
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
@@ -608,8 +615,25 @@ def test_internal_postgres_keeps_data_and_converges_its_password(render_chart):
 
 
 def test_postgres_retention_can_be_opted_out(render_chart):
-    sts = one(render_chart(merged(DEFAULT, {"keepVolumes": False})), "StatefulSet")
-    assert sts["spec"]["persistentVolumeClaimRetentionPolicy"]["whenDeleted"] == "Delete"
+    claim = one(render_chart(merged(DEFAULT, {"keepVolumes": False})), "PersistentVolumeClaim",
+                "database")  # fmt: skip
+    assert "helm.sh/resource-policy" not in (claim["metadata"].get("annotations") or {})
+
+
+def test_existing_claims_are_used_and_never_rendered(render_chart):
+    """How data moves to another class, mode or size: the admin's claim, untouched."""
+    manifests = render_chart(merged(DEFAULT, {
+        "database": {"internal": {"persistence": {"existingClaim": "pg-moved"}}},
+        "artifacts": {"persistence": {"existingClaim": "artifacts-rwx"}},
+    }))  # fmt: skip
+    assert not [m for m in manifests if m["kind"] == "PersistentVolumeClaim"]
+    claims = {
+        v["persistentVolumeClaim"]["claimName"]
+        for m in manifests if m["kind"] in ("Deployment", "StatefulSet")
+        for v in m["spec"]["template"]["spec"].get("volumes", [])
+        if "persistentVolumeClaim" in v
+    }  # fmt: skip
+    assert claims == {"pg-moved", "artifacts-rwx"}
 
 
 # -- migration hook ----------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 
@@ -9,16 +10,28 @@ import pytest
 from _nebari.provider import opentofu
 from nebari.plugins import nebari_plugin_manager
 from support import nebari as nb
+from support import k8s_api
 from support import terraform as tf
 
 from nebari_mlflow_plugin import notebook_delivery
 from nebari_mlflow_plugin.client_stage import NotebookClientStage
 from nebari_mlflow_plugin.stage import MlflowStage
+from nebari_mlflow_plugin.stage_outputs import KUBECONFIG
 
 
 @pytest.fixture(autouse=True)
 def _offline(monkeypatch):
     nb.patch_cloud_lookups(monkeypatch)
+
+
+@contextlib.contextmanager
+def cluster_without_volumes(tmp_path):
+    """Stage outputs naming a kubeconfig of a loopback API server that has no claims."""
+    empty = tmp_path / "empty-cluster"
+    empty.mkdir()
+    with k8s_api.serving(empty) as (api,):
+        kubeconfig = k8s_api.write_kubeconfig(tmp_path / "kubeconfig", {"kind": api.url}, "kind")
+        yield KUBECONFIG.nested(str(kubeconfig))
 
 
 def stage_position(name: str) -> int:
@@ -78,8 +91,9 @@ def test_nothing_is_applied_while_the_client_is_off(monkeypatch, tmp_path, mlflo
     config = nb.validate(nb.config_dict("local", mlflow))
     calls = []
     monkeypatch.setattr(opentofu, "deploy", lambda **kw: calls.append(kw) or {})
-    with NotebookClientStage(tmp_path, config).deploy({}):
-        pass
+    with cluster_without_volumes(tmp_path) as outputs:
+        with NotebookClientStage(tmp_path, config).deploy(outputs):
+            pass
     assert bool(calls) is applies
     if applies:
         assert calls[0]["input_vars"]["config_maps"]

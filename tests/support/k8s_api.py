@@ -23,14 +23,16 @@ from support.k8s import RECORDED
 OBJECT = re.compile(r"^/apis/apps/v1/namespaces/[^/]+/(deployments|statefulsets)/([^/]+)$")
 PODS = re.compile(r"^/api/v1/namespaces/[^/]+/pods$")
 PROXY = re.compile(r"^/api/v1/namespaces/[^/]+/services/[^/]+/proxy/(.*)$")
+PVC = re.compile(r"^/api/v1/namespaces/[^/]+/persistentvolumeclaims/([^/]+)$")
+STORAGE_CLASS = re.compile(r"^/apis/storage.k8s.io/v1/storageclasses/([^/]+)$")
 KIND_FILE = {"deployments": "deployment", "statefulsets": "statefulset"}
 
 
 class RecordedApi:
     """One fake API server; `requests` lists the paths it was asked for."""
 
-    def __init__(self, scenario: str):
-        self.dir = RECORDED / scenario
+    def __init__(self, scenario: str | Path):
+        self.dir = RECORDED / scenario  # an absolute path stays itself
         self.requests: list[str] = []
         api = self
 
@@ -65,6 +67,12 @@ class RecordedApi:
             if found is None:
                 return 404, _status(404, f"{match[1]} {match[2]!r} not found"), "application/json"
             return 200, found, "application/json"
+        for pattern, prefix in ((PVC, "pvc"), (STORAGE_CLASS, "storageclass")):
+            if match := pattern.match(path):
+                found = self._load(f"{prefix}-{match[1]}")
+                if found is None:
+                    return 404, _status(404, f"{prefix} {match[1]!r} not found"), "application/json"
+                return 200, found, "application/json"
         if PODS.match(path):
             return 200, self._load("pods") or {"kind": "PodList", "items": []}, "application/json"
         if match := PROXY.match(path):
@@ -81,7 +89,7 @@ def _status(code: int, message: str) -> dict:
 
 
 @contextmanager
-def serving(*scenarios: str) -> Iterator[list[RecordedApi]]:
+def serving(*scenarios: str | Path) -> Iterator[list[RecordedApi]]:
     """Start one server per scenario (daemon threads), stop them on exit."""
     apis = [RecordedApi(scenario) for scenario in scenarios]
     threads = [threading.Thread(target=a.server.serve_forever, daemon=True) for a in apis]

@@ -172,6 +172,15 @@ seccompProfile:
   value: "true"
 {{- end }}
 
+{{/* Claim names: the chart's own, or the existing claim the values name. */}}
+{{- define "mlflow.artifactClaim" -}}
+{{- default (printf "%s-artifacts" (include "mlflow.fullname" .)) .Values.artifacts.persistence.existingClaim -}}
+{{- end }}
+
+{{- define "mlflow.postgresClaim" -}}
+{{- default (printf "%s-data" (include "mlflow.postgresName" .)) .Values.database.internal.persistence.existingClaim -}}
+{{- end }}
+
 {{- define "mlflow.usesArtifactVolume" -}}
 {{- if not .Values.artifacts.destination }}true{{ end -}}
 {{- end }}

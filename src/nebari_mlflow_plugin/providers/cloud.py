@@ -33,6 +33,11 @@ class CloudProvider(Provider):
         return ("cloud", self.terraform_root)
 
     def check_config(self, config: Any) -> None:
+        if config.mlflow.artifacts.existing_claim:
+            raise ValueError(
+                f"on provider {self.name!r} artifacts are stored in the cloud's object store, "
+                "not on a volume: remove mlflow.artifacts.existing_claim"
+            )
         if getattr(config.mlflow.artifacts.type, "value", None) == "s3":
             raise ValueError(
                 f"on provider {self.name!r} nebari-mlflow-plugin creates the artifact store and "
