@@ -62,7 +62,9 @@ def test_cloud_render_shows_the_bucket_and_no_artifact_volume(tmp_path, provider
     row = _artifacts_row(output)
     assert CLOUD_STORE[provider](tfvars) in row
     assert "volume" not in row
-    assert not any("persistentvolumeclaim" in name for name in manifests), manifests
+    # The database has its claim; the artifacts have none.
+    assert not any(name.startswith("persistentvolumeclaim-mlflow-artifacts") for name in manifests)
+    assert any(name.startswith("persistentvolumeclaim-mlflow-postgres") for name in manifests)
     values = yaml.safe_load((tmp_path / "preview" / "values.yaml").read_text())
     assert values["artifacts"]["destination"].startswith(CLOUD_STORE[provider](tfvars))
 
@@ -74,7 +76,7 @@ def test_local_render_still_shows_the_volume(tmp_path):
 
 
 def test_render_prints_bracketed_values_literally(tmp_path):
-    experiment = "team[dev/mlflow]/[/mlflow]{username}"
+    experiment = "team[dev/mlflow]/[/mlflow]{servername}"
     output, _, _ = _render(tmp_path, nb.config_dict("local", {"user_experiment": experiment}))
     assert f"MLFLOW_EXPERIMENT_NAME={experiment}" in output
 
