@@ -47,7 +47,9 @@ def planned_volumes(mlflow: Any, provider: Any) -> list[PlannedVolume]:
     planned = []
     artifacts = values["artifacts"]
     persistence = artifacts["persistence"]
-    on_volume = mlflow.artifacts.type == ArtifactsType.default and provider.terraform_root == "volume"
+    on_volume = (
+        mlflow.artifacts.type == ArtifactsType.default and provider.terraform_root == "volume"
+    )
     if on_volume and not persistence.get("existingClaim"):
         planned.append(PlannedVolume(
             "mlflow.artifacts", f"{naming.RELEASE_NAME}-artifacts", persistence["size"],
@@ -114,4 +116,3 @@ def volume_problems(source: VolumeSource, planned: list[PlannedVolume]) -> list[
         if pvc is not None:
             problems.extend(_problems_of(volume, pvc, source))
     return problems
-

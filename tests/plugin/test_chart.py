@@ -102,8 +102,8 @@ def of_kind(manifests: list[dict], kind: str) -> list[dict]:
 
 
 def one_or_none(manifests: list[dict], kind: str, component: str) -> dict | None:
-    found = [m for m in of_kind(manifests, kind)
-             if m["metadata"].get("labels", {}).get("app.kubernetes.io/component") == component]  # fmt: skip
+    labels = [(m, m["metadata"].get("labels", {})) for m in of_kind(manifests, kind)]
+    found = [m for m, label in labels if label.get("app.kubernetes.io/component") == component]
     return found[0] if found else None
 
 
@@ -561,7 +561,9 @@ def test_artifact_volume_is_kept_by_default(default, render_chart):
     ]
     assert claims == [pvc["metadata"]["name"]]
     assert pvc["spec"]["accessModes"] == ["ReadWriteOnce"]
-    disposable = one(render_chart(merged(DEFAULT, {"keepVolumes": False})), "PersistentVolumeClaim", "artifacts")
+    disposable = one(
+        render_chart(merged(DEFAULT, {"keepVolumes": False})), "PersistentVolumeClaim", "artifacts"
+    )
     assert "helm.sh/resource-policy" not in disposable["metadata"].get("annotations", {})
 
 

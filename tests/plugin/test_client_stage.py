@@ -9,8 +9,8 @@ import os
 import pytest
 from _nebari.provider import opentofu
 from nebari.plugins import nebari_plugin_manager
-from support import nebari as nb
 from support import k8s_api
+from support import nebari as nb
 from support import terraform as tf
 
 from nebari_mlflow_plugin import notebook_delivery
@@ -91,9 +91,9 @@ def test_nothing_is_applied_while_the_client_is_off(monkeypatch, tmp_path, mlflo
     config = nb.validate(nb.config_dict("local", mlflow))
     calls = []
     monkeypatch.setattr(opentofu, "deploy", lambda **kw: calls.append(kw) or {})
-    with cluster_without_volumes(tmp_path) as outputs:
-        with NotebookClientStage(tmp_path, config).deploy(outputs):
-            pass
+    stage = NotebookClientStage(tmp_path, config)
+    with cluster_without_volumes(tmp_path) as outputs, stage.deploy(outputs):
+        pass
     assert bool(calls) is applies
     if applies:
         assert calls[0]["input_vars"]["config_maps"]

@@ -101,17 +101,20 @@ def test_unchanged_or_moved_volumes_deploy(tmp_path, monkeypatch, mlflow):
 
 
 def test_growing_on_an_expandable_class_deploys(tmp_path, monkeypatch):
-    objects = {**FIRST_DEPLOY,
-               "pvc-mlflow-postgres-data": pvc("mlflow-postgres-data", "20Gi", "expandable")}  # fmt: skip
+    expandable = pvc("mlflow-postgres-data", "20Gi", "expandable")
+    objects = {**FIRST_DEPLOY, "pvc-mlflow-postgres-data": expandable}
     code, applied = deploy_client_stage(
-        tmp_path, {"database": {"size": "40Gi", "storage_class": "expandable"}}, objects,
+        tmp_path,
+        {"database": {"size": "40Gi", "storage_class": "expandable"}},
+        objects,
         monkeypatch,
     )
     assert (code, applied) == (0, True)
 
 
 def test_a_first_deploy_has_nothing_to_compare(tmp_path, monkeypatch):
-    assert deploy_client_stage(tmp_path, {"database": {"size": "5Gi"}}, {}, monkeypatch) == (0, True)
+    first = deploy_client_stage(tmp_path, {"database": {"size": "5Gi"}}, {}, monkeypatch)
+    assert first == (0, True)
 
 
 def test_planned_claims_are_the_ones_the_chart_renders(tmp_path):
