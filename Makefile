@@ -6,8 +6,11 @@ PYTHON ?= python3
 MLFLOW_VERSION := $(shell sed -n 's/^MLFLOW_VERSION = "\(.*\)"/\1/p' src/nebari_mlflow_plugin/versions.py)
 
 .PHONY: install system-deps test lint clean
+# What the public plugin (2025.10.2) runs: the tests upgrade a database it created.
+OLD_MLFLOW_VERSION := 3.3.2
 
 install: system-deps .venv/.installed .venv-mlflow/.installed .venv-pod/.installed \
+	.venv-mlflow-$(OLD_MLFLOW_VERSION)/.installed \
 	.tools/node_modules/.bin/azurite-blob
 
 # PostgreSQL, nginx, Chromium, Node.js: real processes the end-to-end tests run.
@@ -39,6 +42,14 @@ system-deps:
 	.venv-pod/bin/pip install --quiet mlflow==$(MLFLOW_VERSION) ipykernel
 	touch $@
 
+# The MLflow the public plugin deploys, with the PostgreSQL driver: it creates the
+# database tests/e2e/test_migrations.py upgrades (SQLAlchemy 2.1 postdates it and breaks it).
+.venv-mlflow-$(OLD_MLFLOW_VERSION)/.installed:
+	$(PYTHON) -m venv .venv-mlflow-$(OLD_MLFLOW_VERSION)
+	.venv-mlflow-$(OLD_MLFLOW_VERSION)/bin/pip install --quiet --upgrade pip
+	.venv-mlflow-$(OLD_MLFLOW_VERSION)/bin/pip install --quiet mlflow==$(OLD_MLFLOW_VERSION) psycopg2-binary "sqlalchemy<2.1"
+	touch $@
+
 test: install
 	.venv/bin/pytest tests/plugin tests/e2e
 	.venv-mlflow/bin/pytest tests/notebook
@@ -48,4 +59,4 @@ lint: install
 	.venv/bin/ruff format --check src tests benchmarks
 
 clean:
-	rm -rf .venv .venv-mlflow .venv-pod .tools build dist
+	rm -rf .venv .venv-mlflow .venv-pod .venv-mlflow-$(OLD_MLFLOW_VERSION) .tools build dist

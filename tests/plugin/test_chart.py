@@ -74,7 +74,7 @@ OVERRIDDEN = {
 }
 VALUE_SETS = {"default": DEFAULT, "external": EXTERNAL, "s3": S3, "overridden": OVERRIDDEN}
 CRD_KINDS = {"IngressRoute", "Middleware"}
-POD_OWNERS = {"Deployment", "StatefulSet", "Job"}
+POD_OWNERS = {"Deployment", "StatefulSet"}
 
 
 @pytest.fixture(scope="module", params=list(VALUE_SETS))
@@ -120,6 +120,12 @@ def one(manifests: list[dict], kind: str, component: str | None = None) -> dict:
 
 def server(manifests: list[dict]) -> dict:
     return one(manifests, "Deployment")
+
+
+def migration(manifests: list[dict]) -> dict:
+    """The server pod's init container: the schema migration, before every start."""
+    [init] = server(manifests)["spec"]["template"]["spec"]["initContainers"]
+    return init
 
 
 def container(workload: dict, name: str | None = None) -> dict:
@@ -394,10 +400,9 @@ def test_backend_uri_is_never_in_args_and_no_literal_credentials(case):
 
 
 def test_internal_backend_uri_is_built_from_the_secret(default):
-    for workload in (server(default), one(default, "Job")):
-        env_list = container(workload)["env"]
-        names = [e["name"] for e in env_list]
-        env = env_of(container(workload))
+    for c in (container(server(default)), migration(default)):
+        names = [e["name"] for e in c["env"]]
+        env = env_of(c)
         uri = env["MLFLOW_BACKEND_STORE_URI"]["value"]
         assert uri.startswith("postgresql+psycopg2://$(DB_USER):$(DB_PASSWORD)@")
         # Dependent variables expand only when defined earlier in the list.
@@ -412,15 +417,15 @@ def test_internal_backend_uri_is_built_from_the_secret(default):
 def test_external_backend_uri_comes_from_the_secret(render_chart):
     manifests = render_chart(EXTERNAL)
     assert not of_kind(manifests, "StatefulSet")
-    for workload in (server(manifests), one(manifests, "Job")):
-        ref = env_of(container(workload))["MLFLOW_BACKEND_STORE_URI"]["valueFrom"]["secretKeyRef"]
+    for c in (container(server(manifests)), migration(manifests)):
+        ref = env_of(c)["MLFLOW_BACKEND_STORE_URI"]["valueFrom"]["secretKeyRef"]
         assert ref == {"name": "mlflow-db", "key": "uri"}
 
 
 def test_every_pod_runs_non_root_read_only_without_capabilities(case):
     _, _, manifests = case
     workloads = pod_workloads(manifests)
-    assert {w["kind"] for w in workloads} >= {"Deployment", "Job"}
+    assert {w["kind"] for w in workloads} >= {"Deployment"}
     for workload in workloads:
         pod = workload["spec"]["template"]["spec"]
         psc = pod["securityContext"]
@@ -438,8 +443,7 @@ def test_every_pod_runs_non_root_read_only_without_capabilities(case):
             assert sc.get("privileged", False) is False, where
             # A read-only root needs a writable /tmp; MLflow's HOME points into it.
             mounts = {m["mountPath"] for m in c.get("volumeMounts", [])}
-            if c["name"] != "wait-for-database":
-                assert "/tmp" in mounts, where
+            assert "/tmp" in mounts, where
             if workload["kind"] != "StatefulSet":
                 assert env_of(c).get("HOME", {}).get("value", "/tmp").startswith("/tmp")
 
@@ -477,8 +481,7 @@ def test_s3_compatible_store_settings(render_chart):
 def test_extra_env_and_env_from_reach_server_and_migration(render_chart):
     extra = {"server": {"extraEnvFrom": [{"configMapRef": {"name": "proxy-settings"}}]}}
     manifests = render_chart(merged(OVERRIDDEN, extra))
-    for workload in (server(manifests), one(manifests, "Job")):
-        c = container(workload)
+    for c in (container(server(manifests)), migration(manifests)):
         assert env_of(c)["AWS_REGION"]["value"] == "eu-west-1"
         assert {"configMapRef": {"name": "proxy-settings"}} in c["envFrom"]
 
@@ -638,43 +641,42 @@ def test_existing_claims_are_used_and_never_rendered(render_chart):
     assert claims == {"pg-moved", "artifacts-rwx"}
 
 
-# -- migration hook ----------------------------------------------------------------------------
+# -- schema migration ---------------------------------------------------------------------
 
 
-def test_migration_hook_runs_before_install_only_for_external_databases(default, render_chart):
-    internal_job = one(default, "Job")
-    external_job = one(render_chart(EXTERNAL), "Job")
-
-    def hooks(job: dict) -> set[str]:
-        return set(job["metadata"]["annotations"]["helm.sh/hook"].split(","))
-
-    assert hooks(internal_job) == {"pre-upgrade"}
-    assert hooks(external_job) == {"pre-install", "pre-upgrade"}
-    for job in (internal_job, external_job):
-        annotations = job["metadata"]["annotations"]
-        assert set(annotations["helm.sh/hook-delete-policy"].split(",")) == {
-            "before-hook-creation",
-            "hook-succeeded",
-        }
-        spec = job["spec"]
-        assert spec["backoffLimit"] >= 1
-        assert spec["activeDeadlineSeconds"] == 900
-        pod = spec["template"]["spec"]
-        # The chart's ServiceAccount does not exist yet at pre-install.
-        assert pod.get("serviceAccountName", "default") == "default"
-        assert pod["restartPolicy"] == "Never"
-        assert "upgrade" in " ".join(container(job)["command"])
-    assert not of_kind(render_chart(merged(DEFAULT, {"migration": {"enabled": False}})), "Job")
-    deadline = merged(DEFAULT, {"migration": {"activeDeadlineSeconds": 60}})
-    assert one(render_chart(deadline), "Job")["spec"]["activeDeadlineSeconds"] == 60
+MIGRATION_DEFAULTS = yaml.safe_load((CHART_DIR / "values.yaml").read_text())["migration"]
 
 
-def test_migration_pods_are_not_server_pods(default):
-    job_labels = one(default, "Job")["spec"]["template"]["metadata"]["labels"]
-    assert not selects(server(default)["spec"]["selector"], job_labels)
-    assert not selects(
-        {"matchLabels": one(default, "Service", "server")["spec"]["selector"]}, job_labels
-    )
+@pytest.mark.parametrize("values", [DEFAULT, EXTERNAL], ids=["internal", "external"])
+def test_every_server_start_migrates_in_an_init_container_not_a_hook(values, render_chart):
+    install, upgrade = render_chart(values), render_chart(values, is_upgrade=True)
+    for manifests in (install, upgrade):
+        assert not of_kind(manifests, "Job")
+        assert not [m for m in manifests if "helm.sh/hook" in m["metadata"].get("annotations", {})]
+    # Install and upgrade (and a new release on kept data) run the same migration.
+    assert server(install) == server(upgrade)
+    init, main = migration(install), container(server(install))
+    # The server's database, common and extra env, in the server's order.
+    assert [e for e in main["env"] if e in init["env"]] == init["env"]
+    assert env_of(init)["MLFLOW_BACKEND_STORE_URI"] == env_of(main)["MLFLOW_BACKEND_STORE_URI"]
+    assert init["image"] == main["image"]
+    assert init["command"][-2:] == ["upgrade", str(MIGRATION_DEFAULTS["waitSeconds"])]
+    assert init["resources"]["limits"]["memory"]
+
+
+def test_migration_settings_reach_the_init_container(render_chart):
+    manually = migration(render_chart(merged(DEFAULT, {"migration": {"enabled": False}})))
+    assert manually["command"][-2] == "check"
+    waiting = migration(render_chart(merged(DEFAULT, {"migration": {"waitSeconds": 60}})))
+    assert waiting["command"][-1] == "60"
+
+
+@pytest.mark.parametrize(
+    "migration_values", [{"waitSeconds": 0}, {"activeDeadlineSeconds": 900}, {"enabled": "yes"}]
+)
+def test_bad_migration_values_are_refused(migration_values, render_chart):
+    with pytest.raises(ChartError, match="migration"):
+        render_chart(merged(DEFAULT, {"migration": migration_values}))
 
 
 # -- network policies --------------------------------------------------------------------------
@@ -688,7 +690,7 @@ def _policy_selecting(manifests: list[dict], workload: dict) -> dict:
     return policy
 
 
-def test_postgres_admits_only_server_and_migration_pods(case):
+def test_postgres_admits_only_server_pods(case):
     name, _, manifests = case
     if name == "external":
         assert len(of_kind(manifests, "NetworkPolicy")) == 1
@@ -707,10 +709,8 @@ def test_postgres_admits_only_server_and_migration_pods(case):
             (w["kind"], w["metadata"]["name"])
             for w in pods_selected(manifests, peer["podSelector"])
         }
-    assert admitted == {
-        ("Deployment", server(manifests)["metadata"]["name"]),
-        ("Job", one(manifests, "Job")["metadata"]["name"]),
-    }
+    # Their init container migrates the schema: no other pod needs the database.
+    assert admitted == {("Deployment", server(manifests)["metadata"]["name"])}
 
 
 def test_mlflow_admits_the_configured_peers(case):

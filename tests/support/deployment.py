@@ -2,9 +2,10 @@
 
 The chart is rendered exactly as `nebari deploy` would apply it (stage input
 vars -> Terraform's values -> Helm), then each container runs as a local
-process: PostgreSQL from Debian's packages, the migration Job's command, the
-MLflow server from the MLflow virtualenv (same MLflow version as the image),
-nginx configured from the IngressRoute with a forward-auth stand-in.
+process: PostgreSQL from Debian's packages, the server pod's init containers in
+order (the schema migration), the MLflow server from the MLflow virtualenv (same
+MLflow version as the image), nginx configured from the IngressRoute with a
+forward-auth stand-in.
 """
 
 from __future__ import annotations
@@ -187,12 +188,19 @@ def launch(container: LocalContainer, workdir: Path, log: Path) -> subprocess.Po
     )  # fmt: skip
 
 
-def run_to_completion(container: LocalContainer, workdir: Path, timeout: float) -> str:
+def run_container(
+    container: LocalContainer, workdir: Path, timeout: float
+) -> subprocess.CompletedProcess:
+    """Run a container's process to its end (as the kubelet runs an init container)."""
     env = process_env(container)
     env["PATH"] = f"{MLFLOW_BIN}:{os.environ['PATH']}"
-    result = subprocess.run(
+    return subprocess.run(
         container.argv, env=env, cwd=workdir, capture_output=True, text=True, timeout=timeout
     )
+
+
+def run_to_completion(container: LocalContainer, workdir: Path, timeout: float) -> str:
+    result = run_container(container, workdir, timeout)
     assert result.returncode == 0, f"{container.shell()} failed:\n{result.stdout}\n{result.stderr}"
     return result.stdout + result.stderr
 
@@ -213,13 +221,67 @@ def wait_http(url: str, *, timeout: float, process=None, log: Path | None = None
     raise TimeoutError(f"{url} not answering: {last}")
 
 
-@contextlib.contextmanager
-def running_deployment(workdir: Path, config: Any) -> Iterator[Deployment]:
-    """Start everything the rendered release describes; stop it all on exit."""
-    stage = nb.stage_for(config, workdir)
-    manifests = render_release(stage, nb.STAGE_OUTPUTS)
-    namespace = config.namespace
+@dataclass
+class Release:
+    """The rendered release and the Secret values Terraform would create for it."""
 
+    manifests: list[dict]
+    secret_values: dict[str, dict[str, str]]
+    namespace: str
+
+    def postgres(self, workdir: Path) -> Postgres:
+        """The in-cluster PostgreSQL as the StatefulSet configures it (not started)."""
+        (statefulset,) = find(self.manifests, "StatefulSet")
+        pg_container = containers_of(statefulset)[1][0]
+        (values,) = self.secret_values.values()
+        return Postgres(
+            workdir / "postgres",
+            user=env_value(pg_container, "POSTGRES_USER"),
+            password=values["password"],
+            database=env_value(pg_container, "POSTGRES_DB"),
+        )
+
+    def addresses(self, postgres: Postgres) -> dict[str, str]:
+        """The PostgreSQL Service's DNS names -> the local PostgreSQL."""
+        service = next(
+            s for s in find(self.manifests, "Service") if "5432" in str(s["spec"]["ports"])
+        )
+        return service_addresses(
+            self.manifests, self.namespace, {service["metadata"]["name"]: postgres.port}
+        )
+
+    def init_containers(self, workdir: Path, postgres: Postgres) -> list[LocalContainer]:
+        """The server pod's init containers, in the kubelet's order, with the rendered
+        command and env."""
+        (deployment,) = find(self.manifests, "Deployment")
+        return [
+            relocate(
+                local_container(
+                    c, workdir=workdir / c["name"], executables={}, secrets=self.secret_values
+                ),
+                self.addresses(postgres),
+            )
+            for c in containers_of(deployment)[0]
+        ]
+
+    def server(self, workdir: Path, postgres: Postgres, port: int) -> LocalContainer:
+        (deployment,) = find(self.manifests, "Deployment")
+        return relocate(
+            local_container(server_container(deployment), workdir=workdir / "server",
+                            executables={}, secrets=self.secret_values, port=port),
+            self.addresses(postgres),
+        )  # fmt: skip
+
+
+def server_volume(workdir: Path, name: str) -> Path:
+    """Where the server container's volume `name` lives locally (see podrun.py)."""
+    return workdir / "server" / "volumes" / name
+
+
+def render(config: Any, workdir: Path, *, is_upgrade: bool = False) -> Release:
+    """The release `nebari deploy` would apply (an install, or an upgrade)."""
+    stage = nb.stage_for(config, workdir)
+    manifests = render_release(stage, nb.STAGE_OUTPUTS, is_upgrade=is_upgrade)
     # The Secret Terraform creates from random_password.
     (secret_ref,) = {
         item["valueFrom"]["secretKeyRef"]["name"]
@@ -241,40 +303,34 @@ def running_deployment(workdir: Path, config: Any) -> Iterator[Deployment]:
                     secret_values.setdefault(ref["name"], {}).setdefault(
                         ref["key"], secrets.token_hex(24)
                     )
+    return Release(manifests, secret_values, config.namespace)
 
-    (statefulset,) = find(manifests, "StatefulSet")
-    pg_container = containers_of(statefulset)[1][0]
-    postgres = Postgres(
-        workdir / "postgres",
-        user=env_value(pg_container, "POSTGRES_USER"),
-        password=secret_values[secret_ref]["password"],
-        database=env_value(pg_container, "POSTGRES_DB"),
-    )
-    postgres.__enter__()
-    pg_service = next(s for s in find(manifests, "Service") if "5432" in str(s["spec"]["ports"]))
-    addresses = service_addresses(
-        manifests, namespace, {pg_service["metadata"]["name"]: postgres.port}
-    )
 
-    # The migration hook Job, then the server, as Helm and the kubelet order them.
-    for job in find(manifests, "Job"):
-        for container in containers_of(job)[1]:
-            migrate = relocate(
-                local_container(container, workdir=workdir / "job", executables={},
-                                secrets=secret_values),
-                addresses,
-            )  # fmt: skip
-            run_to_completion(migrate, workdir, timeout=300)
+@contextlib.contextmanager
+def running_deployment(
+    workdir: Path, config: Any, *, release: Release | None = None,
+    postgres: Postgres | None = None,
+) -> Iterator[Deployment]:  # fmt: skip
+    """Start everything the rendered release describes; stop it all on exit.
 
-    (deploy_obj,) = find(manifests, "Deployment")
-    port = free_port()
-    server = relocate(
-        local_container(server_container(deploy_obj), workdir=workdir / "server", executables={},
-                        secrets=secret_values, port=port),
-        addresses,
-    )  # fmt: skip
-    log = workdir / "server.log"
-    process = launch(server, workdir, log)
+    `release` and a started `postgres` (holding a database from before) stand for a
+    deployment onto kept data; by default a fresh install on an empty database."""
+    release = release or render(config, workdir)
+    if postgres is None:
+        postgres = release.postgres(workdir)
+        postgres.__enter__()
+    try:
+        # The server pod's init containers in order, then the server, as the kubelet runs them.
+        for init in release.init_containers(workdir, postgres):
+            run_to_completion(init, workdir, timeout=300)
+        port = free_port()
+        server = release.server(workdir, postgres, port)
+        log = workdir / "server.log"
+        process = launch(server, workdir, log)
+    except BaseException:
+        postgres.__exit__()
+        raise
+    manifests = release.manifests
     auth = ForwardAuth().__enter__()
     route = route_from_manifests(manifests, FORWARD_AUTH)
     nginx = Nginx(workdir / "nginx", route, upstream_port=port, auth_port=auth.port)
