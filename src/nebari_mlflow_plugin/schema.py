@@ -254,7 +254,8 @@ class MLflow(schema.Base):
     notebook: Notebook = Notebook()
     # URL path at https://<domain>; also the server's --static-prefix.
     route_path: Annotated[str, StringConstraints(pattern=ROUTE_PATH_PATTERN)] = "/mlflow"
-    # Serve Prometheus metrics at <route_path>/metrics.
+    # Serve Prometheus metrics at /metrics (the server's root, not under route_path);
+    # with Nebari's monitoring.enabled, also the dashboard and alerts (README: Monitoring).
     prometheus: bool = True
     # Per-provider settings; only the deployment's provider's section is used.
     aws: AwsSettings = AwsSettings()

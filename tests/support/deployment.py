@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nebari_mlflow_plugin import naming
 from support import cluster_dns
 from support import nebari as nb
 from support.forward_auth import ForwardAuth
@@ -161,10 +162,15 @@ class Deployment:
         return wait_http(self.probe_url(probe), timeout=60, process=self.process, log=self.log)
 
     def probe_url(self, probe: str = "startupProbe") -> str:
-        (deployment,) = find(self.manifests, "Deployment")
-        container = server_container(deployment)
+        container = server_container(server_deployment(self.manifests))
         path = container[probe]["httpGet"]["path"]
         return f"http://127.0.0.1:{self.server_port}{path}"
+
+
+def server_deployment(manifests: list[dict]) -> dict:
+    """The MLflow server's Deployment (the monitoring add-on renders an exporter's too)."""
+    (deployment,) = find(manifests, "Deployment", naming.RELEASE_NAME)
+    return deployment
 
 
 def server_container(deployment: dict) -> dict:
@@ -250,7 +256,7 @@ def running_deployment(workdir: Path, config: Any) -> Iterator[Deployment]:
             )  # fmt: skip
             run_to_completion(migrate, workdir, timeout=300)
 
-    (deploy_obj,) = find(manifests, "Deployment")
+    deploy_obj = server_deployment(manifests)
     port = free_port()
     server = relocate(
         local_container(server_container(deploy_obj), workdir=workdir / "server", executables={},
