@@ -10,4 +10,4 @@ POSTGRES_IMAGE = "postgres"
 POSTGRES_IMAGE_TAG = "16.6"
 # The PostgreSQL metrics exporter of the monitoring add-on (the Prometheus community's image).
 POSTGRES_EXPORTER_IMAGE = "quay.io/prometheuscommunity/postgres-exporter"
-POSTGRES_EXPORTER_IMAGE_TAG = "v0.17.1"
+POSTGRES_EXPORTER_IMAGE_TAG = "v0.20.1"

@@ -3,8 +3,10 @@
 
 Prometheus scrapes the MLflow server started with the rendered args (the `deployment`
 fixture) and the PostgreSQL exporter started from the rendered exporter container
-(Debian's `prometheus-postgres-exporter` for the image's binary) against the test's
-PostgreSQL, with a scrape config built from the rendered ServiceMonitors: their path, the
+(Debian's `prometheus-postgres-exporter` 0.11.1 for the image's binary, 0.20.1; the
+flags the chart passes and the metric names the dashboard and rules use — pg_up,
+pg_stat_database_numbackends, pg_database_size_bytes, pg_settings_max_connections —
+are the same in both) against the test's PostgreSQL, with a scrape config built from the rendered ServiceMonitors: their path, the
 port their Service names, and the `job`/`namespace` labels the Prometheus Operator gives
 such targets (job = the Service's name). Then every PromQL expression of the dashboard and
 of the alert rules is evaluated through Prometheus's HTTP query API.
