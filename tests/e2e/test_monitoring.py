@@ -3,13 +3,16 @@
 
 Prometheus scrapes the MLflow server started with the rendered args (the `deployment`
 fixture) and the PostgreSQL exporter started from the rendered exporter container
-(Debian's `prometheus-postgres-exporter` 0.11.1 for the image's binary, 0.20.1; the
-flags the chart passes and the metric names the dashboard and rules use — pg_up,
-pg_stat_database_numbackends, pg_database_size_bytes, pg_settings_max_connections —
-are the same in both) against the test's PostgreSQL, with a scrape config built from the rendered ServiceMonitors: their path, the
-port their Service names, and the `job`/`namespace` labels the Prometheus Operator gives
-such targets (job = the Service's name). Then every PromQL expression of the dashboard and
-of the alert rules is evaluated through Prometheus's HTTP query API.
+against the test's PostgreSQL, with a scrape config built from the rendered
+ServiceMonitors: their path, the port their Service names, and the `job`/`namespace`
+labels the Prometheus Operator gives such targets (job = the Service's name). Then every
+PromQL expression of the dashboard and of the alert rules is evaluated through
+Prometheus's HTTP query API.
+
+The exporter binary is Debian's `prometheus-postgres-exporter` 0.11.1 in place of the
+image's 0.20.1: the flags the chart passes and the metric names the dashboard and rules
+use (pg_up, pg_stat_database_numbackends, pg_database_size_bytes,
+pg_settings_max_connections) are the same in both.
 """
 
 from __future__ import annotations
@@ -382,10 +385,12 @@ def generate_traffic(deployment) -> None:
 
 @pytest.fixture(scope="module")
 def scraped(prometheus, deployment) -> Prometheus:
-    """Prometheus after traffic: every target up and several scrapes since."""
-    generate_traffic(deployment)
-    deadline = time.monotonic() + 60
+    """Prometheus after traffic: every target up, and request counters seen rising (the
+    traffic keeps coming until then: a counter created before the first scrape would
+    show no increase)."""
+    deadline = time.monotonic() + 90
     while True:
+        generate_traffic(deployment)
         targets = prometheus.targets()
         healthy = [t for t in targets if t["health"] == "up"]
         rated = prometheus.query(
@@ -395,7 +400,7 @@ def scraped(prometheus, deployment) -> Prometheus:
             time.sleep(3 * SCRAPE_INTERVAL_S)
             return prometheus
         assert time.monotonic() < deadline, [(t["scrapeUrl"], t["lastError"]) for t in targets]
-        time.sleep(1)
+        time.sleep(SCRAPE_INTERVAL_S)
 
 
 def selectors(expr: str) -> list[str]:
