@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # System tools the end-to-end tests run for real: PostgreSQL (a throwaway cluster
-# made with initdb), nginx (the reverse proxy), headless Chromium (a screenshot)
-# and Node.js/npm (Azurite). Installs what is missing from Debian's packages;
+# made with initdb), nginx (the reverse proxy), headless Chromium (a screenshot),
+# Node.js/npm (Azurite), Prometheus with promtool and the PostgreSQL exporter
+# (scraping the deployment, checking the alert rules). Installs what is missing from Debian's packages;
 # without root or apt it only reports, and the tests that need a tool skip.
 set -euo pipefail
 
@@ -11,6 +12,8 @@ declare -A wanted=(
   [chromium]="/usr/bin/chromium"
   [nodejs]="/usr/bin/node"
   [npm]="/usr/bin/npm"
+  [prometheus]="/usr/bin/promtool"
+  [prometheus-postgres-exporter]="/usr/bin/prometheus-postgres-exporter"
 )
 missing=()
 for package in "${!wanted[@]}"; do

@@ -283,7 +283,8 @@ class MLflow(schema.Base):
     notebook: Notebook = Notebook()
     # URL path at https://<domain>; also the server's --static-prefix.
     route_path: Annotated[str, StringConstraints(pattern=ROUTE_PATH_PATTERN)] = "/mlflow"
-    # Serve Prometheus metrics (at /metrics on the server's port).
+    # Serve Prometheus metrics at /metrics (the server's root, not under route_path);
+    # with Nebari's monitoring.enabled, also the dashboard and alerts (README: Monitoring).
     prometheus: bool = True
     # MLflow's AI Gateway (LLM provider endpoints and stored provider API keys). Off:
     # everyone who reaches the server could use the keys stored there. Stored keys are

@@ -155,7 +155,9 @@ class MlflowStage(NebariTerraformStage):
             "service_port": naming.SERVICE_PORT,
             "forward_auth_middleware": middleware,
             "internal_database": mlflow.database.type == DatabaseType.internal,
-            "helm_values": json.dumps(build_values(mlflow, self.provider)),
+            "helm_values": json.dumps(
+                build_values(mlflow, self.provider, self.config.monitoring.enabled)
+            ),
             "helm_overrides": json.dumps(mlflow.overrides),
             **self.provider.terraform_vars(self.config, stage_outputs),
         }

@@ -8,10 +8,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from nebari_mlflow_plugin import naming
+from nebari_mlflow_plugin import naming, versions
 from nebari_mlflow_plugin.assets import chart_digest
 from nebari_mlflow_plugin.providers import Provider
 from nebari_mlflow_plugin.schema import ArtifactsType, DatabaseType, MLflow, ResourceAmounts
+
+# kube-prometheus-stack's Prometheus pods (the operator labels them
+# app.kubernetes.io/name=prometheus), in the Nebari namespace like MLflow.
+PROMETHEUS_PEER: dict[str, Any] = {
+    "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}
+}
+# The label Nebari's Prometheus selects ServiceMonitors and PrometheusRules by:
+# kube-prometheus-stack's default selector is `release: <its Helm release>`, and
+# Nebari installs it as the release `nebari` (monitoring.enabled).
+NEBARI_PROMETHEUS_LABELS = {"release": "nebari"}
 
 # Pods that may reach MLflow, all in the Nebari namespace (NetworkPolicy peers).
 NEBARI_CLIENT_PEERS: list[dict[str, Any]] = [
@@ -31,8 +41,8 @@ NEBARI_CLIENT_PEERS: list[dict[str, Any]] = [
             "matchExpressions": [{"key": "gateway.dask.org/instance", "operator": "Exists"}]
         }
     },
-    # Prometheus, scraping <route_path>/metrics.
-    {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}},
+    # Prometheus, scraping /metrics (served at the server's root, not under route_path).
+    PROMETHEUS_PEER,
 ]
 
 
@@ -40,8 +50,29 @@ def _amounts(amounts: ResourceAmounts) -> dict[str, str]:
     return {k: v for k, v in amounts.model_dump().items() if v is not None}
 
 
-def build_values(mlflow: MLflow, provider: Provider) -> dict[str, Any]:
-    """Chart values the config decides (no secrets, nothing cloud-generated)."""
+def monitoring_values(mlflow: MLflow, nebari_monitoring: bool) -> dict[str, Any]:
+    """The chart's monitoring add-on: on when Nebari deploys its Prometheus and Grafana
+    (`monitoring.enabled`, whose stage installs the Prometheus Operator CRDs before
+    ours) and MLflow serves metrics (`mlflow.prometheus`); off, nothing CRD-based is
+    rendered."""
+    return {
+        "enabled": nebari_monitoring and mlflow.prometheus,
+        "labels": NEBARI_PROMETHEUS_LABELS,
+        "prometheusPeers": [PROMETHEUS_PEER],
+        "postgresExporter": {
+            "image": {
+                "repository": versions.POSTGRES_EXPORTER_IMAGE,
+                "tag": versions.POSTGRES_EXPORTER_IMAGE_TAG,
+            }
+        },
+    }
+
+
+def build_values(
+    mlflow: MLflow, provider: Provider, nebari_monitoring: bool = False
+) -> dict[str, Any]:
+    """Chart values the config decides (no secrets, nothing cloud-generated).
+    `nebari_monitoring` is Nebari's own `monitoring.enabled`."""
     storage_class = provider.default_storage_class
     database = mlflow.database
     artifacts = mlflow.artifacts
@@ -72,6 +103,7 @@ def build_values(mlflow: MLflow, provider: Provider) -> dict[str, Any]:
         },
         "keepVolumes": not mlflow.force_destroy,
         "networkPolicy": {"enabled": True, "allowFrom": NEBARI_CLIENT_PEERS},
+        "monitoring": monitoring_values(mlflow, nebari_monitoring),
     }
 
     if database.type == DatabaseType.external:

@@ -8,3 +8,6 @@ MLFLOW_IMAGE = "ghcr.io/mlflow/mlflow"
 MLFLOW_IMAGE_TAG = f"v{MLFLOW_VERSION}-full"
 POSTGRES_IMAGE = "postgres"
 POSTGRES_IMAGE_TAG = "16.6"
+# The PostgreSQL metrics exporter of the monitoring add-on (the Prometheus community's image).
+POSTGRES_EXPORTER_IMAGE = "quay.io/prometheuscommunity/postgres-exporter"
+POSTGRES_EXPORTER_IMAGE_TAG = "v0.20.1"

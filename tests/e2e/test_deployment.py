@@ -12,7 +12,7 @@ import urllib.parse
 from pathlib import Path
 
 import pytest
-from support.deployment import MLFLOW_BIN, REPO, find, server_container
+from support.deployment import MLFLOW_BIN, REPO, server_container, server_deployment
 from support.forward_auth import SESSION_COOKIE, VALID_SESSION
 
 from nebari_mlflow_plugin.injection import user_env
@@ -43,7 +43,7 @@ def public(deployment, path: str, **kwargs):
 
 
 def test_rendered_probe_paths_answer(deployment):
-    container = server_container(find(deployment.manifests, "Deployment")[0])
+    container = server_container(server_deployment(deployment.manifests))
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         path = container[probe]["httpGet"]["path"]
         response = request(deployment.server_port, path, host="10.1.2.3:5000")

@@ -8,7 +8,12 @@ import urllib.request
 
 import pytest
 from support import nebari as nb
-from support.deployment import find, missing_tools, running_deployment, server_container
+from support.deployment import (
+    missing_tools,
+    running_deployment,
+    server_container,
+    server_deployment,
+)
 
 
 def server_info(deployment) -> dict:
@@ -41,7 +46,7 @@ def test_by_default_the_ai_gateway_and_server_jobs_are_off(deployment):
 
 
 def test_the_passphrase_is_generated_never_mlflows_public_default(deployment):
-    (deployment_obj,) = find(deployment.manifests, "Deployment")
+    deployment_obj = server_deployment(deployment.manifests)
     env = {e["name"]: e for e in server_container(deployment_obj)["env"]}
     ref = env["MLFLOW_CRYPTO_KEK_PASSPHRASE"]["valueFrom"]["secretKeyRef"]
     assert ref["name"] == "mlflow-crypto"  # created by Terraform from random_password

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nebari_mlflow_plugin import naming
 from support import cluster_dns
 from support import nebari as nb
 from support.forward_auth import ForwardAuth
@@ -166,10 +167,15 @@ class Deployment:
         return wait_http(self.probe_url(probe), timeout=60, process=self.process, log=self.log)
 
     def probe_url(self, probe: str = "startupProbe") -> str:
-        (deployment,) = find(self.manifests, "Deployment")
-        container = server_container(deployment)
+        container = server_container(server_deployment(self.manifests))
         path = container[probe]["httpGet"]["path"]
         return f"http://127.0.0.1:{self.server_port}{path}"
+
+
+def server_deployment(manifests: list[dict]) -> dict:
+    """The MLflow server's Deployment (the monitoring add-on renders an exporter's too)."""
+    (deployment,) = find(manifests, "Deployment", naming.RELEASE_NAME)
+    return deployment
 
 
 def server_container(deployment: dict) -> dict:
@@ -253,7 +259,7 @@ class Release:
     def init_containers(self, workdir: Path, postgres: Postgres) -> list[LocalContainer]:
         """The server pod's init containers, in the kubelet's order, with the rendered
         command and env."""
-        (deployment,) = find(self.manifests, "Deployment")
+        deployment = server_deployment(self.manifests)
         return [
             relocate(
                 local_container(
@@ -265,7 +271,7 @@ class Release:
         ]
 
     def server(self, workdir: Path, postgres: Postgres, port: int) -> LocalContainer:
-        (deployment,) = find(self.manifests, "Deployment")
+        deployment = server_deployment(self.manifests)
         return relocate(
             local_container(server_container(deployment), workdir=workdir / "server",
                             executables={}, secrets=self.secret_values, port=port),
