@@ -90,7 +90,7 @@ def test_an_admins_env_does_not_replace_the_platforms(tmp_path):
     manifests = render_release(stage, nb.STAGE_OUTPUTS, {
         "artifacts_destination": "s3://b/artifacts", "service_account_annotations": {},
         "pod_labels": {}, "server_env": aws_env})  # fmt: skip
-    (deployment,) = find(manifests, "Deployment")
+    (deployment,) = find(manifests, "Deployment", "mlflow")
     (server,) = deployment["spec"]["template"]["spec"]["containers"]
     env = {item["name"]: item.get("value") for item in server["env"]}
     assert env["AWS_REGION"] == "us-west-2" and env["MLFLOW_LOGGING_LEVEL"] == "DEBUG"
@@ -104,5 +104,5 @@ def test_allowed_overrides_render_and_keep_the_names_pods_use(tmp_path):
     assert internal_tracking_uri("dev", "/mlflow") == (
         f"http://{service['metadata']['name']}.dev.svc:{port['port']}/mlflow"
     )
-    (deployment,) = find(manifests, "Deployment")
+    (deployment,) = find(manifests, "Deployment", "mlflow")
     assert deployment["spec"]["template"]["metadata"]["annotations"]["team"] == "ml"
