@@ -41,6 +41,12 @@ USER_PLACEHOLDERS = {
     "unescaped_servername",
     "userid",
 }
+# Kubernetes label keys ([prefix/]name) and values: what a nodeSelector matches.
+LABEL_NAME = r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
+LABEL_KEY_PATTERN = rf"^([a-z0-9]([-a-z0-9.]{{0,251}}[a-z0-9])?/)?{LABEL_NAME}$"
+LABEL_VALUE_PATTERN = rf"^({LABEL_NAME})?$"
+LabelKey = Annotated[str, StringConstraints(pattern=LABEL_KEY_PATTERN)]
+LabelValue = Annotated[str, StringConstraints(pattern=LABEL_VALUE_PATTERN)]
 # Container image references: repository (optionally with registry and port) and tag.
 IMAGE_REPOSITORY_PATTERN = r"^[a-z0-9]+([._/:-][a-z0-9]+)*$"
 IMAGE_TAG_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
@@ -239,6 +245,9 @@ class MLflow(schema.Base):
     # Uvicorn worker processes per replica (`mlflow server --workers`).
     workers: Annotated[int, Field(ge=1, le=32)] = 4
     resources: Resources = Resources()
+    # Node labels the server, PostgreSQL and migration pods must carry. null: Nebari's
+    # general node group (what stage 02 reports, as Nebari's own services use); {}: any node.
+    node_selector: dict[LabelKey, LabelValue] | None = None
     database: Database = Database()
     artifacts: Artifacts = Artifacts()
     # Delete the database volume and artifact store on `nebari destroy` or when the

@@ -21,6 +21,7 @@ from _nebari.stages.tf_objects import (
 from nebari_mlflow_plugin import naming
 from nebari_mlflow_plugin.assets import chart_dir, terraform_dir
 from nebari_mlflow_plugin.providers import Provider, provider_for
+from nebari_mlflow_plugin.scheduling import node_selector
 from nebari_mlflow_plugin.schema import DatabaseType, InputSchema
 from nebari_mlflow_plugin.stage_outputs import DOMAIN, FORWARD_AUTH, KUBECONFIG
 from nebari_mlflow_plugin.values import build_values
@@ -124,7 +125,9 @@ class MlflowStage(NebariTerraformStage):
             "service_port": naming.SERVICE_PORT,
             "forward_auth_middleware": middleware,
             "internal_database": mlflow.database.type == DatabaseType.internal,
-            "helm_values": json.dumps(build_values(mlflow, self.provider)),
+            "helm_values": json.dumps(
+                build_values(mlflow, self.provider, node_selector(mlflow, stage_outputs))
+            ),
             "helm_overrides": json.dumps(mlflow.overrides),
             **self.provider.terraform_vars(self.config, stage_outputs),
         }

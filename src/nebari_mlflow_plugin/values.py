@@ -39,8 +39,11 @@ def _amounts(amounts: ResourceAmounts) -> dict[str, str]:
     return {k: v for k, v in amounts.model_dump().items() if v is not None}
 
 
-def build_values(mlflow: MLflow, provider: Provider) -> dict[str, Any]:
-    """Chart values the config decides (no secrets, nothing cloud-generated)."""
+def build_values(
+    mlflow: MLflow, provider: Provider, node_selector: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """Chart values the config decides (no secrets, nothing cloud-generated);
+    `node_selector` (scheduling.node_selector) goes to every pod of the chart."""
     storage_class = provider.default_storage_class
     database = mlflow.database
     artifacts = mlflow.artifacts
@@ -63,6 +66,7 @@ def build_values(mlflow: MLflow, provider: Provider) -> dict[str, Any]:
             "requests": _amounts(mlflow.resources.requests),
             "limits": _amounts(mlflow.resources.limits),
         },
+        "nodeSelector": node_selector or {},
         "keepVolumes": not mlflow.force_destroy,
         "networkPolicy": {"enabled": True, "allowFrom": NEBARI_CLIENT_PEERS},
         "notebookClient": notebook_delivery.chart_values(mlflow),
