@@ -17,6 +17,7 @@ from pydantic import Field, StringConstraints, field_validator, model_validator
 
 from nebari_mlflow_plugin import versions
 from nebari_mlflow_plugin.providers.settings import AwsSettings, AzureSettings, GcpSettings
+from nebari_mlflow_plugin.sizing import quantity
 
 # Kubernetes resource quantities, e.g. 500m, 2, 1.5, 512Mi, 20Gi, 1e3.
 QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei|e[0-9]+)?$"
@@ -81,10 +82,25 @@ class ResourceAmounts(schema.Base):
 
 
 class Resources(schema.Base):
-    """Kubernetes requests and limits of the MLflow server container."""
+    """Kubernetes requests and limits of the MLflow server container.
 
-    requests: ResourceAmounts = ResourceAmounts(cpu="250m", memory="1Gi")
-    limits: ResourceAmounts = ResourceAmounts(memory="2Gi")
+    Amounts left unset are sized from `workers` (sizing.py, from measured memory);
+    amounts the admin sets are used as they are.
+    """
+
+    requests: ResourceAmounts = ResourceAmounts()
+    limits: ResourceAmounts = ResourceAmounts()
+
+    @model_validator(mode="after")
+    def _requests_within_limits(self) -> Resources:
+        for name in ("cpu", "memory"):
+            request, limit = getattr(self.requests, name), getattr(self.limits, name)
+            if request is not None and limit is not None and quantity(request) > quantity(limit):
+                raise ValueError(
+                    f"mlflow.resources.requests.{name} {request!r} exceeds "
+                    f"mlflow.resources.limits.{name} {limit!r}; a request must not exceed its limit"
+                )
+        return self
 
 
 class SecretRef(schema.Base):

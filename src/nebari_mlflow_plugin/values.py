@@ -10,7 +10,8 @@ from typing import Any
 
 from nebari_mlflow_plugin import naming, notebook_delivery
 from nebari_mlflow_plugin.providers import Provider
-from nebari_mlflow_plugin.schema import ArtifactsType, DatabaseType, MLflow, ResourceAmounts
+from nebari_mlflow_plugin.schema import ArtifactsType, DatabaseType, MLflow
+from nebari_mlflow_plugin.sizing import server_resources
 
 # Pods that may reach MLflow, all in the Nebari namespace (NetworkPolicy peers).
 NEBARI_CLIENT_PEERS: list[dict[str, Any]] = [
@@ -33,10 +34,6 @@ NEBARI_CLIENT_PEERS: list[dict[str, Any]] = [
     # Prometheus, scraping <route_path>/metrics.
     {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}},
 ]
-
-
-def _amounts(amounts: ResourceAmounts) -> dict[str, str]:
-    return {k: v for k, v in amounts.model_dump().items() if v is not None}
 
 
 def build_values(
@@ -62,10 +59,7 @@ def build_values(
             "exposePrometheus": mlflow.prometheus,
         },
         "service": {"port": naming.SERVICE_PORT},
-        "resources": {
-            "requests": _amounts(mlflow.resources.requests),
-            "limits": _amounts(mlflow.resources.limits),
-        },
+        "resources": server_resources(mlflow.resources, mlflow.workers),
         "nodeSelector": node_selector or {},
         "keepVolumes": not mlflow.force_destroy,
         "networkPolicy": {"enabled": True, "allowFrom": NEBARI_CLIENT_PEERS},
