@@ -23,10 +23,10 @@ MIB = 1024 * 1024
 
 # Measured with `benchmarks/server_memory.py --workers 1,2,4,8 --seconds 20 --clients 4`
 # (MLflow 3.17.2, PostgreSQL backend), MiB of PSS; see README "Sizing".
-STEADY_BASE_MIB = 1557.0
-STEADY_PER_WORKER_MIB = 194.0
-PEAK_BASE_MIB = 1560.0
-PEAK_PER_WORKER_MIB = 200.0
+STEADY_BASE_MIB = 1568.0
+STEADY_PER_WORKER_MIB = 183.0
+PEAK_BASE_MIB = 1567.0
+PEAK_PER_WORKER_MIB = 183.0
 
 # Request: steady state plus this margin (allocator growth, caches filling over days).
 REQUEST_MARGIN = 0.15
