@@ -19,7 +19,7 @@ from nebari_mlflow_plugin.injection import user_env
 from nebari_mlflow_plugin.manifests import PreviewUnavailable, merge_values, render_chart
 from nebari_mlflow_plugin.schema import ArtifactsType, DatabaseType
 from nebari_mlflow_plugin.stage import MlflowStage
-from nebari_mlflow_plugin.stage_outputs import DOMAIN, FORWARD_AUTH, KUBECONFIG
+from nebari_mlflow_plugin.stage_outputs import DOMAIN, FORWARD_AUTH, KUBECONFIG, NODE_SELECTORS
 
 
 def placeholder(what: str) -> str:
@@ -34,6 +34,8 @@ def placeholder_outputs(config: Any, stage: MlflowStage) -> dict[str, Any]:
         # Stage 07 names its middleware after this variable; the value is fixed in nebari.
         FORWARD_AUTH.nested("traefik-forward-auth"),
         KUBECONFIG.nested(placeholder("kubeconfig")),
+        # Computed by nebari from the config alone, so the preview shows the real one.
+        NODE_SELECTORS.nested(stage.provider.node_selectors(config)),
         stage.provider.placeholder_outputs(),
     )
 

@@ -19,6 +19,7 @@ from ruamel.yaml import yaml_object
 
 from nebari_mlflow_plugin import routes, versions
 from nebari_mlflow_plugin.providers.settings import AwsSettings, AzureSettings, GcpSettings
+from nebari_mlflow_plugin.sizing import quantity
 
 # Kubernetes resource quantities, e.g. 500m, 2, 1.5, 512Mi, 20Gi, 1e3.
 QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei|e[0-9]+)?$"
@@ -38,6 +39,12 @@ USER_PLACEHOLDERS = {
     "unescaped_servername",
     "userid",
 }
+# Kubernetes label keys ([prefix/]name) and values: what a nodeSelector matches.
+LABEL_NAME = r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
+LABEL_KEY_PATTERN = rf"^([a-z0-9]([-a-z0-9.]{{0,251}}[a-z0-9])?/)?{LABEL_NAME}$"
+LABEL_VALUE_PATTERN = rf"^({LABEL_NAME})?$"
+LabelKey = Annotated[str, StringConstraints(pattern=LABEL_KEY_PATTERN)]
+LabelValue = Annotated[str, StringConstraints(pattern=LABEL_VALUE_PATTERN)]
 # Container image references: repository (optionally with registry and port) and tag.
 IMAGE_REPOSITORY_PATTERN = r"^[a-z0-9]+([._/:-][a-z0-9]+)*$"
 IMAGE_TAG_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
@@ -84,10 +91,25 @@ class ResourceAmounts(schema.Base):
 
 
 class Resources(schema.Base):
-    """Kubernetes requests and limits of the MLflow server container."""
+    """Kubernetes requests and limits of the MLflow server container.
 
-    requests: ResourceAmounts = ResourceAmounts(cpu="250m", memory="1Gi")
-    limits: ResourceAmounts = ResourceAmounts(memory="2Gi")
+    Amounts left unset are sized from `workers` (sizing.py, from measured memory);
+    amounts the admin sets are used as they are.
+    """
+
+    requests: ResourceAmounts = ResourceAmounts()
+    limits: ResourceAmounts = ResourceAmounts()
+
+    @model_validator(mode="after")
+    def _requests_within_limits(self) -> Resources:
+        for name in ("cpu", "memory"):
+            request, limit = getattr(self.requests, name), getattr(self.limits, name)
+            if request is not None and limit is not None and quantity(request) > quantity(limit):
+                raise ValueError(
+                    f"mlflow.resources.requests.{name} {request!r} exceeds "
+                    f"mlflow.resources.limits.{name} {limit!r}; a request must not exceed its limit"
+                )
+        return self
 
 
 class SecretRef(schema.Base):
@@ -267,6 +289,9 @@ class MLflow(schema.Base):
     # Uvicorn worker processes per replica (`mlflow server --workers`).
     workers: Annotated[int, Field(ge=1, le=32)] = 4
     resources: Resources = Resources()
+    # Node labels the server, PostgreSQL and migration pods must carry. null: Nebari's
+    # general node group (what stage 02 reports, as Nebari's own services use); {}: any node.
+    node_selector: dict[LabelKey, LabelValue] | None = None
     database: Database = Database()
     artifacts: Artifacts = Artifacts()
     # Delete the database volume and artifact store on `nebari destroy` or when the

@@ -23,6 +23,7 @@ from nebari_mlflow_plugin import naming
 from nebari_mlflow_plugin.__about__ import __version__
 from nebari_mlflow_plugin.assets import chart_dir, stamped_chart_yaml, terraform_dir
 from nebari_mlflow_plugin.providers import Provider, provider_for
+from nebari_mlflow_plugin.scheduling import node_selector
 from nebari_mlflow_plugin.schema import DatabaseType, InputSchema
 from nebari_mlflow_plugin.stage_outputs import DOMAIN, FORWARD_AUTH
 from nebari_mlflow_plugin.values import build_values
@@ -156,7 +157,12 @@ class MlflowStage(NebariTerraformStage):
             "forward_auth_middleware": middleware,
             "internal_database": mlflow.database.type == DatabaseType.internal,
             "helm_values": json.dumps(
-                build_values(mlflow, self.provider, self.config.monitoring.enabled)
+                build_values(
+                    mlflow,
+                    self.provider,
+                    node_selector(mlflow, stage_outputs),
+                    nebari_monitoring=self.config.monitoring.enabled,
+                )
             ),
             "helm_overrides": json.dumps(mlflow.overrides),
             **self.provider.terraform_vars(self.config, stage_outputs),

@@ -45,6 +45,10 @@ class StageOutput:
 
 
 KUBECONFIG = StageOutput(INFRASTRUCTURE, ("kubeconfig_filename", "value"))
+# {"general"|"user"|"worker": {"key": label, "value": value}}, set by nebari itself (not
+# Terraform): the node groups Nebari's own services are pinned to.
+NODE_SELECTORS = StageOutput(INFRASTRUCTURE, ("node_selectors",))
+GENERAL_NODE_GROUP = StageOutput(INFRASTRUCTURE, ("node_selectors", "general"))
 # Cloud providers' infrastructure stage only.
 OIDC_ISSUER = StageOutput(INFRASTRUCTURE, ("cluster_oidc_issuer_url", "value"))
 AZURE_RESOURCE_GROUP = StageOutput(INFRASTRUCTURE, ("resource_group_name", "value"))

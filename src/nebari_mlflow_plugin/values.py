@@ -11,7 +11,8 @@ from typing import Any
 from nebari_mlflow_plugin import naming, versions
 from nebari_mlflow_plugin.assets import chart_digest
 from nebari_mlflow_plugin.providers import Provider
-from nebari_mlflow_plugin.schema import ArtifactsType, DatabaseType, MLflow, ResourceAmounts
+from nebari_mlflow_plugin.schema import ArtifactsType, DatabaseType, MLflow
+from nebari_mlflow_plugin.sizing import server_resources
 
 # kube-prometheus-stack's Prometheus pods (the operator labels them
 # app.kubernetes.io/name=prometheus), in the Nebari namespace like MLflow.
@@ -46,10 +47,6 @@ NEBARI_CLIENT_PEERS: list[dict[str, Any]] = [
 ]
 
 
-def _amounts(amounts: ResourceAmounts) -> dict[str, str]:
-    return {k: v for k, v in amounts.model_dump().items() if v is not None}
-
-
 def monitoring_values(mlflow: MLflow, nebari_monitoring: bool) -> dict[str, Any]:
     """The chart's monitoring add-on: on when Nebari deploys its Prometheus and Grafana
     (`monitoring.enabled`, whose stage installs the Prometheus Operator CRDs before
@@ -69,9 +66,13 @@ def monitoring_values(mlflow: MLflow, nebari_monitoring: bool) -> dict[str, Any]
 
 
 def build_values(
-    mlflow: MLflow, provider: Provider, nebari_monitoring: bool = False
+    mlflow: MLflow,
+    provider: Provider,
+    node_selector: dict[str, str] | None = None,
+    nebari_monitoring: bool = False,
 ) -> dict[str, Any]:
-    """Chart values the config decides (no secrets, nothing cloud-generated).
+    """Chart values the config decides (no secrets, nothing cloud-generated);
+    `node_selector` (scheduling.node_selector) goes to every pod of the chart,
     `nebari_monitoring` is Nebari's own `monitoring.enabled`."""
     storage_class = provider.default_storage_class
     database = mlflow.database
@@ -97,10 +98,8 @@ def build_values(
             "jobExecution": False,
         },
         "service": {"port": naming.SERVICE_PORT},
-        "resources": {
-            "requests": _amounts(mlflow.resources.requests),
-            "limits": _amounts(mlflow.resources.limits),
-        },
+        "resources": server_resources(mlflow.resources, mlflow.workers),
+        "nodeSelector": node_selector or {},
         "keepVolumes": not mlflow.force_destroy,
         "networkPolicy": {"enabled": True, "allowFrom": NEBARI_CLIENT_PEERS},
         "monitoring": monitoring_values(mlflow, nebari_monitoring),

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from _nebari.provider.cloud import amazon_web_services, azure_cloud, google_cloud
+from _nebari.stages.infrastructure import LocalProvider
 from nebari.plugins import nebari_plugin_manager
 
 from nebari_mlflow_plugin.stage import MlflowStage
@@ -67,6 +68,8 @@ PROVIDERS = tuple(PROVIDER_SECTIONS)
 STAGE_OUTPUTS: dict[str, Any] = {
     "stages/02-infrastructure": {
         "kubeconfig_filename": {"value": "/tmp/kubeconfig"},
+        # Set by nebari itself (no "value" wrapper); a default local config's groups.
+        "node_selectors": LocalProvider().model_dump()["node_selectors"],
         # Reported by the cloud providers' infrastructure stage only.
         "cluster_oidc_issuer_url": {"value": "https://oidc.example.com/id/ABC"},
         "resource_group_name": {"value": "demo-dev-rg"},
