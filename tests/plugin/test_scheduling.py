@@ -21,7 +21,8 @@ from nebari_mlflow_plugin import preview
 from nebari_mlflow_plugin.stage_outputs import GENERAL_NODE_GROUP, INFRASTRUCTURE
 
 K8S_VERSIONS = ["1.29", "1.32"]
-CRD_KINDS = {"IngressRoute", "Middleware"}
+# Validated against their CRDs in test_chart.py and test_monitoring_chart.py.
+CRD_KINDS = {"IngressRoute", "Middleware", "ServiceMonitor", "PrometheusRule"}
 POD_OWNERS = {"Deployment", "StatefulSet", "Job", "CronJob", "DaemonSet", "ReplicaSet", "Pod"}
 # A config whose own node groups are not nebari's defaults (local/existing read them).
 CUSTOM_GROUPS = {
@@ -88,8 +89,8 @@ def test_every_pod_runs_on_the_general_node_group(provider, custom_groups, tmp_p
     general = _calculate_node_groups(config)["general"]
     manifests = render(config, tmp_path)
     selectors = pod_selectors(manifests)
-    # The server, PostgreSQL and the migration Job at least.
-    assert {name.split("/")[0] for name in selectors} >= {"Deployment", "StatefulSet", "Job"}
+    # The server (its init container migrates) and PostgreSQL at least.
+    assert {name.split("/")[0] for name in selectors} >= {"Deployment", "StatefulSet"}
     assert selectors == {name: {general["key"]: general["value"]} for name in selectors}
     assert_valid(manifests)
 

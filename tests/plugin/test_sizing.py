@@ -30,7 +30,7 @@ def mib(amount: str) -> float:
 def server_resources(mlflow: dict, tmp_path) -> dict:
     config = nb.validate(nb.config_dict("local", mlflow))
     manifests = render_release(nb.stage_for(config, tmp_path), nb.STAGE_OUTPUTS)
-    (deployment,) = find(manifests, "Deployment")
+    (deployment,) = find(manifests, "Deployment", "mlflow")
     containers = deployment["spec"]["template"]["spec"]["containers"]
     (server,) = [c for c in containers if c["name"] == "mlflow"]
     return server["resources"]
