@@ -215,7 +215,7 @@ def test_database_down_during_an_upgrade_converges_once_it_is_back(tmp_path, old
     assert time.monotonic() - started >= WAIT
     assert "waiting for the database" in first.stdout
     last_line = first.stderr.strip().splitlines()[-1]
-    assert last_line.startswith(f"mlflow schema migration failed: the database for {WAIT} s")
+    assert last_line.startswith(f"mlflow schema migration failed: waited {WAIT} s for the database")
     assert "Traceback" not in first.stderr
     assert revision_offline(postgres) == [heads[0]]
 

@@ -12,9 +12,17 @@ import sqlalchemy
 from sqlalchemy import text
 from mlflow.store.db import utils
 
+
+def fail(message):
+    sys.exit(f"mlflow schema migration failed: {message} (the kubelet re-runs this init container)")
+
+
 mode, wait = sys.argv[1], int(sys.argv[2])
 uri = os.environ["MLFLOW_BACKEND_STORE_URI"]
-backend = sqlalchemy.engine.make_url(uri).get_backend_name()  # postgres..., mysql, sqlite, ...
+try:
+    backend = sqlalchemy.engine.make_url(uri).get_backend_name()  # postgres..., mysql, sqlite
+except sqlalchemy.exc.ArgumentError:
+    fail("MLFLOW_BACKEND_STORE_URI is not a database URL")  # the message would show the URI
 # Bounded connection attempts: an unreachable host must not hang the wait loop.
 timeouts = {"connect_timeout": 5} if backend.startswith(("postgres", "mysql")) else {}
 engine = sqlalchemy.create_engine(uri, poolclass=sqlalchemy.pool.NullPool, connect_args=timeouts)
@@ -34,10 +42,6 @@ def reason(exc):
     return lines[0] if lines else type(exc).__name__
 
 
-def fail(message):
-    sys.exit(f"mlflow schema migration failed: {message} (the kubelet re-runs this init container)")
-
-
 def until(ready, what):
     """ready() until it is true, for at most `wait` seconds."""
     deadline = time.monotonic() + wait
@@ -50,7 +54,7 @@ def until(ready, what):
         except sqlalchemy.exc.DBAPIError as exc:
             problem = reason(exc)
         if time.monotonic() >= deadline:
-            fail(f"{what} for {wait} s: {problem}")
+            fail(f"waited {wait} s for {what}: {problem}")
         print(f"waiting for {what}: {problem}", flush=True)
         time.sleep(2)
 
@@ -71,14 +75,15 @@ def check():
              "back up the database and run `mlflow db upgrade` by hand")
 
 
-lock = until(lambda: engine.connect().execution_options(isolation_level="AUTOCOMMIT"),
-             "the database")
+# The lock's own connection; reaching it is the wait for the database.
+connection = until(lambda: engine.connect().execution_options(isolation_level="AUTOCOMMIT"),
+                   "the database")
 try:
     if mode == "check":
         check()
     else:
         if take_lock:
-            until(lambda: lock.execute(text(take_lock)).scalar() == 1,
+            until(lambda: connection.execute(text(take_lock)).scalar() == 1,
                   "the migration lock (another replica is migrating)")
         migrate()
 except SystemExit:
@@ -87,5 +92,5 @@ except Exception as exc:
     traceback.print_exc()
     fail(f"{type(exc).__name__}: {reason(exc)}")
 finally:
-    lock.close()
+    connection.close()
 {{- end }}
