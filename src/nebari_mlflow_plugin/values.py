@@ -66,6 +66,11 @@ def build_values(mlflow: MLflow, provider: Provider) -> dict[str, Any]:
         "keepVolumes": not mlflow.force_destroy,
         "networkPolicy": {"enabled": True, "allowFrom": NEBARI_CLIENT_PEERS},
         "notebookClient": notebook_delivery.chart_values(mlflow),
+        "gc": {
+            "enabled": mlflow.gc.enabled,
+            "schedule": mlflow.gc.schedule,
+            "olderThan": mlflow.gc.older_than,
+        },
     }
 
     if database.type == DatabaseType.external:
