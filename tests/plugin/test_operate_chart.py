@@ -136,8 +136,12 @@ def test_gc_runs_like_the_server_on_its_schedule(with_gc):
     assert not any("postgresql" in a or "$(DB_PASSWORD)" in a for a in argv)
     assert argv[-1] == GC["gc"]["olderThan"]
     # Artifacts go through the server: the tracking URI is the in-cluster Service URL.
-    (service,) = [s for s in of_kind(with_gc, "Service")
-                  if selects({"matchLabels": s["spec"]["selector"]}, pod_labels(deployment))]  # fmt: skip
+    labels = pod_labels(deployment)
+    (service,) = [
+        s
+        for s in of_kind(with_gc, "Service")
+        if selects({"matchLabels": s["spec"]["selector"]}, labels)
+    ]
     port = service["spec"]["ports"][0]["port"]
     prefix = server["args"][server["args"].index("--static-prefix") + 1]
     assert gc_env["MLFLOW_TRACKING_URI"]["value"] == (
