@@ -3,9 +3,11 @@ against strict Kubernetes schemas (see test_chart.py for the rest of the chart).
 
 from __future__ import annotations
 
+import helm_python as helm
 import kubernetes_validate
 import pytest
 
+from nebari_mlflow_plugin.assets import chart_dir
 from nebari_mlflow_plugin.manifests import ChartError
 from nebari_mlflow_plugin.manifests import merge_values as merged
 
@@ -56,6 +58,12 @@ def replicated(render_chart):
 @pytest.fixture(scope="module")
 def with_gc(render_chart):
     return render_chart(GC, NAMESPACE)
+
+
+@pytest.mark.parametrize("values", [REPLICATED, GC], ids=["replicated", "gc"])
+def test_chart_lints_with_ha_and_gc(values):
+    report = helm.lint(str(chart_dir()), values, strict=True, namespace=NAMESPACE)
+    assert not report["errors"] and not [m for m in report["messages"] if m["severity"] >= 2]
 
 
 @pytest.mark.parametrize("k8s_version", K8S_VERSIONS)
