@@ -6,6 +6,12 @@ Runs inside config validation (see schema.InputSchema): it edits
 are handled) and Nebari's `custom.extra-mounts` (see notebook_delivery). What
 the admin already set always wins, except PYTHONPATH, which gets the delivered
 package's directory appended.
+
+It also lists MLflow among JupyterHub's services (`hub.services`, which z2jh adds
+to `c.JupyterHub.services`), shaped as Nebari lists its own services (Argo,
+Monitoring) for jhub-apps' Services menu: `display` plus an external `info.url`.
+No `url` key: that would make JupyterHub's proxy serve /services/<name>/ itself,
+bypassing Traefik's forward-auth route to MLflow.
 """
 
 from __future__ import annotations
@@ -34,6 +40,20 @@ def user_env(config: Any) -> dict[str, str]:
         env["MLFLOW_EXPERIMENT_NAME"] = notebook_delivery.readable_user(mlflow.user_experiment)
     env.update(notebook_delivery.pod_env(mlflow))
     return env
+
+
+# Key of our entry in hub.services, and the name shown in the menu.
+HUB_SERVICE_KEY = "mlflow"
+HUB_SERVICE_NAME = "MLflow"
+
+
+def hub_service(route_path: str) -> dict[str, Any]:
+    """The `hub.services` entry linking to https://<domain><route_path>/."""
+    return {
+        "name": HUB_SERVICE_NAME,
+        "display": True,
+        "info": {"name": HUB_SERVICE_NAME, "url": f"{route_path}/", "external": True},
+    }
 
 
 def _extend_path(current: Any, name: str, entry: str) -> str:
@@ -82,6 +102,15 @@ def _mapping(parent: dict, key: str, where: str) -> dict:
     if not isinstance(value, dict):
         raise ValueError(f"jupyterhub.overrides.{where} must be a mapping")
     return value
+
+
+def add_hub_service(config: Any) -> None:
+    """List MLflow in JupyterHub's services (an admin's `hub.services.mlflow` wins)."""
+    jupyterhub = getattr(config, "jupyterhub", None)
+    if not config.mlflow.enabled or jupyterhub is None:
+        return
+    services = _mapping(_mapping(jupyterhub.overrides, "hub", "hub"), "services", "hub.services")
+    services.setdefault(HUB_SERVICE_KEY, hub_service(config.mlflow.route_path))
 
 
 def inject_user_pods(config: Any) -> None:

@@ -280,6 +280,45 @@ class Notebook(schema.Base):
         return self
 
 
+# `mlflow gc --older-than`: days, hours, minutes, seconds in that order, e.g. 30d, 1d12h, 0s.
+OLDER_THAN_PATTERN = re.compile(
+    r"([0-9]+(\.[0-9]+)?d)?([0-9]+(\.[0-9]+)?h)?([0-9]+(\.[0-9]+)?m)?([0-9]+(\.[0-9]+)?s)?"
+)
+# Five cron fields (minute hour day month weekday) or a macro such as @daily.
+CRON_PATTERN = re.compile(r"@(yearly|annually|monthly|weekly|daily|midnight|hourly)|(\S+\s+){4}\S+")
+
+
+class GarbageCollection(schema.Base):
+    """A scheduled `mlflow gc`. Off by default: it deletes data permanently."""
+
+    enabled: bool = False
+    # When it runs (cron, UTC).
+    schedule: str = "0 3 * * *"
+    # Purge runs, experiments and logged models deleted more than this long ago.
+    older_than: str = "30d"
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        if not CRON_PATTERN.fullmatch(value.strip()):
+            raise ValueError(
+                f"mlflow.gc.schedule {value!r} is not a cron schedule: give five fields "
+                "(minute hour day-of-month month day-of-week, UTC) such as '0 3 * * *', or "
+                "@daily/@weekly/@monthly/@hourly"
+            )
+        return value.strip()
+
+    @field_validator("older_than")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        if not value or not OLDER_THAN_PATTERN.fullmatch(value):
+            raise ValueError(
+                f"mlflow.gc.older_than {value!r} is not a duration: write days, hours, "
+                "minutes and seconds in that order, such as '30d', '1d12h' or '0s'"
+            )
+        return value
+
+
 class MLflow(schema.Base):
     """The `mlflow:` block. `{}` or absent deploys a working server."""
 
@@ -315,6 +354,8 @@ class MLflow(schema.Base):
     # everyone who reaches the server could use the keys stored there. Stored keys are
     # encrypted with a passphrase generated per deployment (Secret mlflow-crypto).
     ai_gateway: bool = False
+    # Scheduled permanent deletion of deleted runs and their artifacts.
+    gc: GarbageCollection = GarbageCollection()
     # Per-provider settings; only the deployment's provider's section is used.
     aws: AwsSettings = AwsSettings()
     gcp: GcpSettings = GcpSettings()
@@ -369,7 +410,7 @@ class InputSchema(schema.Base):
     def _check_provider_and_inject_user_pods(self) -> Any:
         # Imported here: schema.py is imported on every nebari command.
         from nebari_mlflow_plugin import overrides
-        from nebari_mlflow_plugin.injection import inject_user_pods
+        from nebari_mlflow_plugin.injection import add_hub_service, inject_user_pods
         from nebari_mlflow_plugin.providers import provider_for
         from nebari_mlflow_plugin.values import build_values
 
@@ -387,4 +428,5 @@ class InputSchema(schema.Base):
             builder.check_config(self)
             builder.preflight(self)
         inject_user_pods(self)
+        add_hub_service(self)
         return self

@@ -103,6 +103,11 @@ def build_values(
         "keepVolumes": not mlflow.force_destroy,
         "networkPolicy": {"enabled": True, "allowFrom": NEBARI_CLIENT_PEERS},
         "monitoring": monitoring_values(mlflow, nebari_monitoring),
+        "gc": {
+            "enabled": mlflow.gc.enabled,
+            "schedule": mlflow.gc.schedule,
+            "olderThan": mlflow.gc.older_than,
+        },
     }
 
     if database.type == DatabaseType.external:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import signal
 import subprocess
 import time
 import urllib.request
@@ -58,7 +59,8 @@ def nginx_binary() -> str | None:
 
 
 class Nginx:
-    def __init__(self, workdir: Path, route: Route, upstream_port: int, auth_port: int):
+    def __init__(self, workdir: Path, route: Route, upstream_port: int, auth_port: int,
+                 upstream_ports: list[int] | None = None):  # fmt: skip
         binary = nginx_binary()
         if binary is None:
             raise FileNotFoundError("nginx not installed")
@@ -66,6 +68,8 @@ class Nginx:
         self.workdir = Path(workdir)
         self.route = route
         self.upstream_port = upstream_port
+        # Several server pods: the endpoints Traefik balances over (round robin).
+        self.upstream_ports = list(upstream_ports or [upstream_port])
         self.auth_port = auth_port
         self.port = free_port()
         self.proc: subprocess.Popen | None = None
@@ -91,13 +95,19 @@ error_log {self.workdir}/error.log warn;
 worker_processes 1;
 events {{ worker_connections 256; }}
 http {{
-    access_log {self.workdir}/access.log;
+    log_format upstreams '"$request" $status upstream=$upstream_addr';
+    access_log {self.workdir}/access.log upstreams;
     client_body_temp_path {self.workdir}/body;
     proxy_temp_path {self.workdir}/proxy;
     fastcgi_temp_path {self.workdir}/fastcgi;
     uwsgi_temp_path {self.workdir}/uwsgi;
     scgi_temp_path {self.workdir}/scgi;
     client_max_body_size 0;
+    # Traefik 2 without a retry middleware: no retry on another endpoint and no
+    # passive marking of a failing one (Kubernetes removes it from the Endpoints).
+    upstream mlflow {{
+        {"".join(f"server 127.0.0.1:{p} max_fails=0; " for p in self.upstream_ports)}
+    }}
     server {{
         listen 127.0.0.1:{self.port};
         server_name {r.host};
@@ -109,7 +119,8 @@ http {{
         }}{redirect}
         location {r.path_prefix} {{
             {auth}
-            proxy_pass http://127.0.0.1:{self.upstream_port};
+            proxy_pass http://mlflow;
+            proxy_next_upstream off;
             # Browsers reach Traefik on 443: the Host header carries no port.
             proxy_set_header Host {r.host};
             proxy_set_header X-Forwarded-Proto https;
@@ -147,6 +158,13 @@ http {{
                     raise RuntimeError((self.workdir / "stderr.log").read_text()) from None
                 time.sleep(0.1)
         raise TimeoutError("nginx did not start")
+
+    def set_upstreams(self, ports: list[int]) -> None:
+        """Change the endpoints, as Traefik follows the Service's Endpoints (reload)."""
+        self.upstream_ports = list(ports)
+        (self.workdir / "nginx.conf").write_text(self.config())
+        self.proc.send_signal(signal.SIGHUP)
+        time.sleep(0.5)  # new workers take over; old ones finish their requests
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
