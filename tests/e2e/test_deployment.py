@@ -21,7 +21,8 @@ ARTIFACTS_DIR = REPO / "test-artifacts"
 
 
 def request(port: int, path: str, *, host: str, method: str = "GET", cookie: bool = False,
-            body: bytes | None = None, origin: str | None = None) -> http.client.HTTPResponse:  # fmt: skip
+            body: bytes | None = None,
+            origin: str | None = None) -> http.client.HTTPResponse:  # fmt: skip
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     headers = {"Host": host}
     if origin is not None:
