@@ -24,13 +24,14 @@ from support.forward_auth import SESSION_COOKIE
 from support.nginx import Nginx
 from test_deployment import ARTIFACTS_DIR
 
-# Responses >= 400 the UI asks for and handles by design, with why they are fine.
+# Responses >= 400 the UI asks for and handles by design, with why they are fine
+# (method, path under the route prefix, status).
 TOLERATED = [
     # The UI asks who is logged in; only MLflow's own basic-auth app answers, and
     # Nebari authenticates at Traefik (Keycloak) instead, so "not found" is right.
-    ["GET", "/mlflow/ajax-api/2.0/mlflow/users/current", 404],
-    # The create-experiment form checks the typed name is free: "not found" is "free".
-    ["GET", "/mlflow/ajax-api/2.0/mlflow/experiments/get-by-name", 404],
+    ("GET", "ajax-api/2.0/mlflow/users/current", 404),
+    # The experiment forms check the typed name is free: "not found" is "free".
+    ("GET", "ajax-api/2.0/mlflow/experiments/get-by-name", 404),
 ]
 
 SEED = textwrap.dedent(
@@ -87,9 +88,10 @@ def seed(deployment, experiment: str) -> dict:
 
 def journey_plan(deployment, origin: str, seeded: dict, suffix: str) -> dict:
     """What the user does, with the names they type."""
+    prefix = deployment.config.mlflow.route_path
     return {
         "origin": origin,
-        "prefix": deployment.config.mlflow.route_path,
+        "prefix": prefix,
         "sessionCookie": SESSION_COOKIE,
         "screenshots": str(ARTIFACTS_DIR),
         **seeded,
@@ -102,7 +104,7 @@ def journey_plan(deployment, origin: str, seeded: dict, suffix: str) -> dict:
         "registeredModel": f"iris-from-ui-{suffix}",
         "newExperiment": f"made-in-ui-{suffix}",
         "renamedExperiment": f"renamed-in-ui-{suffix}",
-        "tolerated": TOLERATED,
+        "tolerated": [(m, f"{prefix}/{p}", s) for m, p, s in TOLERATED],
     }
 
 
