@@ -3,6 +3,8 @@
 # nebari 2025.10 pins cryptography<43 and mlflow 3.17 needs >=43, so they
 # cannot share one virtualenv, and should not.
 PYTHON ?= python3
+# playwright-core drives Debian's Chromium (no browser download of its own).
+PLAYWRIGHT_CORE_VERSION := 1.65.1
 MLFLOW_VERSION := $(shell sed -n 's/^MLFLOW_VERSION = "\(.*\)"/\1/p' src/nebari_mlflow_plugin/versions.py)
 
 .PHONY: install system-deps test lint clean
@@ -11,7 +13,7 @@ OLD_MLFLOW_VERSION := 3.3.2
 
 install: system-deps .venv/.installed .venv-mlflow/.installed .venv-pod/.installed \
 	.venv-mlflow-$(OLD_MLFLOW_VERSION)/.installed \
-	.tools/node_modules/.bin/azurite-blob
+	.tools/node_modules/.bin/azurite-blob .tools/node_modules/playwright-core/.installed-$(PLAYWRIGHT_CORE_VERSION)
 
 # PostgreSQL, nginx, Chromium, Node.js: real processes the end-to-end tests run.
 system-deps:
@@ -20,6 +22,12 @@ system-deps:
 # Azurite (Azure Blob emulator) from npm, project-local.
 .tools/node_modules/.bin/azurite-blob:
 	npm install --silent --no-audit --no-fund --prefix .tools azurite
+
+# playwright-core (pinned) for the browser journey test; it never downloads a browser.
+.tools/node_modules/playwright-core/.installed-$(PLAYWRIGHT_CORE_VERSION):
+	PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm install --silent --no-audit --no-fund --save-exact --prefix .tools \
+		playwright-core@$(PLAYWRIGHT_CORE_VERSION)
+	touch $@
 
 .venv/.installed: pyproject.toml
 	$(PYTHON) -m venv .venv

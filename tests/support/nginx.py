@@ -3,6 +3,8 @@
 Translates what Traefik would do with the IngressRoute and its Middlewares:
 Host + PathPrefix routing, the forward-auth check (auth_request to a stand-in),
 and the redirectRegex middleware (the bare prefix gets a trailing slash).
+Optionally also listens with TLS on 127.0.0.1:443, so a browser's origin is
+exactly `https://<host>`, as on a real Nebari (MLflow checks it on POSTs).
 """
 
 from __future__ import annotations
@@ -17,6 +19,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from support.mlflow_server import free_port
+
+
+@dataclass
+class Tls:
+    """A TLS listener: certificate and key files (PEM), and the port (443 as Traefik's)."""
+
+    cert: Path
+    key: Path
+    port: int = 443
 
 
 @dataclass
@@ -59,8 +70,10 @@ def nginx_binary() -> str | None:
 
 
 class Nginx:
-    def __init__(self, workdir: Path, route: Route, upstream_port: int, auth_port: int,
-                 upstream_ports: list[int] | None = None):  # fmt: skip
+    def __init__(
+        self, workdir: Path, route: Route, upstream_port: int, auth_port: int,
+        upstream_ports: list[int] | None = None, tls: Tls | None = None,
+    ):  # fmt: skip
         binary = nginx_binary()
         if binary is None:
             raise FileNotFoundError("nginx not installed")
@@ -72,6 +85,7 @@ class Nginx:
         self.upstream_ports = list(upstream_ports or [upstream_port])
         self.auth_port = auth_port
         self.port = free_port()
+        self.tls = tls
         self.proc: subprocess.Popen | None = None
 
     def config(self) -> str:
@@ -88,6 +102,13 @@ class Nginx:
         auth = ""
         if r.forward_auth:
             auth = "auth_request /_forward_auth;\n            error_page 401 = @login;"
+        listen = f"listen 127.0.0.1:{self.port};"
+        if self.tls:
+            listen += (
+                f"\n        listen 127.0.0.1:{self.tls.port} ssl;"
+                f"\n        ssl_certificate {self.tls.cert};"
+                f"\n        ssl_certificate_key {self.tls.key};"
+            )
         return f"""
 daemon off;
 pid {self.workdir}/nginx.pid;
@@ -109,7 +130,7 @@ http {{
         {"".join(f"server 127.0.0.1:{p} max_fails=0; " for p in self.upstream_ports)}
     }}
     server {{
-        listen 127.0.0.1:{self.port};
+        {listen}
         server_name {r.host};
         location = /_forward_auth {{
             internal;
