@@ -15,9 +15,10 @@ WAITING_ADVICE = {
     "and that the cluster can reach the registry",
     "ErrImagePull": "the image cannot be pulled: check mlflow.image (repository/tag)",
     "InvalidImageName": "mlflow.image is not a valid image reference",
-    "CrashLoopBackOff": "the server keeps exiting: read its log with "
-    "`kubectl logs -n {namespace} {pod} --previous` (database unreachable or "
-    "artifact store permissions are the usual causes)",
+    "CrashLoopBackOff": "it keeps exiting: read its log with "
+    "`kubectl logs -n {namespace} {pod} -c {container} --previous` (for migrate-database: "
+    "the database is unreachable or its schema could not be upgraded; for mlflow: "
+    "database or artifact store permissions are the usual causes)",
     "CreateContainerConfigError": "a referenced Secret or key is missing: check "
     "mlflow.database.external_secret / mlflow.artifacts.s3.credentials_secret",
 }
@@ -54,7 +55,9 @@ def _pod_problems(pod: dict[str, Any]) -> list[str]:
         waiting = (container.get("state") or {}).get("waiting") or {}
         reason = waiting.get("reason")
         if reason in WAITING_ADVICE:
-            advice = WAITING_ADVICE[reason].format(namespace=namespace, pod=name)
+            advice = WAITING_ADVICE[reason].format(
+                namespace=namespace, pod=name, container=container.get("name")
+            )
             problems.append(f"pod {name} container {container.get('name')}: {reason}: {advice}")
     return problems
 

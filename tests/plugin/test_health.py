@@ -43,7 +43,8 @@ def pod(waiting_reason: str | None = None, scheduled: bool = True, init: bool = 
         ],
     }
     key = "initContainerStatuses" if init else "containerStatuses"
-    status[key] = [{"name": "mlflow", "ready": False, "state": state}]
+    name = "migrate-database" if init else "mlflow"
+    status[key] = [{"name": name, "ready": False, "state": state}]
     return {"metadata": {"name": "mlflow-7d9f-abcde", "namespace": "dev"}, "status": status}
 
 
@@ -67,7 +68,7 @@ def test_rollout_not_observed_yet_is_not_healthy():
     [
         ("ImagePullBackOff", "mlflow.image"),
         ("ErrImagePull", "mlflow.image"),
-        ("CrashLoopBackOff", "kubectl logs -n dev mlflow-7d9f-abcde --previous"),
+        ("CrashLoopBackOff", "kubectl logs -n dev mlflow-7d9f-abcde -c mlflow --previous"),
         ("CreateContainerConfigError", "external_secret"),
     ],
 )
@@ -81,6 +82,13 @@ def test_stuck_containers_get_actionable_advice(reason, advice):
 def test_init_container_problems_are_reported():
     snapshot = health.Snapshot(degraded(availableReplicas=1), [pod("ImagePullBackOff", init=True)])
     assert "ImagePullBackOff" in health.deployment_problems(snapshot)[0]
+
+
+def test_a_failing_migration_points_at_its_own_log():
+    """The schema migration is the server pod's init container: its log, not the server's."""
+    snapshot = health.Snapshot(degraded(availableReplicas=0), [pod("CrashLoopBackOff", init=True)])
+    (problem,) = health.deployment_problems(snapshot)
+    assert "-c migrate-database --previous" in problem
 
 
 def test_unschedulable_pod_points_at_storage_class():
