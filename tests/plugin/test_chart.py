@@ -9,7 +9,6 @@ from __future__ import annotations
 import fnmatch
 import json
 import re
-from pathlib import Path
 from typing import Any
 
 import helm_python as helm
@@ -17,6 +16,7 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
+from support.crds import TRAEFIK_CRDS, crd_schemas
 
 from nebari_mlflow_plugin import versions
 from nebari_mlflow_plugin.__about__ import __version__
@@ -25,7 +25,6 @@ from nebari_mlflow_plugin.manifests import ChartError
 from nebari_mlflow_plugin.manifests import merge_values as merged
 
 CHART_DIR = chart_dir()
-TRAEFIK_CRDS = Path(__file__).resolve().parents[3] / "shared" / "data" / "traefik-crds-containo-us"
 K8S_VERSIONS = ["1.29", "1.30", "1.31", "1.32"]
 NAMESPACE = "dev"
 PG_SECRET = {"name": "mlflow-postgres", "key": "password"}
@@ -246,18 +245,7 @@ def test_manifests_validate_strictly(case, k8s_version):
 
 
 def test_traefik_objects_match_their_crds(overridden):
-    if not TRAEFIK_CRDS.is_dir():
-        pytest.skip(f"Traefik CRDs not found at {TRAEFIK_CRDS}")
-    schemas = {}
-    for path in TRAEFIK_CRDS.glob("*.yaml"):
-        for crd in yaml.safe_load_all(path.read_text()):
-            if crd and crd.get("kind") == "CustomResourceDefinition":
-                for version in crd["spec"]["versions"]:
-                    key = (
-                        f"{crd['spec']['group']}/{version['name']}",
-                        crd["spec"]["names"]["kind"],
-                    )
-                    schemas[key] = version["schema"]["openAPIV3Schema"]
+    schemas = crd_schemas(TRAEFIK_CRDS)
     objects = [m for m in overridden if m["kind"] in CRD_KINDS]
     assert {m["kind"] for m in objects} == CRD_KINDS
     for obj in objects:

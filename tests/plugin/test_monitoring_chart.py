@@ -19,6 +19,8 @@ import kubernetes_validate
 import pytest
 import yaml
 from support import nebari as nb
+from support.crds import PROMETHEUS_CRDS
+from support.crds import crd_schemas as load_crd_schemas
 from support.release import render_release
 from test_chart import K8S_VERSIONS, NAMESPACE, PG_SECRET, of_kind, pods_selected, selects
 
@@ -27,7 +29,7 @@ from nebari_mlflow_plugin.assets import chart_dir
 from nebari_mlflow_plugin.manifests import ChartError
 from nebari_mlflow_plugin.manifests import merge_values as merged
 
-CRDS = Path(__file__).resolve().parents[3] / "shared" / "data" / "kube-prometheus-stack-58.4.0-crds"
+CRDS = PROMETHEUS_CRDS
 # Nebari's monitoring stage (kube-prometheus-stack release, Grafana sidecar settings).
 NEBARI_MONITORING = (
     Path(services_stage.__file__).parent
@@ -105,19 +107,7 @@ def strict(schema: Any) -> Any:
 
 
 def crd_schemas() -> dict[tuple[str, str], dict]:
-    if not CRDS.is_dir():
-        pytest.skip(f"kube-prometheus-stack CRDs not found at {CRDS}")
-    schemas = {}
-    for path in CRDS.glob("*.yaml"):
-        for crd in yaml.safe_load_all(path.read_text()):
-            if crd and crd.get("kind") == "CustomResourceDefinition":
-                for version in crd["spec"]["versions"]:
-                    key = (
-                        f"{crd['spec']['group']}/{version['name']}",
-                        crd["spec"]["names"]["kind"],
-                    )
-                    schemas[key] = strict(version["schema"]["openAPIV3Schema"])
-    return schemas
+    return load_crd_schemas(CRDS, strict)
 
 
 # -- rendered only with monitoring ------------------------------------------------------------

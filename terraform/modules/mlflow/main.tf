@@ -13,11 +13,7 @@ resource "kubernetes_secret_v1" "database" {
   metadata {
     name      = local.db_secret_name
     namespace = var.namespace
-    labels = {
-      "app.kubernetes.io/name"       = "mlflow"
-      "app.kubernetes.io/instance"   = var.name
-      "app.kubernetes.io/managed-by" = "nebari-mlflow-plugin"
-    }
+    labels    = local.secret_labels
   }
 
   data = {
@@ -37,11 +33,7 @@ resource "kubernetes_secret_v1" "crypto" {
   metadata {
     name      = local.crypto_secret_name
     namespace = var.namespace
-    labels = {
-      "app.kubernetes.io/name"       = "mlflow"
-      "app.kubernetes.io/instance"   = var.name
-      "app.kubernetes.io/managed-by" = "nebari-mlflow-plugin"
-    }
+    labels    = local.secret_labels
   }
 
   data = {

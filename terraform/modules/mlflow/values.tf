@@ -3,6 +3,11 @@
 locals {
   db_secret_name     = "${var.name}-postgres"
   crypto_secret_name = "${var.name}-crypto"
+  secret_labels = {
+    "app.kubernetes.io/name"       = "mlflow"
+    "app.kubernetes.io/instance"   = var.name
+    "app.kubernetes.io/managed-by" = "nebari-mlflow-plugin"
+  }
 
   # Only what Terraform alone knows; the config-driven values come in var.helm_values.
   # No conditionals on object shapes: keys that do not apply are empty and merge away.
