@@ -67,7 +67,7 @@ def planned_volumes(mlflow: Any, provider: Any) -> list[PlannedVolume]:
 
 
 def _problems_of(volume: PlannedVolume, pvc: dict[str, Any], source: VolumeSource) -> list[str]:
-    from kubernetes.utils import parse_quantity
+    from nebari_mlflow_plugin.sizing import quantity
 
     spec = pvc.get("spec", {})
     hint = MOVE_HINT.format(field=volume.field)
@@ -90,7 +90,7 @@ def _problems_of(volume: PlannedVolume, pvc: dict[str, Any], source: VolumeSourc
         )
     requested = (spec.get("resources") or {}).get("requests", {}).get("storage")
     if requested:
-        wanted, current = parse_quantity(volume.size), parse_quantity(requested)
+        wanted, current = quantity(volume.size), quantity(requested)
         if wanted < current:
             problems.append(
                 f"{volume.field}.size is {volume.size} but volume {volume.claim} is "

@@ -52,7 +52,10 @@ def missing_tools() -> str | None:
 
 
 def containers_of(workload: dict[str, Any]) -> tuple[list[dict], list[dict]]:
-    spec = workload["spec"]["template"]["spec"]
+    spec = workload["spec"]
+    if workload.get("kind") == "CronJob":
+        spec = spec["jobTemplate"]["spec"]
+    spec = spec["template"]["spec"]
     return spec.get("initContainers") or [], spec["containers"]
 
 
@@ -239,11 +242,12 @@ class Release:
         """The in-cluster PostgreSQL as the StatefulSet configures it (not started)."""
         (statefulset,) = find(self.manifests, "StatefulSet")
         pg_container = containers_of(statefulset)[1][0]
-        (values,) = self.secret_values.values()
+        (password,) = [e for e in pg_container["env"] if e["name"] == "POSTGRES_PASSWORD"]
+        ref = password["valueFrom"]["secretKeyRef"]
         return Postgres(
             workdir / "postgres",
             user=env_value(pg_container, "POSTGRES_USER"),
-            password=values["password"],
+            password=self.secret_values[ref["name"]][ref["key"]],
             database=env_value(pg_container, "POSTGRES_DB"),
         )
 
@@ -299,7 +303,7 @@ def render(config: Any, workdir: Path, *, is_upgrade: bool = False) -> Release:
     secret_values = {secret_ref: {"password": secrets.token_hex(16)}}
     # Every other Secret Terraform generates (random_password), e.g. the crypto passphrase.
     for workload in manifests:
-        if workload.get("kind") not in ("Deployment", "StatefulSet", "Job"):
+        if workload.get("kind") not in ("Deployment", "StatefulSet", "Job", "CronJob"):
             continue
         init, main = containers_of(workload)
         for container in init + main:
