@@ -124,7 +124,8 @@ def test_artifacts_land_in_the_store(provider, tmp_path, monkeypatch):
     local = local_container(
         rendered["container"], workdir=tmp_path / "pod",
         executables={"mlflow": str(emulators.MLFLOW_VENV / "bin" / "mlflow")},
-        secrets={"mlflow-db": {"uri": db}}, port=port,
+        secrets={"mlflow-db": {"uri": db}, "mlflow-crypto": {"passphrase": "a" * 48}},
+        port=port,
     )  # fmt: skip
     argv = list(local.argv)
     # As podrun retargets the listen address: the pod's own host:port becomes loopback.

@@ -49,7 +49,7 @@ CONFIG = {"replicas": 2, "workers": 1, "artifacts": {"access_mode": "ReadWriteMa
 def second_replica(dep, port: int) -> LocalContainer:
     """The same rendered container as another pod: its own port and emptyDirs, the same
     database and the same (ReadWriteMany) artifact volume."""
-    (deployment,) = find(dep.manifests, "Deployment")
+    (deployment,) = find(dep.manifests, "Deployment", "mlflow")
     shared = {m["mountPath"] for m in server_container(deployment)["volumeMounts"]
               if m["name"] == "artifacts"}  # fmt: skip
     assert shared, "replicas share the artifact volume"

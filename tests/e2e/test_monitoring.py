@@ -152,18 +152,26 @@ def static_exposition(files: dict[str, str]) -> type[http.server.BaseHTTPRequest
     return Static
 
 
+def database_claim(manifests: list[dict]) -> str:
+    """The claim the PostgreSQL pod mounts (a claim of its own, see pvc.yaml)."""
+    (sts,) = find(manifests, "StatefulSet")
+    volumes = sts["spec"]["template"]["spec"]["volumes"]
+    (claim,) = [
+        v["persistentVolumeClaim"]["claimName"] for v in volumes if "persistentVolumeClaim" in v
+    ]
+    return claim
+
+
 def cluster_series(manifests: list[dict], namespace: str) -> dict[str, str]:
     """Kubelet and kube-state-metrics series for the rendered objects, which loopback has
     no kubelet for: names and labels as kube-prometheus-stack 58.4.0 collects them
     (kubelet `/metrics` volume stats and `/metrics/cadvisor` network counters, kube-state-
-    metrics restarts), objects named as Kubernetes names them (a StatefulSet's claim is
-    `<template>-<statefulset>-<ordinal>`, a Deployment's pod `<name>-<rs hash>-<suffix>`).
+    metrics restarts), objects named as Kubernetes names them (the database's claim as its
+    StatefulSet's pod mounts it, a Deployment's pod `<name>-<rs hash>-<suffix>`).
     Proves the dashboard and rules use those metric names and select these objects'
     labels; not that a kubelet reports them (that is the kubelet's contract)."""
     (sts,) = find(manifests, "StatefulSet")
-    db_claim = (
-        f"{sts['spec']['volumeClaimTemplates'][0]['metadata']['name']}-{sts['metadata']['name']}-0"
-    )
+    db_claim = database_claim(manifests)
     claims = {c["metadata"]["name"]: 0.1 for c in find(manifests, "PersistentVolumeClaim")}
     claims[db_claim] = 0.85  # above the 80 % alert threshold: the alert must fire
     capacity = 20 * 2**30
@@ -495,9 +503,7 @@ def alert_scenario(rendered: list[dict], *, healthy: bool) -> dict:
     server, database = jobs["http"], jobs["metrics"]
     (sts,) = find(rendered, "StatefulSet")
     namespace = sts["metadata"]["namespace"]
-    claim = (
-        f"{sts['spec']['volumeClaimTemplates'][0]['metadata']['name']}-{sts['metadata']['name']}-0"
-    )
+    claim = database_claim(rendered)
     srv = f'job="{server["job"]}", namespace="{namespace}"'
     pg = f'job="{database["job"]}", namespace="{namespace}"'
     pvc = f'namespace="{namespace}", persistentvolumeclaim="{claim}"'

@@ -11,11 +11,6 @@ URI is SQLAlchemy's, not one the exporter takes. */}}
 {{- if and .Values.monitoring.enabled .Values.monitoring.postgresExporter.enabled (eq .Values.database.mode "internal") }}true{{ end -}}
 {{- end }}
 
-{{/* The PersistentVolumeClaim the StatefulSet's volumeClaimTemplate `data` creates. */}}
-{{- define "mlflow.postgresClaimName" -}}
-{{- printf "data-%s-0" (include "mlflow.postgresName" .) }}
-{{- end }}
-
 {{/* Labels the Prometheus selects ServiceMonitors and PrometheusRules by. */}}
 {{- define "mlflow.monitoringLabels" -}}
 {{ include "mlflow.labels" . }}
