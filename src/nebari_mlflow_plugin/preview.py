@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from _nebari.stages.infrastructure import _calculate_node_groups
 
 from nebari_mlflow_plugin import naming, notebook_delivery, tfvalues
 from nebari_mlflow_plugin.client_stage import NotebookClientStage
@@ -34,8 +35,8 @@ def placeholder_outputs(config: Any, stage: MlflowStage) -> dict[str, Any]:
         # Stage 07 names its middleware after this variable; the value is fixed in nebari.
         FORWARD_AUTH.nested("traefik-forward-auth"),
         KUBECONFIG.nested(placeholder("kubeconfig")),
-        # Computed by nebari from the config alone, so the preview shows the real one.
-        NODE_SELECTORS.nested(stage.provider.node_selectors(config)),
+        # Computed by nebari's stage 02 from the config alone: the preview shows the real one.
+        NODE_SELECTORS.nested(_calculate_node_groups(config)),
         stage.provider.placeholder_outputs(),
     )
 

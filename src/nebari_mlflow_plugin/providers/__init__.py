@@ -15,11 +15,10 @@ REGISTRY: dict[str, Provider] = {
     # kind clusters ship the "standard" (rancher local-path) StorageClass.
     "local": VolumeProvider("local", default_storage_class="standard"),
     "existing": VolumeProvider("existing", default_storage_class=None),
-    # Object storage with workload identity; the cluster's default StorageClass. Node
-    # groups are the clouds' node pools, named after the group by Nebari.
-    "aws": AwsProvider("aws", node_group_label="eks.amazonaws.com/nodegroup"),
-    "gcp": GcpProvider("gcp", node_group_label="cloud.google.com/gke-nodepool"),
-    "azure": AzureProvider("azure", node_group_label="azure-node-pool"),
+    # Object storage with workload identity; the cluster's default StorageClass.
+    "aws": AwsProvider("aws"),
+    "gcp": GcpProvider("gcp"),
+    "azure": AzureProvider("azure"),
 }
 
 

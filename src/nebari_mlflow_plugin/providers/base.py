@@ -57,11 +57,6 @@ class Provider:
         `artifacts_destination` local becomes); None: a volume or the admin's store."""
         return None
 
-    def node_selectors(self, config: Any) -> dict[str, dict[str, str]]:
-        """Stage 02's `node_selectors` output for this config, known before a deploy
-        (nebari computes it from the config alone): for an offline preview."""
-        return {}
-
     def planned_resources(self, config: Any) -> list[str]:
         """Cloud resources this provider creates besides the chart's, for people to read."""
         return []
@@ -75,9 +70,3 @@ class VolumeProvider(Provider):
     @property
     def terraform_root(self) -> str:
         return "volume"
-
-    def node_selectors(self, config: Any) -> dict[str, dict[str, str]]:
-        # `local.node_selectors` / `existing.node_selectors` of nebari-config.yaml.
-        section = getattr(config, self.name, None)
-        selectors = getattr(section, "node_selectors", None) or {}
-        return {group: dict(selector) for group, selector in selectors.items()}

@@ -23,16 +23,9 @@ def service_account_name(config: Any) -> str:
     return str(account.get("name") or naming.RELEASE_NAME)
 
 
-# Nebari's node groups; clouds label every node with the name of its group.
-NODE_GROUPS = ("general", "user", "worker")
-
-
 @dataclass(frozen=True)
 class CloudProvider(Provider):
     """A cloud object store reached through workload identity (no static keys)."""
-
-    # The node label holding the node group's name, set by the cloud's node pools.
-    node_group_label: str = ""
 
     @property
     def terraform_dirs(self) -> tuple[str, ...]:
@@ -59,9 +52,6 @@ class CloudProvider(Provider):
             "artifacts_prefix": cloud_names.ARTIFACTS_PREFIX,
             "force_destroy": bool(config.mlflow.force_destroy),
         }
-
-    def node_selectors(self, config: Any) -> dict[str, dict[str, str]]:
-        return {group: {"key": self.node_group_label, "value": group} for group in NODE_GROUPS}
 
     def placeholder_outputs(self) -> dict[str, Any]:
         return OIDC_ISSUER.nested("https://PLACEHOLDER-oidc-issuer-known-after-stage-02")
