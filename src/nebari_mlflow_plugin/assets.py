@@ -7,6 +7,7 @@ imports from `src/`, so the repository copies are found there instead.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from pathlib import Path
@@ -43,7 +44,8 @@ def chart_digest(chart: Path | None = None) -> str:
     """SHA-256 over the chart's files. Terraform's helm provider does not diff a local
     chart's templates, so this goes into the values: a template-only change is a
     values change, and the release is upgraded."""
-    chart = chart or chart_dir()
+    if chart is None:
+        return _shipped_chart_digest()
     digest = hashlib.sha256()
     for path in chart_files(chart):
         digest.update(str(path.relative_to(chart)).encode() + b"\0" + path.read_bytes() + b"\0")
@@ -56,3 +58,9 @@ def stamped_chart_yaml(text: str, version: str) -> str:
     if count != 1:
         raise ValueError("helm/mlflow/Chart.yaml must have exactly one top-level version line")
     return stamped
+
+
+@functools.cache
+def _shipped_chart_digest() -> str:
+    """The installed chart does not change while nebari runs: hashed once."""
+    return chart_digest(chart_dir())

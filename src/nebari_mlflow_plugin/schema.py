@@ -419,10 +419,10 @@ class InputSchema(schema.Base):
             raise ValueError(routes.route_error(self.mlflow.route_path, taken))
         provider = getattr(self, "provider", None)
         self.mlflow._replicas_need_shared_storage(getattr(provider, "value", provider))
-        if self.mlflow.enabled:
+        builder = provider_for(provider if provider is not None else "local")
+        if self.mlflow.enabled and self.mlflow.overrides:
             # What Helm would refuse at deploy time, refused now: before stage 07
             # reconfigures JupyterHub, before anything is created.
-            builder = provider_for(provider if provider is not None else "local")
             overrides.check(self.mlflow.overrides, build_values(self.mlflow, builder))
         if self.mlflow.enabled and provider is not None:
             builder.check_config(self)
