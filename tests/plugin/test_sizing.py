@@ -120,3 +120,18 @@ def test_chart_defaults_fit_its_default_workers():
 def test_admin_cpu_limit_below_the_default_request_caps_it(tmp_path):
     resources = server_resources({"resources": {"limits": {"cpu": "100m"}}}, tmp_path)
     assert resources["requests"]["cpu"] == "100m"
+
+
+# What `benchmarks/server_memory.py --workers 1,2,4,8 --seconds 20 --clients 4` measured
+# (README "Sizing"): PSS of the server's process tree after load and at the load's peak,
+# MiB. Data from the machine, not from sizing.py: the sizing must cover it.
+MEASURED = {1: (389, 389), 2: (590, 590), 4: (958, 957), 8: (1688, 1687)}
+
+
+@pytest.mark.parametrize("workers", sorted(MEASURED))
+def test_sized_memory_covers_what_the_server_was_measured_to_use(workers, tmp_path):
+    after, peak = MEASURED[workers]
+    resources = server_resources({"workers": workers}, tmp_path)
+    assert mib(resources["requests"]["memory"]) >= after
+    # Room above the measured peak for requests bigger than the benchmark's.
+    assert mib(resources["limits"]["memory"]) >= 1.5 * peak
