@@ -162,6 +162,45 @@ def nebari_subcommand(cli: typer.Typer) -> None:
         """Is the deployed MLflow healthy? Exit code 1 when not."""
         status(config, kubeconfig, context)
 
+    from nebari_mlflow_plugin import backups
+
+    kubeconfig_option = typer.Option(None, "--kubeconfig", help="kubeconfig file")
+    context_option = typer.Option(None, "--context", help="kubeconfig context")
+    timeout_option = typer.Option(3600.0, "--timeout", help="seconds to wait for each step")
+
+    @app.command("backup")
+    def backup_command(
+        config: Path = CONFIG_OPTION,
+        list_only: bool = typer.Option(False, "--list", help="list the backups instead"),
+        kubeconfig: Path = kubeconfig_option,
+        context: str = context_option,
+        timeout: float = timeout_option,
+    ) -> None:
+        """Back up the database now (into the artifact store); prints where it went."""
+        backups.backup_command(config, kubeconfig, context, list_only, timeout)
+
+    @app.command("backups")
+    def backups_command(
+        config: Path = CONFIG_OPTION,
+        kubeconfig: Path = kubeconfig_option,
+        context: str = context_option,
+        timeout: float = timeout_option,
+    ) -> None:
+        """List the backups, newest first."""
+        backups.backup_command(config, kubeconfig, context, True, timeout)
+
+    @app.command("restore")
+    def restore_command(
+        config: Path = CONFIG_OPTION,
+        name: str = typer.Option(None, "--from", help="backup name (default: the newest)"),
+        yes: bool = typer.Option(False, "--yes", help="do not ask for confirmation"),
+        kubeconfig: Path = kubeconfig_option,
+        context: str = context_option,
+        timeout: float = timeout_option,
+    ) -> None:
+        """Restore a backup: stop the server, restore, upgrade, start, verify counts."""
+        backups.restore_command(config, kubeconfig, context, name, yes, timeout)
+
     @app.command("preflight")
     def preflight_command(config: Path = CONFIG_OPTION) -> None:
         """Check credentials, permissions and workload identity before deploying."""

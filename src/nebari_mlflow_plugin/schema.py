@@ -288,6 +288,17 @@ OLDER_THAN_PATTERN = re.compile(
 CRON_PATTERN = re.compile(r"@(yearly|annually|monthly|weekly|daily|midnight|hourly)|(\S+\s+){4}\S+")
 
 
+def cron_schedule(field: str, value: str) -> str:
+    """`value` stripped, or a ValueError naming `field` and what a schedule looks like."""
+    if not CRON_PATTERN.fullmatch(value.strip()):
+        raise ValueError(
+            f"{field} {value!r} is not a cron schedule: give five fields "
+            "(minute hour day-of-month month day-of-week, UTC) such as '0 3 * * *', or "
+            "@daily/@weekly/@monthly/@hourly"
+        )
+    return value.strip()
+
+
 class GarbageCollection(schema.Base):
     """A scheduled `mlflow gc`. Off by default: it deletes data permanently."""
 
@@ -300,13 +311,7 @@ class GarbageCollection(schema.Base):
     @field_validator("schedule")
     @classmethod
     def _cron(cls, value: str) -> str:
-        if not CRON_PATTERN.fullmatch(value.strip()):
-            raise ValueError(
-                f"mlflow.gc.schedule {value!r} is not a cron schedule: give five fields "
-                "(minute hour day-of-month month day-of-week, UTC) such as '0 3 * * *', or "
-                "@daily/@weekly/@monthly/@hourly"
-            )
-        return value.strip()
+        return cron_schedule("mlflow.gc.schedule", value)
 
     @field_validator("older_than")
     @classmethod
@@ -317,6 +322,22 @@ class GarbageCollection(schema.Base):
                 "minutes and seconds in that order, such as '30d', '1d12h' or '0s'"
             )
         return value
+
+
+class Backup(schema.Base):
+    """Logical backups (pg_dump) of the in-cluster database into the artifact store:
+    on a schedule, on demand (`nebari mlflow backup`) and before every schema upgrade."""
+
+    enabled: bool = True
+    # When the scheduled backup runs (cron, UTC).
+    schedule: str = "30 2 * * *"
+    # Backups kept of each kind (scheduled, on-demand, pre-upgrade): older ones are deleted.
+    keep: Annotated[int, Field(ge=1, le=1000)] = 7
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        return cron_schedule("mlflow.backup.schedule", value)
 
 
 class MLflow(schema.Base):
@@ -356,6 +377,8 @@ class MLflow(schema.Base):
     ai_gateway: bool = False
     # Scheduled permanent deletion of deleted runs and their artifacts.
     gc: GarbageCollection = GarbageCollection()
+    # Scheduled and pre-upgrade backups of the in-cluster database (README: Backups and restore).
+    backup: Backup = Backup()
     # Per-provider settings; only the deployment's provider's section is used.
     aws: AwsSettings = AwsSettings()
     gcp: GcpSettings = GcpSettings()
@@ -383,6 +406,24 @@ class MLflow(schema.Base):
             raise ValueError(
                 "mlflow.notebook.capture_cells needs mlflow.inject_env: true (user pods "
                 "get the tracking URI and the capture extension through it)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _backups_beside_the_artifacts(self) -> MLflow:
+        """Backups go next to the served prefix (`<prefix>-backups`), never inside it:
+        a bucket's root has no "next to"."""
+        s3 = self.artifacts.s3
+        if (
+            self.backup.enabled
+            and s3 is not None
+            and self.artifacts.type == ArtifactsType.s3
+            and not s3.prefix.strip("/")
+        ):
+            raise ValueError(
+                "mlflow.backup needs mlflow.artifacts.s3.prefix: with an empty prefix the server "
+                "serves the whole bucket and a backup beside it would be served too; set a "
+                "prefix such as 'mlflow' or mlflow.backup.enabled: false"
             )
         return self
 

@@ -108,6 +108,11 @@ def build_values(
             "schedule": mlflow.gc.schedule,
             "olderThan": mlflow.gc.older_than,
         },
+        "backup": {
+            "enabled": mlflow.backup.enabled,
+            "schedule": mlflow.backup.schedule,
+            "keep": mlflow.backup.keep,
+        },
     }
 
     if database.type == DatabaseType.external:
