@@ -61,6 +61,8 @@ identity env, credentials), plus where the backups are. */}}
 {{ include "mlflow.databaseEnv" . }}
 {{- include "mlflow.artifactEnv" . }}
 {{ include "mlflow.commonEnv" . }}
+- name: MLFLOW_BACKUP_WORK
+  value: /backup
 - name: MLFLOW_BACKUP_ROOT
   value: {{ include "mlflow.backupRoot" . | quote }}
 - name: MLFLOW_BACKUP_KEEP
@@ -139,6 +141,8 @@ envFrom:
   env:
     - name: HOME
       value: /tmp
+    - name: MLFLOW_BACKUP_WORK
+      value: /backup
     {{- if eq .script "dump" }}
     {{- include "mlflow.databaseEnv" $root | nindent 4 }}
     {{- include "mlflow.libpqEnv" $root | nindent 4 }}
