@@ -106,12 +106,13 @@ def test_scheduled_backups_land_on_the_artifact_volume_and_the_oldest_go(
                      volumes={"artifacts": artifacts})  # fmt: skip
         made = succeeded(pod)
         names.append(made["backup"])
-        manifest = json.loads((artifacts / "_backups" / made["backup"] / "manifest.json").read_text())
+        folder = artifacts / "_backups" / made["backup"]
+        manifest = json.loads((folder / "manifest.json").read_text())
         assert manifest["counts"] == expected  # nothing was written meanwhile
         assert manifest["schema_revision"] == deployment.postgres.query(
             "SELECT version_num FROM alembic_version"
         )
-        dump = artifacts / "_backups" / made["backup"] / "mlflow.dump"
+        dump = folder / "mlflow.dump"
         assert dump.stat().st_size == manifest["dump"]["bytes"] > 0
         # The next one gets its own name (names have one-second resolution).
         subprocess.run(["sleep", "1"], check=True)
@@ -155,7 +156,8 @@ CLOUD_CLIENT = textwrap.dedent(
 
 def cloud_store(provider: str, env: dict, action: str) -> dict:
     out = subprocess.run([str(MLFLOW_BIN / "python"), "-c", CLOUD_CLIENT, provider, action],
-                         env={**os.environ, **env}, capture_output=True, text=True, timeout=120)  # fmt: skip
+                         env={**os.environ, **env}, capture_output=True, text=True,
+                         timeout=120)  # fmt: skip
     assert out.returncode == 0, out.stderr[-3000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
 

@@ -118,6 +118,12 @@ def old_mlflow(code: str, *args: str, **env: str) -> str:
     return result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
 
 
+def migrate_database(release, workdir: Path, postgres):
+    """The server pod's last init container, `migrate-database` (the pre-upgrade backup's
+    run before it: tests/e2e/test_backups.py)."""
+    return release.init_containers(workdir, postgres)[-1]
+
+
 def revision(postgres) -> list[str]:
     return postgres.query("SELECT version_num FROM alembic_version").split()
 
@@ -206,7 +212,7 @@ def old_database(tmp_path):
 def test_database_down_during_an_upgrade_converges_once_it_is_back(tmp_path, old_database, heads):
     release, postgres = old_database
     postgres.stop()
-    (init,) = release.init_containers(tmp_path, postgres)
+    init = migrate_database(release, tmp_path, postgres)
 
     # PostgreSQL down: the init container waits, bounded, then fails with the reason.
     started = time.monotonic()
@@ -250,7 +256,7 @@ def revision_offline(postgres) -> list[str]:
 
 def test_replicas_starting_together_migrate_one_after_the_other(tmp_path, old_database, heads):
     release, postgres = old_database
-    pods = [release.init_containers(tmp_path / f"pod-{i}", postgres)[0] for i in range(2)]
+    pods = [migrate_database(release, tmp_path / f"pod-{i}", postgres) for i in range(2)]
     logs = [tmp_path / f"pod-{i}.log" for i in range(2)]
     procs = [launch(init, tmp_path, log) for init, log in zip(pods, logs, strict=True)]
     try:
@@ -273,7 +279,7 @@ def test_with_migration_disabled_an_old_schema_is_refused_not_changed(tmp_path, 
     release = render(config(enabled=False, waitSeconds=WAIT), tmp_path, is_upgrade=True)
     with release.postgres(tmp_path) as postgres:
         old_mlflow(CREATE_OLD_SCHEMA, postgres.uri)
-        (init,) = release.init_containers(tmp_path, postgres)
+        init = migrate_database(release, tmp_path, postgres)
         result = run_container(init, tmp_path, timeout=120)
         assert result.returncode != 0
         message = result.stderr.strip().splitlines()[-1]

@@ -123,8 +123,8 @@ def server(manifests: list[dict]) -> dict:
 
 def migration(manifests: list[dict]) -> dict:
     """The server pod's init container: the schema migration, before every start."""
-    [init] = server(manifests)["spec"]["template"]["spec"]["initContainers"]
-    return init
+    inits = server(manifests)["spec"]["template"]["spec"]["initContainers"]
+    return next(c for c in inits if c["name"] == "migrate-database")
 
 
 def container(workload: dict, name: str | None = None) -> dict:

@@ -27,6 +27,8 @@ DUMP, MANIFEST, CONTENTS, PLAN = "mlflow.dump", "manifest.json", "contents.txt",
 
 
 def fail(message):
+    if KIND == "pre-upgrade":  # in the server pod: nothing may change the schema unsaved
+        message += "; the schema upgrade waits for this backup (the kubelet re-runs this container)"
     sys.exit(f"mlflow backup {ACTION} failed: {message}")
 
 
