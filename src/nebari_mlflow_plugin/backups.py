@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import json
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -80,7 +81,11 @@ class Cluster:
         return self._plain(found)["items"]
 
     def log(self, pod: str, container: str) -> str:
-        return self._core.read_namespaced_pod_log(pod, self.namespace, container=container)
+        # Raw bytes: the client would parse a log that is one JSON line and return its repr.
+        response = self._core.read_namespaced_pod_log(
+            pod, self.namespace, container=container, _preload_content=False
+        )
+        return response.data.decode("utf-8", "replace")
 
     def deployment(self, name: str) -> dict | None:
         from kubernetes.client.rest import ApiException
@@ -133,7 +138,7 @@ class Runner:
             "apiVersion": "batch/v1",
             "kind": "Job",
             "metadata": {
-                "name": f"{naming.RELEASE_NAME}-{purpose}-{stamp}"[:63],
+                "name": f"{naming.RELEASE_NAME}-{purpose}-{stamp}-{secrets.token_hex(2)}",
                 "namespace": self.cluster.namespace,
                 "labels": labels,
                 "annotations": {"cronjob.kubernetes.io/instantiate": "manual"},

@@ -11,20 +11,35 @@ under test.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import textwrap
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
+from _nebari.cli import create_cli
 from support import emulators
 from support import nebari as nb
-from support.deployment import MLFLOW_BIN, render, running_deployment, server_volume
+from support.deployment import (
+    MLFLOW_BIN,
+    render,
+    running_deployment,
+    server_deployment,
+    server_volume,
+)
+from support.k8s_api import write_kubeconfig
+from support.k8s_cluster import FakeCluster, serving
 from support.pods import LocalPod, database_addresses, database_secrets, last_json_line, pod_spec
 from support.release import find, render_release
 from test_artifact_stores import BUCKET, STANDINS
+from typer.testing import CliRunner
 
 from nebari_mlflow_plugin.stage import MlflowStage
 
@@ -205,33 +220,6 @@ def test_backups_land_beside_the_artifacts_in_the_cloud_store(
     assert dump.stat().st_size == manifest["dump"]["bytes"]
 
 
-def test_restore_into_an_empty_database_then_the_server_serves_everything(
-    deployment, seeded, tmp_path
-):
-    """A new cluster (destroy + deploy): an empty database, the kept artifact store."""
-    manifests = local_manifests(tmp_path)
-    artifacts = deployment.server.mounts["/mlartifacts"]
-    backup = succeeded(pod_of(manifests, "mlflow-backup", tmp_path / "backup",
-                              deployment.postgres, volumes={"artifacts": artifacts}))  # fmt: skip
-    config = nb.validate(nb.config_dict("local", {"workers": 1}))
-    new = tmp_path / "new-cluster"
-    release = render(config, new)
-    # The kept artifact store: the same files (a bucket would simply still be there).
-    shutil.copytree(artifacts, server_volume(new, "artifacts"), symlinks=True)
-    postgres = release.postgres(new).__enter__()
-    try:
-        restore = pod_of(release.manifests, "mlflow-restore", new / "restore", postgres,
-                         volumes={"artifacts": server_volume(new, "artifacts")})  # fmt: skip
-        verified = succeeded(restore)
-        assert verified["ok"] and verified["backup"] == backup["backup"]
-        assert counts(postgres) == counts(deployment.postgres)
-    except BaseException:
-        postgres.__exit__()
-        raise
-    with running_deployment(new, config, release=release, postgres=postgres) as dep:
-        check_serves_seed(dep, seeded)
-
-
 def check_serves_seed(dep, run_ids: list[str]) -> None:
     """Every seeded run (params, tags, metric history, artifact) and the model version."""
     experiment = dep.api(f"experiments/get-by-name?experiment_name={SEED['experiment']}")
@@ -249,3 +237,120 @@ def check_serves_seed(dep, run_ids: list[str]) -> None:
         assert dep.artifact(run["info"], "notes/note.txt") == seed["note"]
     version = dep.api(f"model-versions/get?name={SEED['model']}&version=1")["model_version"]
     assert version["run_id"] == run_ids[0]
+
+
+@dataclass
+class LocalKubelet:
+    """Runs what the fake API server is asked for (support/k8s_cluster.py): Jobs' pods
+    as rendered-and-posted, the server Deployment's scale as stop/start of the server."""
+
+    manifests: list[dict]
+    workdir: Path
+    postgres: Any
+    artifacts: Path
+    deployment: Any = None  # the running server (support.deployment.Deployment)
+    secrets: dict = field(default_factory=dict)
+    jobs: list[dict] = field(default_factory=list)
+
+    def pod(self, spec: dict, name: str, secrets: dict) -> LocalPod:
+        addresses = database_addresses(self.manifests, "dev", self.postgres.port)
+        return LocalPod(spec, self.workdir / name, secrets, addresses,
+                        volumes={"artifacts": self.artifacts})  # fmt: skip
+
+    def run_job(self, job: dict) -> list:
+        self.jobs.append(job)
+        secrets = database_secrets(job, self.postgres.password)
+        return self.pod(job["spec"]["template"]["spec"], job["metadata"]["name"], secrets).run()
+
+    def scale(self, deployment: dict, replicas: int) -> None:
+        if replicas == 0:
+            self.deployment.stop_server()
+            return
+        # A new server pod: its init containers (pre-upgrade check, migrate-database), then
+        # the server.
+        spec = {**deployment["spec"]["template"]["spec"], "containers": []}
+        finished = self.pod(spec, f"server-{len(self.jobs)}", self.secrets).run()
+        assert all(f.returncode == 0 for f in finished), finished[-1].output[-3000:]
+        self.deployment.start_server()
+
+
+def cli(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(create_cli(), ["mlflow", *args], env={"COLUMNS": "300"},
+                                catch_exceptions=False)  # fmt: skip
+    # Words only: table borders (box-drawing characters) and line breaks become spaces.
+    return result.exit_code, " ".join(re.sub("[\u2500-\u257f]", " ", result.output).split())
+
+
+@contextlib.contextmanager
+def fake_cluster(manifests, kubelet, config_file: Path):
+    """The fake API server holding the release's CronJobs and Deployment; the CLI's args."""
+    cronjobs = {c["metadata"]["name"]: c for c in find(manifests, "CronJob")}
+    cluster = FakeCluster("dev", cronjobs, server_deployment(manifests), kubelet)
+    with serving(cluster) as url:
+        kubeconfig = write_kubeconfig(config_file.with_name(f"kube-{id(cluster)}"), {"c": url}, "c")
+        yield cluster, ["-c", str(config_file), "--kubeconfig", str(kubeconfig), "--timeout", "300"]
+
+
+def test_backup_then_restore_on_a_new_cluster_with_the_cli(deployment, seeded, tmp_path):
+    """`nebari mlflow backup` on a deployment, then on a new one (destroy + deploy: a new
+    empty database, the kept artifact store) `nebari mlflow restore`: a corrupt newest
+    backup is refused with the server left stopped, the one named is restored."""
+    config_file = tmp_path / "nebari-config.yaml"
+    config_file.write_text(yaml.safe_dump(nb.config_dict("local", {"workers": 1})))
+    config = nb.validate(nb.config_dict("local", {"workers": 1}))
+    artifacts = deployment.server.mounts["/mlartifacts"]
+    old = render(config, tmp_path / "old")
+    kubelet = LocalKubelet(old.manifests, tmp_path / "old-pods", deployment.postgres, artifacts)
+    with fake_cluster(old.manifests, kubelet, config_file) as (cluster, args):
+        code, out = cli("backup", *args)
+        expected = counts(deployment.postgres)
+    assert code == 0, out
+    name = re.search(r"backup (\S+-on-demand) written to (\S+)", out)
+    # (The location as the pod sees it: the volume's mount path, localised here.)
+    assert name and name[2].endswith(f"/artifacts/_backups/{name[1]}"), out
+    assert (artifacts / "_backups" / name[1] / "mlflow.dump").is_file()
+    assert f"runs {expected['runs']}" in out
+    assert cluster.scaled == []  # a backup never stops the server
+
+    new = tmp_path / "new"
+    release = render(config, new)
+    shutil.copytree(artifacts, server_volume(new, "artifacts"), symlinks=True)
+    kept = server_volume(new, "artifacts") / "_backups"
+    # A newer backup whose dump was damaged after it was written.
+    damaged = kept / name[1].replace("-on-demand", "9-on-demand")
+    shutil.copytree(kept / name[1], damaged)
+    with (damaged / "mlflow.dump").open("ab") as dump:
+        dump.write(b"damage")
+    with running_deployment(new, config, release=release) as dep:
+        volume = server_volume(new, "artifacts")
+        kubelet = LocalKubelet(release.manifests, new / "pods", dep.postgres, volume, dep,
+                               release.secret_values)  # fmt: skip
+        with fake_cluster(release.manifests, kubelet, config_file) as (cluster, args):
+            code, listing = cli("backups", *args)
+            assert code == 0, listing
+            assert listing.index(damaged.name) < listing.index(name[1]), listing
+
+            code, out = cli("restore", *args, "--from", "no-such-backup", "--yes")
+            assert code == 1 and "no backup named 'no-such-backup'" in out, out
+            assert "Traceback" not in out and cluster.scaled == []
+
+            code, out = cli("restore", *args, "--yes")  # the newest: the damaged one
+            assert code == 1, out
+            assert "container fetch" in out and "sha256" in out, out
+            assert "the database is unchanged" in out and "server is stopped" in out, out
+            assert f"--from {damaged.name}" in out
+            assert cluster.scaled == [0]
+            assert dep.postgres.query("SELECT count(*) FROM runs") == "0"
+
+            code, out = cli("restore", *args, "--from", name[1], "--yes")
+            assert code == 0, out
+            assert cluster.scaled == [0, 0, 1]
+        assert counts(dep.postgres) == expected
+        for table, rows in expected.items():
+            assert f"{table} {rows} {rows}" in out, out  # backup, database
+        # The restore Job the CLI posted ran the rendered containers, in order.
+        restores = [j for j in kubelet.jobs if j["metadata"]["name"].startswith("mlflow-restore-")]
+        pod = restores[-1]["spec"]["template"]["spec"]
+        assert [c["name"] for c in pod["initContainers"] + pod["containers"]] == [
+            "fetch", "restore", "verify"]  # fmt: skip
+        check_serves_seed(dep, seeded)

@@ -213,7 +213,7 @@ try:
     elif ACTION == "upload":
         upload()
     elif ACTION == "list":
-        result(root=ROOT, backups=[dict(name=n, complete=m is not None, **(m or {}))
+        result(root=ROOT, backups=[{**(m or {}), "name": n, "complete": m is not None}
                                    for n, m in backups()])
     elif ACTION == "fetch":
         fetch(ARGS[0] if ARGS else "")
