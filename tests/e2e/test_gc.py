@@ -52,7 +52,7 @@ def gc_container(deployment, tmp_path):
     config = nb.validate(nb.config_dict("local", {"workers": 2, "gc": {
         "enabled": True, "older_than": f"{OLDER_THAN_DAYS}d"}}))  # fmt: skip
     manifests = render_release(nb.stage_for(config, tmp_path / "stage"), nb.STAGE_OUTPUTS)
-    (cronjob,) = find(manifests, "CronJob")
+    (cronjob,) = find(manifests, "CronJob", "mlflow-gc")
     (container,) = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
     secret = next(e["valueFrom"]["secretKeyRef"] for e in container["env"] if "valueFrom" in e)
     pg_service = next(s for s in find(manifests, "Service") if "5432" in str(s["spec"]["ports"]))

@@ -46,6 +46,11 @@ def pod_labels(workload: dict) -> dict:
     return workload["spec"]["template"]["metadata"]["labels"]
 
 
+def gc_cronjobs(manifests: list[dict]) -> list[dict]:
+    """The gc CronJob (the backup add-on renders CronJobs of its own)."""
+    return [m for m in of_kind(manifests, "CronJob") if m["metadata"]["name"].endswith("-gc")]
+
+
 def selects(selector: dict, labels: dict) -> bool:
     return all(labels.get(k) == v for k, v in selector.get("matchLabels", {}).items())
 
@@ -121,11 +126,11 @@ def test_ha_objects_can_be_switched_off(render_chart):
 
 
 def test_gc_is_off_by_default(render_chart):
-    assert not of_kind(render_chart(BASE, NAMESPACE), "CronJob")
+    assert not gc_cronjobs(render_chart(BASE, NAMESPACE))
 
 
 def test_gc_runs_like_the_server_on_its_schedule(with_gc):
-    (cronjob,) = of_kind(with_gc, "CronJob")
+    (cronjob,) = gc_cronjobs(with_gc)
     (deployment,) = of_kind(with_gc, "Deployment")
     server_pod, gc_pod = pod_spec(deployment), pod_spec(cronjob)
     assert cronjob["spec"]["schedule"] == GC["gc"]["schedule"]
@@ -158,7 +163,7 @@ def test_gc_runs_like_the_server_on_its_schedule(with_gc):
 
 
 def test_network_policies_admit_the_gc_pod(with_gc):
-    (cronjob,) = of_kind(with_gc, "CronJob")
+    (cronjob,) = gc_cronjobs(with_gc)
     labels = pod_labels(cronjob)
     for policy in of_kind(with_gc, "NetworkPolicy"):
         (rule,) = policy["spec"]["ingress"]

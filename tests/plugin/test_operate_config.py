@@ -131,7 +131,7 @@ def test_gc_is_off_by_default_and_reaches_the_chart(tmp_path):
     gc = {"enabled": True, "schedule": "@weekly", "older_than": "0s"}
     config = nb.validate(nb.config_dict(mlflow={"gc": gc}))
     manifests = render_release(nb.stage_for(config, tmp_path), nb.STAGE_OUTPUTS)
-    (cronjob,) = find(manifests, "CronJob")
+    (cronjob,) = find(manifests, "CronJob", "mlflow-gc")
     assert cronjob["spec"]["schedule"] == gc["schedule"]
     (container,) = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
     assert container["command"][-1] == gc["older_than"]
