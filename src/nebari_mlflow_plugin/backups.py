@@ -452,3 +452,30 @@ def restore_command(config_path, kubeconfig, context, name: str | None, yes: boo
         rprint(Text(f"MLflow serves backup {chosen['name']} again (schema upgraded by the server)"))
 
     run_command(action)
+
+
+def preview_line(config: Any, manifests: list[dict]) -> str:
+    """What `nebari mlflow render` says about backups, read from the rendered objects."""
+    mlflow = config.mlflow
+    restore = next((m for m in manifests if m["metadata"]["name"] == RESTORE_TEMPLATE), None)
+    if restore is None:
+        return "not rendered"
+    pod = restore["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    fetch = pod["initContainers"][0]
+    root = next(e["value"] for e in fetch["env"] if e["name"] == "MLFLOW_BACKUP_ROOT")
+    if "://" not in root:
+        mount = next(m for m in fetch["volumeMounts"] if root.startswith(m["mountPath"] + "/"))
+        volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
+        claim = volume["persistentVolumeClaim"]["claimName"]
+        root = (
+            f"directory {root[len(mount['mountPath']) + 1 :]} of the artifact volume "
+            f"(claim {claim}; nebari destroy deletes it with the namespace)"
+        )
+    if getattr(mlflow.database.type, "value", mlflow.database.type) == "external":
+        return f"the external database's provider's; `nebari mlflow restore` reads {root}"
+    if not mlflow.backup.enabled:
+        return f"off (mlflow.backup.enabled: false); `nebari mlflow restore` reads {root}"
+    return (
+        f"{mlflow.backup.schedule} (UTC) and before every schema upgrade, newest "
+        f"{mlflow.backup.keep} of each kind kept, to {root}"
+    )

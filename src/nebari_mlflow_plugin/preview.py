@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 from _nebari.stages.infrastructure import _calculate_node_groups
 
-from nebari_mlflow_plugin import naming, notebook_delivery, tfvalues
+from nebari_mlflow_plugin import backups, naming, notebook_delivery, tfvalues
 from nebari_mlflow_plugin.client_stage import NotebookClientStage
 from nebari_mlflow_plugin.injection import user_env
 from nebari_mlflow_plugin.manifests import PreviewUnavailable, merge_values, render_chart
@@ -88,6 +88,7 @@ class Preview:
             }
             or {"(none)": "notebook.client off"},
             "data": kept,
+            "backups": backups.preview_line(config, self.manifests) if self.manifests else "-",
             "kubernetes objects": [f"{m['kind']}/{m['metadata']['name']}" for m in self.manifests],
         }
 
