@@ -116,7 +116,7 @@ class Runner:
 
     cluster: Cluster
     timeout: float = 3600
-    poll: float = 2.0
+    poll: float = 1.0
     sleep: Callable[[float], None] = time.sleep
 
     def template(self, name: str) -> dict:

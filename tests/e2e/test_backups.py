@@ -45,7 +45,7 @@ from nebari_mlflow_plugin.stage import MlflowStage
 
 pytestmark = pytest.mark.slow
 
-KEEP = 2
+KEEP = 1
 COUNTED = ("experiments", "runs", "metrics", "params", "tags", "registered_models",
            "model_versions")  # fmt: skip
 SEED = {

@@ -118,6 +118,12 @@ def old_mlflow(code: str, *args: str, **env: str) -> str:
     return result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
 
 
+def pre_upgrade_backups(workdir: Path) -> list[dict]:
+    """Manifests of the backups the server pod took on its artifact volume."""
+    root = server_volume(workdir, "artifacts") / "_backups"
+    return [json.loads(m.read_text()) for m in sorted(root.glob("*-pre-upgrade/manifest.json"))]
+
+
 def migrate_database(release, workdir: Path, postgres):
     """The server pod's last init container, `migrate-database` (the pre-upgrade backup's
     run before it: tests/e2e/test_backups.py)."""
@@ -161,12 +167,19 @@ def test_fresh_install_onto_a_database_the_public_plugin_created_serves_it(tmp_p
         for init in release.init_containers(tmp_path, postgres):
             run_to_completion(init, tmp_path, timeout=300)
         assert revision(postgres) == [heads[1]]
+        # ...after a backup of the old schema (tests/e2e/test_pre_upgrade_backup.py).
+        (backup,) = pre_upgrade_backups(tmp_path)
+        assert backup["schema_revision"] == heads[0]
+        assert backup["upgrade"] == {"from": heads[0], "to": heads[1]}
+        assert backup["counts"]["runs"] == len(RUNS)
+        assert backup["counts"]["metrics"] == sum(len(r["loss"]) for r in RUNS)
     except BaseException:
         postgres.__exit__()
         raise
 
     with running_deployment(tmp_path, config(), release=release, postgres=postgres) as dep:
         assert revision(postgres) == [heads[1]]
+        assert len(pre_upgrade_backups(tmp_path)) == 1  # a current schema gets none
         experiment = dep.api(f"experiments/get-by-name?experiment_name={EXPERIMENT}")
         experiment_id = experiment["experiment"]["experiment_id"]
         found = dep.api("runs/search", {"experiment_ids": [experiment_id], "max_results": 100})

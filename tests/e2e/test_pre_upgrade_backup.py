@@ -1,4 +1,6 @@
-"""The backup the server pod takes before its init container upgrades the schema.
+"""The backup the server pod takes before its init container upgrades the schema: when
+it fails, the upgrade does not start. (That the backup is taken, and only when the
+schema changes: tests/e2e/test_migrations.py, on the public plugin's database.)
 
 The database is the public plugin's (created by MLflow 3.3.2, `.venv-mlflow-3.3.2`);
 the server pod's init containers run as rendered, in the kubelet's order
@@ -7,12 +9,11 @@ the server pod's init containers run as rendered, in the kubelet's order
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 from support import nebari as nb
-from support.deployment import MLFLOW_BIN, render, server_deployment
+from support.deployment import render, server_deployment
 from support.mlflow_server import free_port
 from support.pods import LocalPod, pod_spec
 from test_migrations import CREATE_OLD_SCHEMA, OLD_PYTHON, old_mlflow, revision, schema_head
@@ -29,37 +30,6 @@ def init_pod(release, workdir: Path, postgres, artifacts: Path, **secrets) -> Lo
     return LocalPod(spec, workdir, {**release.secret_values, **secrets},
                     release.addresses(postgres), env={"AWS_MAX_ATTEMPTS": "1"},
                     volumes={"artifacts": artifacts})  # fmt: skip
-
-
-def backups(artifacts: Path) -> list[dict]:
-    root = artifacts / "_backups"
-    return [json.loads((d / "manifest.json").read_text()) for d in sorted(root.iterdir())]
-
-
-def test_an_old_schema_is_backed_up_before_the_upgrade_and_a_current_one_is_not(tmp_path):
-    old_head, new_head = schema_head(OLD_PYTHON), schema_head(MLFLOW_BIN / "python")
-    config = nb.validate(nb.config_dict("local", {"workers": 1}))
-    release = render(config, tmp_path, is_upgrade=True)
-    artifacts = tmp_path / "artifact-volume"
-    artifacts.mkdir()
-    with release.postgres(tmp_path) as postgres:
-        old_mlflow(CREATE_OLD_SCHEMA, postgres.uri)
-        finished = init_pod(release, tmp_path / "pod-1", postgres, artifacts).run()
-        assert [(f.name, f.returncode) for f in finished] == [
-            ("pre-upgrade-check", 0), ("pre-upgrade-dump", 0), ("pre-upgrade-backup", 0),
-            ("migrate-database", 0),
-        ], finished[-1].output[-3000:]  # fmt: skip
-        assert revision(postgres) == [new_head]
-        (backup,) = backups(artifacts)
-        assert backup["kind"] == "pre-upgrade"
-        assert backup["schema_revision"] == old_head
-        assert backup["upgrade"] == {"from": old_head, "to": new_head}
-        assert backup["counts"]["runs"] == 1 and backup["counts"]["metrics"] == 1
-        # The next start finds the schema current: no second backup.
-        again = init_pod(release, tmp_path / "pod-2", postgres, artifacts).run()
-        assert all(f.returncode == 0 for f in again), again[-1].output[-3000:]
-        assert "no backup needed" in again[0].output
-        assert len(backups(artifacts)) == 1
 
 
 def test_a_failed_pre_upgrade_backup_stops_the_upgrade(tmp_path):

@@ -262,12 +262,12 @@ class Release:
 
     def init_containers(self, workdir: Path, postgres: Postgres) -> list[LocalContainer]:
         """The server pod's init containers, in the kubelet's order, with the rendered
-        command and env."""
+        command and env; they share the pod's volumes with the server (`workdir/server`)."""
         deployment = server_deployment(self.manifests)
         return [
             relocate(
                 local_container(
-                    c, workdir=workdir / c["name"], executables={}, secrets=self.secret_values
+                    c, workdir=workdir / "server", executables={}, secrets=self.secret_values
                 ),
                 self.addresses(postgres),
             )

@@ -76,8 +76,8 @@ def mkroot():
 
 def plan(wait):
     import sqlalchemy
-    from mlflow.store.db import utils
     mkroot()
+    (WORK / PLAN).unlink(missing_ok=True)  # decided afresh at every start
     db, deadline = engine(), time.monotonic() + wait
     while True:
         try:
@@ -88,9 +88,11 @@ def plan(wait):
                 fail(f"waited {wait} s for the database: {reason(exc)}")
             print(f"waiting for the database: {reason(exc)}", flush=True)
             time.sleep(2)
-    if utils._is_empty_database(db):
+    # As MLflow's _is_empty_database, before importing MLflow (seconds) for its head.
+    if all(t.startswith("alembic_") for t in sqlalchemy.inspect(db).get_table_names()):
         print("pre-upgrade backup: new database, nothing to back up", flush=True)
         return
+    from mlflow.store.db import utils
     current, head = utils._get_schema_version(db), utils._get_latest_schema_revision()
     if current == head:
         print(f"pre-upgrade backup: schema already at {head}, no backup needed", flush=True)
