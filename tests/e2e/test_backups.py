@@ -184,7 +184,7 @@ def test_backups_land_beside_the_artifacts_in_the_cloud_store(
     nb.patch_cloud_lookups(monkeypatch)
     if reason := emulators.missing(provider):
         pytest.skip(reason)
-    data = nb.config_dict(provider, {"workers": 2})
+    data = nb.config_dict(provider, {"workers": 2, "backup": {"keep": 1}})
     config = nb.validate(data)
     stage = MlflowStage(tmp_path / "out", config)
     input_vars = stage.input_vars(nb.STAGE_OUTPUTS)
@@ -196,8 +196,11 @@ def test_backups_land_beside_the_artifacts_in_the_cloud_store(
     with emulators.emulator(provider, tmp_path / "emu") as emu:
         env = {**emu.server_env, "BUCKET": BUCKET, "AWS_DEFAULT_REGION": "us-west-2"}
         cloud_store(provider, env, "create")  # Terraform's bucket / container
-        pod = pod_of(manifests, "mlflow-backup", tmp_path / "backup", deployment.postgres, env=env)
-        made = succeeded(pod)
+        first, made = [
+            succeeded(pod_of(manifests, "mlflow-backup", tmp_path / f"backup-{attempt}",
+                             deployment.postgres, env=env))
+            for attempt in range(2)
+        ]  # fmt: skip
         # The restore template's fetch container finds it as the newest and downloads it.
         restore = pod_of(manifests, "mlflow-restore", tmp_path / "fetch", deployment.postgres,
                          env=env)  # fmt: skip
@@ -210,6 +213,8 @@ def test_backups_land_beside_the_artifacts_in_the_cloud_store(
         store = cloud_store(provider, env, "read")
     assert made["location"] == f"{destination}-backups/{made['backup']}"
     prefix = destination.rsplit("/", 1)[-1]  # the key prefix the server serves
+    assert first["backup"] != made["backup"]
+    assert not [k for k in store["keys"] if first["backup"] in k]  # keep: 1, the older went
     backup_keys = [k for k in store["keys"] if made["backup"] in k]
     assert sorted(k.rsplit("/", 1)[-1] for k in backup_keys) == ["manifest.json", "mlflow.dump"]
     assert all(k.startswith(f"{prefix}-backups/") for k in backup_keys), backup_keys
