@@ -279,9 +279,9 @@ class LocalKubelet:
         self.deployment.start_server()
 
 
-def cli(*args: str) -> tuple[int, str]:
+def cli(*args: str, answer: str | None = None) -> tuple[int, str]:
     result = CliRunner().invoke(create_cli(), ["mlflow", *args], env={"COLUMNS": "300"},
-                                catch_exceptions=False)  # fmt: skip
+                                input=answer, catch_exceptions=False)  # fmt: skip
     # Words only: table borders (box-drawing characters) and line breaks become spaces.
     return result.exit_code, " ".join(re.sub("[\u2500-\u257f]", " ", result.output).split())
 
@@ -338,6 +338,9 @@ def test_backup_then_restore_on_a_new_cluster_with_the_cli(deployment, seeded, t
             code, out = cli("restore", *args, "--from", "no-such-backup", "--yes")
             assert code == 1 and "no backup named 'no-such-backup'" in out, out
             assert "Traceback" not in out and cluster.scaled == []
+            code, out = cli("restore", *args, "--from", name[1], answer="n\n")
+            assert code == 1 and "nothing changed: restore not confirmed" in out, out
+            assert cluster.scaled == []
 
             code, out = cli("restore", *args, "--yes")  # the newest: the damaged one
             assert code == 1, out
