@@ -37,6 +37,7 @@ from support.deployment import (
 from support.k8s_api import write_kubeconfig
 from support.k8s_cluster import FakeCluster, serving
 from support.pods import LocalPod, database_addresses, database_secrets, last_json_line, pod_spec
+from support.postgres import Postgres
 from support.release import find, render_release
 from test_artifact_stores import BUCKET, STANDINS
 from typer.testing import CliRunner
@@ -362,3 +363,33 @@ def test_backup_then_restore_on_a_new_cluster_with_the_cli(deployment, seeded, t
         assert [c["name"] for c in pod["initContainers"] + pod["containers"]] == [
             "fetch", "restore", "verify"]  # fmt: skip
         check_serves_seed(dep, seeded)
+
+
+def test_a_restore_that_breaks_off_leaves_the_database_as_it_was(deployment, seeded, tmp_path):
+    """The restore container gets a dump cut in half (as a node losing its disk would
+    leave it): it fails, and the database it was to replace still holds what it held."""
+    manifests = local_manifests(tmp_path)
+    backup = pod_of(manifests, "mlflow-backup", tmp_path / "backup", deployment.postgres)
+    (dump_name, dump), _ = backup.containers()
+    assert dump_name == "dump"
+    dumped = subprocess.run(dump.argv, env={**os.environ, **dump.env}, capture_output=True,
+                            text=True, timeout=120)  # fmt: skip
+    assert dumped.returncode == 0, dumped.stderr
+    whole = (backup.workdir / "volumes" / "backup-work" / "mlflow.dump").read_bytes()
+    with Postgres(tmp_path / "target", password="target-password") as target:
+        target.query("CREATE TABLE runs (kept text); INSERT INTO runs VALUES ('before')")
+        restore = pod_of(manifests, "mlflow-restore", tmp_path / "restore", target)
+        name, container = restore.containers()[1]
+        assert name == "restore"
+        work = restore.workdir / "volumes" / "backup-work"
+        (work / "mlflow.dump").write_bytes(whole[: len(whole) // 2])
+        # What the fetch container leaves for it: the libpq service of the database.
+        (work / "pg_service.conf").write_text(
+            f"[mlflow]\nhost=127.0.0.1\nport={target.port}\ndbname={target.database}\n"
+            f"user={target.user}\npassword={target.password}\n"
+        )
+        result = subprocess.run(container.argv, env={**os.environ, **container.env},
+                                capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert result.returncode != 0, result.stdout
+        assert target.query("SELECT kept FROM runs") == "before"
+        assert target.query("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'") == "1"
