@@ -91,25 +91,33 @@ class MlflowStage(NebariTerraformStage):
     def deploy(
         self, stage_outputs: dict[str, Any], disable_prompt: bool = False, tofu_init: bool = True
     ):
-        """nebari's deploy, with the storage a previous deployment kept (see destroy())
-        adopted between `tofu init` and apply; a failed adoption stops the deploy."""
-        from nebari_mlflow_plugin import adoption
+        """nebari's deploy, with two steps between `tofu init` and apply. First the kept
+        storage: adopted when MLflow is enabled (a previous destroy or disable forgot
+        it), forgotten when it is disabled (data kept, unless mlflow.force_destroy).
+        Then, unless mlflow.force_destroy, a plan that deletes data stops the deploy
+        (state_guard). Either failing stops it before anything is applied."""
+        from nebari_mlflow_plugin import adoption, state_guard
 
-        imports = self.provider.state_imports(self.config)
-        if imports:
-            directory = str(self.output_directory / self.stage_prefix)
-            if tofu_init:
-                opentofu.init(directory)
-                tofu_init = False
-            with tempfile.NamedTemporaryFile("w", suffix=".tfvars.json") as var_file:
-                json.dump(self.input_vars(stage_outputs), var_file)
-                var_file.flush()
-                try:
-                    adoption.adopt(directory, var_file.name, imports)
-                except adoption.AdoptionError as exc:
-                    print(f"ERROR: {exc}")
-                    sys.exit(1)
-        with super().deploy(stage_outputs, disable_prompt, tofu_init=tofu_init):
+        mlflow = self.config.mlflow
+        directory = str(self.output_directory / self.stage_prefix)
+        if tofu_init:
+            opentofu.init(directory)
+        with tempfile.NamedTemporaryFile("w", suffix=".tfvars.json") as var_file:
+            json.dump(self.input_vars(stage_outputs), var_file)
+            var_file.flush()
+            try:
+                if mlflow.enabled:
+                    adoption.adopt(
+                        directory, var_file.name, self.provider.state_imports(self.config)
+                    )
+                elif not mlflow.force_destroy:
+                    self.forget_retained()
+                if not mlflow.force_destroy:
+                    state_guard.check(directory, var_file.name)
+            except (adoption.AdoptionError, state_guard.DataLossRefused) as exc:
+                print(f"ERROR: {exc}")
+                sys.exit(1)
+        with super().deploy(stage_outputs, disable_prompt, tofu_init=False):
             yield
 
     @contextlib.contextmanager
@@ -118,7 +126,9 @@ class MlflowStage(NebariTerraformStage):
     ):
         """nebari destroy: unless mlflow.force_destroy, storage holding data is first
         removed from the state (not from the cloud), so OpenTofu leaves it alone and
-        the stage is destroyed cleanly; the next deploy adopts it again."""
+        the stage is destroyed cleanly; the next deploy adopts it again. (On
+        local/existing the database and artifact volumes are claims in Nebari's
+        namespace, which stage 03's destroy deletes: README, What survives what.)"""
         with super().destroy(stage_outputs, status, ignore_errors):
             yield
             if not self.config.mlflow.force_destroy:
@@ -128,11 +138,10 @@ class MlflowStage(NebariTerraformStage):
         retained = self.provider.retained_addresses()
         if not retained:
             return []
+        from nebari_mlflow_plugin.adoption import state_addresses
+
         directory = str(self.output_directory / self.stage_prefix)
-        listed = opentofu.run_tofu_subprocess(
-            ["state", "list"], cwd=directory, prefix="tofu", capture_output=True
-        )
-        in_state = set((listed or b"").decode().split())
+        in_state = state_addresses(directory)
         forget = [address for address in retained if address in in_state]
         if forget:
             opentofu.run_tofu_subprocess(["state", "rm", *forget], cwd=directory, prefix="tofu")
