@@ -6,8 +6,9 @@ path: a renamed Azure storage account is replaced, and Terraform deletes the loc
 before the account; a KMS key is scheduled for deletion without complaint; a Helm
 release of the public 2025.10.x plugin takes its database and MinIO volumes with it.
 So the stage plans first and stops when the plan deletes or replaces any object of
-a data-holding type, naming it and why. `removed { lifecycle { destroy = false } }`
-blocks show as "forget", not "delete", and pass.
+a data-holding type, naming it and why. A `removed` block that forgets (always, in the
+OpenTofu 1.8 nebari runs; with `lifecycle { destroy = false }` in Terraform) shows as
+"forget", not "delete", and passes.
 """
 
 from __future__ import annotations

@@ -228,7 +228,7 @@ def test_guard_refuses_removal_but_passes_removed_without_destroy(real_terraform
     with pytest.raises(state_guard.DataLossRefused) as refused:
         state_guard.check(str(directory), str(vars_file))
     assert "no longer in the configuration" in str(refused.value)
-    # How the takeover of the public plugin's objects leaves them in place.
+    # Forgetting instead (OpenTofu 1.8 forgets with a bare `removed`; this is Terraform).
     (directory / "removed.tf").write_text(
         "removed {\n  from = terraform_data.bucket\n\n  lifecycle {\n    destroy = false\n  }\n}\n"
     )
