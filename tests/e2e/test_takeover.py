@@ -1,0 +1,282 @@
+"""Taking over a 2025.10.x deployment: the takeover init containers as rendered.
+
+The old deployment is real: PostgreSQL with Bitnami's database and user names,
+filled by the public plugin's MLflow (`.venv-mlflow-<old>`) serving artifacts from
+a MinIO-like store (moto S3, bucket `mlflow`), logged through that old server.
+The stage sees it as it would in the state on the first deploy (its
+`helm_release.mlflow` with the values the 2025.10.x local template passed), the
+chart renders the takeover, and the server pod's init containers run in order
+(takeover-database, takeover-artifacts, migrate-database), then the server, as the
+kubelet would. The old Services' addresses are the local ones (as relocate() does
+for ours) and the kubelet's termination-message file is a local file.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+from support import emulators, public_plugin
+from support import nebari as nb
+from support.deployment import (
+    REPO,
+    containers_of,
+    missing_tools,
+    render,
+    run_container,
+    running_deployment,
+    server_deployment,
+    server_volume,
+)
+from support.mlflow_server import MlflowServer
+from support.postgres import Postgres, postgres_bin_dir
+
+from nebari_mlflow_plugin import takeover
+
+OLD_MLFLOW_VERSION = re.search(
+    r"^OLD_MLFLOW_VERSION := (\S+)", (REPO / "Makefile").read_text(), re.M
+).group(1)
+OLD_PYTHON = REPO / f".venv-mlflow-{OLD_MLFLOW_VERSION}" / "bin" / "python"
+OLD_RELEASE = "demo-mlflow"  # <project>-mlflow, project "demo"
+MINIO_USER, MINIO_PASSWORD = "minio", "testing-only-password"
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        bool(missing_tools() or emulators.missing("aws") or public_plugin.missing())
+        or not OLD_PYTHON.exists(),
+        reason=missing_tools()
+        or emulators.missing("aws")
+        or public_plugin.missing()
+        or f"{OLD_PYTHON} missing (make install)",
+    ),
+]
+
+RUNS = [
+    {"name": f"run-{i}", "params": {"alpha": str(i), "solver": "lbfgs"},
+     "tags": {"team": "forecasting", "attempt": str(i)},
+     "loss": [round(1.0 / (step + 1 + i), 6) for step in range(4)],
+     "note": f"notes of run {i}"}
+    for i in range(3)
+]  # fmt: skip
+
+# Logs RUNS through the old server (artifacts proxied into its S3 store) and
+# registers two versions of a model; prints the run ids.
+LOG_OLD_RUNS = """
+import json, sys
+import mlflow
+from mlflow import MlflowClient
+
+data = json.loads(sys.argv[1])
+run_ids = []
+for experiment in ("forecasts", "vision"):
+    mlflow.set_experiment(experiment)
+    for run in data["runs"]:
+        with mlflow.start_run(run_name=run["name"]) as active:
+            mlflow.log_params(run["params"])
+            mlflow.set_tags(run["tags"])
+            for step, value in enumerate(run["loss"]):
+                mlflow.log_metric("loss", value, step=step)
+            mlflow.log_text(run["note"], "notes/note.txt")
+            mlflow.log_dict({"run": run["name"]}, "nested/deeper/info.json")
+            run_ids.append(active.info.run_id)
+client = MlflowClient()
+client.create_registered_model("forecaster")
+for run_id in run_ids[:2]:
+    client.create_model_version("forecaster", client.get_run(run_id).info.artifact_uri + "/notes",
+                                run_id)
+print(json.dumps(run_ids))
+"""
+
+
+def old_state(values: list[str]) -> dict:
+    """The stage's state as the 2025.10.x local template left it (the parts read)."""
+    release = {"name": OLD_RELEASE, "namespace": "dev", "values": values}
+    return {"version": 4, "resources": [
+        {"mode": "managed", "type": "helm_release", "name": "mlflow",
+         "instances": [{"index_key": 0, "attributes": release}]},
+    ]}  # fmt: skip
+
+
+def public_local_values() -> list[str]:
+    """The values documents the public plugin's local template hands Helm: its two
+    YAML files (from the public wheel) and its MinIO block."""
+    files = public_plugin.template_files("local")
+    documents = [files["shared_helm_values.yaml"], files["values.yaml"]]
+    minio = {"minio": {"enabled": True, "auth": {"rootUser": MINIO_USER,
+             "rootPassword": MINIO_PASSWORD}, "defaultBuckets": "mlflow"}}  # fmt: skip
+    return [*documents, json.dumps(minio)]
+
+
+def local_takeover(container, old_pg: Postgres, s3: emulators.Emulator, log: Path):
+    """The old Services' addresses -> the local processes; the kubelet's message file."""
+    env = container.env
+    if "OLD_HOST" in env:
+        env["OLD_HOST"], env["OLD_PORT"] = "127.0.0.1", str(old_pg.port)
+    if "MLFLOW_S3_ENDPOINT_URL" in env:
+        env["MLFLOW_S3_ENDPOINT_URL"] = s3.endpoint
+    env["TERMINATION_LOG"] = str(log)
+    return container
+
+
+@pytest.fixture(scope="module")
+def old_deployment(tmp_path_factory):
+    """(workdir, old PostgreSQL, moto S3, run ids) of a 2025.10.x deployment."""
+    work = tmp_path_factory.mktemp("takeover")
+    with emulators.emulator("aws", work / "s3") as s3:
+        import boto3
+
+        boto3.client("s3", endpoint_url=s3.endpoint, aws_access_key_id=MINIO_USER,
+                     aws_secret_access_key=MINIO_PASSWORD,
+                     region_name="us-east-1").create_bucket(Bucket="mlflow")  # fmt: skip
+        old_pg = Postgres(work / "old-pg", user="bn_mlflow", password="old-secret",
+                          database="bitnami_mlflow").__enter__()  # fmt: skip
+        try:
+            env = {"MLFLOW_S3_ENDPOINT_URL": s3.endpoint, "AWS_ACCESS_KEY_ID": MINIO_USER,
+                   "AWS_SECRET_ACCESS_KEY": MINIO_PASSWORD}  # fmt: skip
+            # As Bitnami's chart runs it: --artifacts-destination=s3://mlflow --serve-artifacts.
+            args = ["--artifacts-destination", "s3://mlflow", "--serve-artifacts"]
+            server = MlflowServer(work / "old", backend_store_uri=old_pg.uri,
+                                  python=str(OLD_PYTHON), extra_args=args, env=env)  # fmt: skip
+            with server:
+                result = _run_old(LOG_OLD_RUNS, json.dumps({"runs": RUNS}), server.url)
+            yield work, old_pg, s3, json.loads(result)
+        finally:
+            old_pg.__exit__()
+
+
+def _run_old(code: str, data: str, url: str) -> str:
+    env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "MLFLOW_DISABLE_TELEMETRY": "true",
+           "MLFLOW_TRACKING_URI": url}  # fmt: skip
+    result = subprocess.run([str(OLD_PYTHON), "-c", code, data], capture_output=True, text=True,
+                            timeout=300, env=env)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="module")
+def taken_over(old_deployment):
+    """The release rendered for the takeover and its init containers run once:
+    (release, new PostgreSQL, {container: (exit code, output, termination message)})."""
+    work, old_pg, s3, run_ids = old_deployment
+    config = nb.validate(nb.config_dict("local", {"workers": 1}))
+    old = takeover.from_state(old_state(public_local_values()))
+    release = render(config, work, takeover_from=old)
+    release.secret_values[f"{OLD_RELEASE}-postgresql"] = {"password": old_pg.password}
+    release.secret_values[f"{OLD_RELEASE}-minio"] = {"root-user": MINIO_USER,
+                                                     "root-password": MINIO_PASSWORD}  # fmt: skip
+    new_pg = release.postgres(work).__enter__()
+    # The artifact volume is one claim, mounted by the takeover and the server alike.
+    shared = server_volume(work, "artifacts")
+    shared.mkdir(parents=True, exist_ok=True)
+    (work / "takeover-artifacts" / "volumes").mkdir(parents=True, exist_ok=True)
+    (work / "takeover-artifacts" / "volumes" / "artifacts").symlink_to(shared)
+    path = f"{postgres_bin_dir()}:{os.environ['PATH']}"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PATH", path)  # the postgres image's pg_dump and psql
+
+        def run_init() -> dict[str, tuple[int, str, str]]:
+            results = {}
+            names = [c["name"] for c in containers_of(server_deployment(release.manifests))[0]]
+            for name, init in zip(names, release.init_containers(work, new_pg), strict=True):
+                log = work / f"{name}.termination-log"
+                local_takeover(init, old_pg, s3, log)
+                done = run_container(init, work, timeout=180)
+                results[name] = (done.returncode, done.stdout + done.stderr,
+                                 log.read_text() if log.exists() else "")  # fmt: skip
+                assert done.returncode == 0, f"{name}: {done.stdout}\n{done.stderr}"
+            return results
+
+        first = run_init()
+        yield release, config, new_pg, first, run_init, run_ids
+    new_pg.__exit__()
+
+
+def test_takeover_containers_run_before_the_migration(taken_over):
+    _, _, _, first, _, _ = taken_over
+    assert list(first) == ["takeover-database", "takeover-artifacts", "migrate-database"]
+
+
+def test_counts_are_verified_and_reported(taken_over):
+    _, _, _, first, _, run_ids = taken_over
+    database = json.loads(first["takeover-database"][2])["database"]
+    assert database["verified"] is True
+    tables = database["tables"]
+    assert tables["runs"] == [len(run_ids), str(len(run_ids))]
+    assert tables["metrics"][0] == sum(len(r["loss"]) for r in RUNS) * 2
+    assert tables["model_versions"][0] == 2
+    artifacts = json.loads(first["takeover-artifacts"][2])["artifacts"]
+    # Two files per run, plus what the registry's model versions point to (none extra).
+    assert artifacts["verified"] is True and artifacts["files"] == [2 * len(run_ids)] * 2
+    assert artifacts["copied"] == 2 * len(run_ids) and artifacts["skipped"] == 0
+
+
+def test_a_second_run_copies_nothing_and_verifies_again(taken_over):
+    _, _, new_pg, _, run_init, run_ids = taken_over
+    second = run_init()
+    assert "already copied" in second["takeover-database"][1]
+    assert json.loads(second["takeover-database"][2])["database"]["verified"] is True
+    artifacts = json.loads(second["takeover-artifacts"][2])["artifacts"]
+    assert artifacts["copied"] == 0 and artifacts["skipped"] == 2 * len(run_ids)
+    assert new_pg.query("SELECT count(*) FROM runs") == str(len(run_ids))
+
+
+def test_a_database_holding_anything_else_is_refused(taken_over, old_deployment):
+    release, _, new_pg, _, _, _ = taken_over
+    work, old_pg, s3, _ = old_deployment
+    new_pg.query('CREATE DATABASE "other"')
+    other = copy.copy(new_pg)
+    other.database = "other"
+    other.query("CREATE TABLE notes (id int)")
+    (init,) = [c for c in release.init_containers(work, new_pg) if "OLD_HOST" in c.env]
+    log = work / "refused.termination-log"
+    local_takeover(init, old_pg, s3, log)
+    uri = init.env["MLFLOW_BACKEND_STORE_URI"]
+    init.env["MLFLOW_BACKEND_STORE_URI"] = uri.rsplit("/", 1)[0] + "/other"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PATH", f"{postgres_bin_dir()}:{os.environ['PATH']}")
+        done = run_container(init, work, timeout=120)
+    assert done.returncode != 0
+    assert "refusing to overwrite" in log.read_text()
+    assert other.query("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'") == "1"
+
+
+def test_new_server_serves_everything_the_old_one_had(taken_over, old_deployment):
+    release, config, new_pg, _, _, run_ids = taken_over
+    work = old_deployment[0]
+    with running_deployment(work, config, release=_no_init(release), postgres=new_pg) as dep:
+        found = []
+        for name in ("forecasts", "vision"):
+            experiment = dep.api(f"experiments/get-by-name?experiment_name={name}")["experiment"]
+            assert experiment["artifact_location"].startswith("mlflow-artifacts:/")
+            runs = dep.api("runs/search", {"experiment_ids": [experiment["experiment_id"]]})
+            found += runs["runs"]
+        assert sorted(r["info"]["run_id"] for r in found) == sorted(run_ids)
+        for run in found:
+            logged = next(r for r in RUNS if r["name"] == run["info"]["run_name"])
+            assert {p["key"]: p["value"] for p in run["data"]["params"]} == logged["params"]
+            assert {t["key"]: t["value"] for t in run["data"]["tags"]}.items() >= logged[
+                "tags"
+            ].items()
+            run_id = run["info"]["run_id"]
+            history = dep.api(f"metrics/get-history?run_id={run_id}&metric_key=loss")["metrics"]
+            assert [m["value"] for m in sorted(history, key=lambda m: m["step"])] == logged["loss"]
+            assert dep.artifact(run["info"], "notes/note.txt") == logged["note"]
+            info = json.loads(dep.artifact(run["info"], "nested/deeper/info.json"))
+            assert info == {"run": logged["name"]}
+        model = dep.api("registered-models/get?name=forecaster")["registered_model"]
+        assert model["latest_versions"]
+        versions = dep.api("model-versions/search?filter=name%3D%27forecaster%27")
+        assert sorted(v["run_id"] for v in versions["model_versions"]) == sorted(run_ids[:2])
+
+
+def _no_init(release):
+    """The same release, its init containers already run (running_deployment runs them)."""
+    ran = copy.deepcopy(release)
+    server_deployment(ran.manifests)["spec"]["template"]["spec"]["initContainers"] = []
+    return ran
