@@ -1,13 +1,16 @@
-"""The public nebari-mlflow-plugin 2025.10.2 wheel (the deployments we take over),
+"""The public nebari-mlflow-plugin 2025.10.x wheel (the deployments we take over),
 read in place: `make install` downloads it with pip under .tools/, never into the repo."""
 
 from __future__ import annotations
 
+import re
 import zipfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-VERSION = "2025.10.2"
+VERSION = re.search(
+    r"^PUBLIC_PLUGIN_VERSION := (\S+)", (REPO / "Makefile").read_text(), re.M
+).group(1)
 WHEEL = REPO / ".tools" / "public-plugin" / f"nebari_mlflow_plugin-{VERSION}-py3-none-any.whl"
 PROVIDERS = ("local", "aws", "gcp", "azure")
 
