@@ -53,8 +53,7 @@ pytestmark = [
         reason=missing_tools()
         or emulators.missing("aws")
         or public_plugin.missing()
-        or f"{OLD_PYTHON} missing (make install)"
-        or "present",
+        or f"{OLD_PYTHON} missing (make install)",
     ),
 ]
 
