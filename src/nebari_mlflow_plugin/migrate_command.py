@@ -1,0 +1,110 @@
+"""`nebari mlflow migrate`: the takeover of a 2025.10.x deployment, before and after.
+
+`--check` changes nothing: it reads the config (offline), the old deployment from
+a state file (`--state`, e.g. `tofu state pull` of the stage) or, unless
+`--offline`, from the cluster, and prints what the next deploy does, what the
+config must say first, and how far a takeover already got. `--finish` removes the
+old release only when every server pod's takeover init containers reported
+verified counts.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from nebari_mlflow_plugin import takeover, takeover_cluster
+
+# Kinds the old release created (Bitnami mlflow, postgresql and minio charts), removed
+# by --finish in this order; PersistentVolumeClaims only with --delete-volumes.
+RELEASE_KINDS = (
+    ("apps", "deployments"), ("apps", "statefulsets"), ("batch", "jobs"), ("", "services"),
+    ("", "configmaps"), ("", "secrets"), ("", "serviceaccounts"),
+    ("networking.k8s.io", "networkpolicies"), ("policy", "poddisruptionbudgets"),
+)  # fmt: skip
+
+
+class MigrateError(ValueError):
+    """An expected failure of the command, one line."""
+
+
+def old_from_state_file(path: Path) -> takeover.OldDeployment | None:
+    try:
+        state = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise MigrateError(f"{path} is not a state file (JSON of `tofu state pull`): {exc}")
+    return takeover.from_state(state)
+
+
+def check(
+    config: Any, state_file: Path | None, offline: bool, cluster_target: dict[str, Any]
+) -> tuple[list[str], bool]:
+    """(lines to print, whether the next deploy may go ahead)."""
+    lines: list[str] = []
+    old = old_from_state_file(state_file) if state_file else None
+    cluster = None
+    if not offline:
+        try:
+            cluster = takeover_cluster.cluster_for(config, **cluster_target)
+            if old is None:
+                old = takeover_cluster.in_cluster(config, cluster)
+        except Exception as exc:
+            lines.append(f"cluster not read ({str(exc).splitlines()[0]}); --offline skips it")
+            cluster = None
+    lines += takeover.plan_lines(config, old)
+    if old is None:
+        return lines, True
+    problems = takeover.config_problems(config, old)
+    if problems:
+        lines.append("Before deploying, change the config:")
+        lines += [f"  - {problem}" for problem in problems]
+    if cluster is not None:
+        ok, verified = takeover_cluster.verification(cluster.server_pods())
+        lines.append("Takeover so far:")
+        lines += [f"  {line}" for line in verified]
+    return lines, not problems
+
+
+def finish(config: Any, delete_volumes: bool, cluster_target: dict[str, Any]) -> list[str]:
+    """Remove the old release after verification; the lines say what was removed."""
+    cluster = takeover_cluster.cluster_for(config, **cluster_target)
+    release = takeover_cluster.old_release_name(config)
+    if not cluster.helm_records(release):
+        raise MigrateError(f"no Helm release {release!r} in namespace {config.namespace!r}: "
+                           "nothing to finish")  # fmt: skip
+    ok, verified = takeover_cluster.verification(cluster.server_pods())
+    if not ok:
+        raise MigrateError(
+            f"the takeover is not verified, so {release!r} stays: " + "; ".join(verified)
+        )
+    lines = [f"verified: {line}" for line in verified]
+    lines += remove_release(cluster, release, delete_volumes)
+    return lines
+
+
+def remove_release(cluster: Any, release: str, delete_volumes: bool) -> list[str]:
+    """What `helm uninstall` would remove, through the Kubernetes API, volumes kept
+    unless asked (Helm would delete the tracking and MinIO claims)."""
+    from kubernetes import dynamic
+
+    client = dynamic.DynamicClient(cluster.api)
+    selector = f"app.kubernetes.io/instance={release}"
+    kinds = [*RELEASE_KINDS, *((("", "persistentvolumeclaims"),) if delete_volumes else ())]
+    removed = []
+    for group, plural in kinds:
+        version = "v1"
+        api = client.resources.get(api_version=f"{group}/{version}" if group else version,
+                                   name=plural)  # fmt: skip
+        for item in api.get(namespace=cluster.namespace, label_selector=selector).items:
+            api.delete(name=item.metadata.name, namespace=cluster.namespace,
+                       body={"propagationPolicy": "Background"})  # fmt: skip
+            removed.append(f"removed {plural}/{item.metadata.name}")
+    for record in cluster.helm_records(release):
+        name = record["metadata"]["name"]
+        cluster.core.delete_namespaced_secret(name, cluster.namespace)
+        removed.append(f"removed Helm record secrets/{name}")
+    if not delete_volumes:
+        removed.append(f"kept the PersistentVolumeClaims labelled {selector} "
+                       "(--delete-volumes removes them)")  # fmt: skip
+    return removed
