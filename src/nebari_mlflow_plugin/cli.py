@@ -140,8 +140,8 @@ def preflight(config_path: Path) -> None:
 def migrate(config_path: Path, finish: bool, state: Path | None, offline: bool,
             delete_volumes: bool, target: dict) -> None:  # fmt: skip
     """Taking over a 2025.10.x deployment: the plan (--check), or its end (--finish)."""
-    from rich.text import Text
     from rich import print as rprint
+    from rich.text import Text
 
     from nebari_mlflow_plugin import migrate_command
 

@@ -33,7 +33,9 @@ def old_from_state_file(path: Path) -> takeover.OldDeployment | None:
     try:
         state = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
-        raise MigrateError(f"{path} is not a state file (JSON of `tofu state pull`): {exc}")
+        raise MigrateError(
+            f"{path} is not a state file (JSON of `tofu state pull`): {exc}"
+        ) from None
     return takeover.from_state(state)
 
 
@@ -60,8 +62,10 @@ def check(
         lines.append("Before deploying, change the config:")
         lines += [f"  - {problem}" for problem in problems]
     if cluster is not None:
-        ok, verified = takeover_cluster.verification(cluster.server_pods())
-        lines.append("Takeover so far:")
+        verified_all, verified = takeover_cluster.verification(cluster.server_pods())
+        lines.append(
+            "Takeover so far" + (" (verified: `--finish` may run):" if verified_all else ":")
+        )
         lines += [f"  {line}" for line in verified]
     return lines, not problems
 
