@@ -16,13 +16,16 @@ from typing import Any
 
 from nebari_mlflow_plugin import takeover, takeover_cluster
 
-# Kinds the old release created (Bitnami mlflow, postgresql and minio charts), removed
-# by --finish in this order; PersistentVolumeClaims only with --delete-volumes.
+# What the old release created (Bitnami mlflow, postgresql and minio charts), removed
+# by --finish in this order: (kubernetes client API class, resource as the client's
+# method names spell it); PersistentVolumeClaims only with --delete-volumes.
 RELEASE_KINDS = (
-    ("apps", "deployments"), ("apps", "statefulsets"), ("batch", "jobs"), ("", "services"),
-    ("", "configmaps"), ("", "secrets"), ("", "serviceaccounts"),
-    ("networking.k8s.io", "networkpolicies"), ("policy", "poddisruptionbudgets"),
+    ("AppsV1Api", "deployment"), ("AppsV1Api", "stateful_set"), ("BatchV1Api", "job"),
+    ("CoreV1Api", "service"), ("CoreV1Api", "config_map"), ("CoreV1Api", "secret"),
+    ("CoreV1Api", "service_account"), ("NetworkingV1Api", "network_policy"),
+    ("PolicyV1Api", "pod_disruption_budget"),
 )  # fmt: skip
+VOLUMES = ("CoreV1Api", "persistent_volume_claim")
 
 
 class MigrateError(ValueError):
@@ -90,24 +93,22 @@ def finish(config: Any, delete_volumes: bool, cluster_target: dict[str, Any]) ->
 def remove_release(cluster: Any, release: str, delete_volumes: bool) -> list[str]:
     """What `helm uninstall` would remove, through the Kubernetes API, volumes kept
     unless asked (Helm would delete the tracking and MinIO claims)."""
-    from kubernetes import dynamic
+    from kubernetes import client
 
-    client = dynamic.DynamicClient(cluster.api)
     selector = f"app.kubernetes.io/instance={release}"
-    kinds = [*RELEASE_KINDS, *((("", "persistentvolumeclaims"),) if delete_volumes else ())]
     removed = []
-    for group, plural in kinds:
-        version = "v1"
-        api = client.resources.get(api_version=f"{group}/{version}" if group else version,
-                                   name=plural)  # fmt: skip
-        for item in api.get(namespace=cluster.namespace, label_selector=selector).items:
-            api.delete(name=item.metadata.name, namespace=cluster.namespace,
-                       body={"propagationPolicy": "Background"})  # fmt: skip
-            removed.append(f"removed {plural}/{item.metadata.name}")
+    for api_class, kind in (*RELEASE_KINDS, *((VOLUMES,) if delete_volumes else ())):
+        api = getattr(client, api_class)(cluster.api)
+        found = getattr(api, f"list_namespaced_{kind}")(cluster.namespace, label_selector=selector)
+        for item in found.items:
+            getattr(api, f"delete_namespaced_{kind}")(
+                item.metadata.name, cluster.namespace, propagation_policy="Background"
+            )
+            removed.append(f"removed {kind} {item.metadata.name}")
     for record in cluster.helm_records(release):
         name = record["metadata"]["name"]
         cluster.core.delete_namespaced_secret(name, cluster.namespace)
-        removed.append(f"removed Helm record secrets/{name}")
+        removed.append(f"removed Helm record {name}")
     if not delete_volumes:
         removed.append(f"kept the PersistentVolumeClaims labelled {selector} "
                        "(--delete-volumes removes them)")  # fmt: skip

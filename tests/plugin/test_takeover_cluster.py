@@ -1,0 +1,127 @@
+"""The takeover against a cluster (a loopback Kubernetes API holding objects, the real
+kubernetes client): the old release found from its Helm record after the state forgot
+it, `--finish` refused until every takeover container reported verified counts, then
+the old release removed and its volumes kept."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+
+import pytest
+import yaml
+from _nebari.cli import create_cli
+from support import nebari as nb
+from support.k8s_api import write_kubeconfig
+from support.k8s_store import serving
+from typer.testing import CliRunner
+
+RELEASE = "demo-mlflow"
+INSTANCE = {"app.kubernetes.io/instance": RELEASE}
+SERVER = {"app.kubernetes.io/instance": "mlflow", "app.kubernetes.io/component": "server"}
+
+
+@pytest.fixture(autouse=True)
+def _offline_cloud(monkeypatch):
+    nb.patch_cloud_lookups(monkeypatch)
+
+
+def helm_record(values: dict) -> dict:
+    """A Helm 3 storage Secret as `helm install` writes it."""
+    release = {"name": RELEASE, "namespace": "dev", "version": 1, "config": values,
+               "chart": {"metadata": {"name": "mlflow", "version": "5.1.17",
+                                      "home": "https://bitnami.com"}}}  # fmt: skip
+    encoded = base64.b64encode(gzip.compress(json.dumps(release).encode())).decode()
+    return {"metadata": {"name": f"sh.helm.release.v1.{RELEASE}.v1",
+                         "labels": {"owner": "helm", "name": RELEASE, "status": "deployed",
+                                    "version": "1"}},
+            "type": "helm.sh/release.v1",
+            "data": {"release": base64.b64encode(encoded.encode()).decode()}}  # fmt: skip
+
+
+def named(name: str, labels: dict) -> dict:
+    return {"metadata": {"name": name, "namespace": "dev", "labels": labels}}
+
+
+def server_pod(messages: dict[str, dict]) -> dict:
+    def status(name: str, report: dict) -> dict:
+        terminated = {"exitCode": 0, "message": json.dumps(report)}
+        return {"name": name, "image": "x", "imageID": "x", "ready": False, "restartCount": 0,
+                "state": {"terminated": terminated}}  # fmt: skip
+
+    pod = named("mlflow-abc", SERVER)
+    pod["status"] = {"initContainerStatuses": [status(n, r) for n, r in messages.items()]}
+    return pod
+
+
+def cluster(pod_messages: dict[str, dict]) -> dict[str, list[dict]]:
+    minio = {"minio": {"enabled": True, "defaultBuckets": "mlflow"}}
+    return {
+        "secrets": [helm_record(minio), named(f"{RELEASE}-postgresql", INSTANCE)],
+        "deployments": [named(f"{RELEASE}-tracking", INSTANCE), named(f"{RELEASE}-minio", INSTANCE),
+                        named("mlflow", {"app.kubernetes.io/instance": "mlflow"})],
+        "statefulsets": [named(f"{RELEASE}-postgresql", INSTANCE)],
+        "services": [named(f"{RELEASE}-tracking", INSTANCE)],
+        "persistentvolumeclaims": [named(f"data-{RELEASE}-postgresql-0", INSTANCE),
+                                   named(f"{RELEASE}-minio", INSTANCE)],
+        "pods": [server_pod(pod_messages)],
+    }  # fmt: skip
+
+
+VERIFIED = {
+    "takeover-database": {"database": {"verified": True, "tables": {"runs": [3, "3"]}}},
+    "takeover-artifacts": {"artifacts": {"verified": True, "files": [6, 6]}},
+}
+
+
+def run(tmp_path, store, *args: str) -> tuple[int, str]:
+    config = tmp_path / "nebari-config.yaml"
+    config.write_text(yaml.safe_dump(nb.config_dict("local")))
+    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", {"kind": store.url}, "kind")
+    result = CliRunner().invoke(
+        create_cli(), ["mlflow", "migrate", *args, "-c", str(config), "--kubeconfig",
+                       str(kubeconfig), "--context", "kind"], catch_exceptions=False,
+    )  # fmt: skip
+    return result.exit_code, " ".join(result.output.split())
+
+
+def test_check_finds_the_old_release_from_its_helm_record(tmp_path):
+    with serving(cluster(VERIFIED)) as store:
+        code, output = run(tmp_path, store, "--check")
+    assert code == 0, output
+    assert "2025.10.x deployment found (cluster): Helm release 'demo-mlflow'" in output
+    assert "s3://mlflow (http://demo-mlflow-minio:80)" in output
+    assert "verified: `--finish` may run" in output
+    assert store.deleted == []  # --check changes nothing
+
+
+def test_finish_is_refused_until_every_container_verified(tmp_path):
+    unverified = {**VERIFIED, "takeover-artifacts": {"artifacts": {"verified": False}}}
+    with serving(cluster(unverified)) as store:
+        code, output = run(tmp_path, store, "--finish")
+    assert code == 1
+    assert "not verified, so 'demo-mlflow' stays" in output and "Traceback" not in output
+    assert store.deleted == []
+
+
+def test_finish_removes_the_old_release_and_keeps_its_volumes(tmp_path):
+    with serving(cluster(VERIFIED)) as store:
+        code, output = run(tmp_path, store, "--finish")
+        left = store.objects
+    assert code == 0, output
+    assert "deployments/demo-mlflow-tracking" in store.deleted
+    assert "statefulsets/demo-mlflow-postgresql" in store.deleted
+    assert f"secrets/sh.helm.release.v1.{RELEASE}.v1" == store.deleted[-1]  # Helm's record last
+    assert "mlflow" in left["deployments"]  # ours untouched
+    assert set(left["persistentvolumeclaims"]) == {f"data-{RELEASE}-postgresql-0",
+                                                   f"{RELEASE}-minio"}  # fmt: skip
+    assert "kept the PersistentVolumeClaims" in output
+
+
+def test_finish_with_nothing_to_finish_says_so(tmp_path):
+    objects = cluster(VERIFIED)
+    objects["secrets"] = []
+    with serving(objects) as store:
+        code, output = run(tmp_path, store, "--finish")
+    assert code == 1 and "nothing to finish" in output
