@@ -61,6 +61,12 @@ def check(
     if old is None:
         return lines, True
     problems = takeover.config_problems(config, old)
+    if cluster is not None:
+        actual = cluster.old_destination(old.release)
+        if actual:
+            lines.append(f"The old server's --artifacts-destination (cluster): {actual}")
+        where = takeover_cluster.destination_problem(old, cluster)
+        problems += [where] if where else []
     if problems:
         lines.append("Before deploying, change the config:")
         lines += [f"  - {problem}" for problem in problems]

@@ -207,6 +207,15 @@ class OldDeployment:
         )
         return {"source": f"{SOURCE_MOUNT}/mlartifacts", "claim": claim}
 
+    def old_server_destination(self) -> str:
+        """The `--artifacts-destination` Bitnami's chart gave the old server, to compare
+        with the one its Deployment in the cluster actually has."""
+        source = self.artifacts()["source"]
+        if source.startswith(SOURCE_MOUNT):
+            mount = self._value("tracking", "persistence", "mountPath") or BITNAMI_TRACKING_MOUNT
+            return f"{mount}/mlartifacts"
+        return source
+
     def chart_values(self) -> dict[str, Any]:
         """The chart's `takeover` values."""
         return {"release": self.release, "database": self.database(),

@@ -68,6 +68,23 @@ class Cluster:
         latest = max(records, key=lambda r: int(r["metadata"]["labels"].get("version", 0)))
         return takeover.decode_helm_release(latest["data"]["release"])
 
+    def old_destination(self, release: str) -> str | None:
+        """`--artifacts-destination` of the old tracking server's Deployment, if any."""
+        from kubernetes.client.rest import ApiException
+
+        try:
+            found = self.apps.read_namespaced_deployment(f"{release}-tracking", self.namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        pod = found.spec.template.spec if found.spec and found.spec.template else None
+        for container in (pod.containers if pod else None) or []:
+            for arg in [*(container.command or []), *(container.args or [])]:
+                if arg.startswith("--artifacts-destination="):
+                    return arg.split("=", 1)[1]
+        return None
+
     def server_pods(self) -> list[dict[str, Any]]:
         pods = self.core.list_namespaced_pod(self.namespace, label_selector=SERVER_SELECTOR)
         return self.api.sanitize_for_serialization(pods)["items"]
@@ -78,6 +95,22 @@ def cluster_for(config: Any, stage_outputs: dict[str, Any] | None = None, **targ
 
     where = kube_target(config, stage_outputs, **target)
     return Cluster(config.namespace, where.kubeconfig, where.context)
+
+
+def destination_problem(old: OldDeployment, cluster: Cluster) -> str | None:
+    """Why the takeover would copy from the wrong place: the old server's actual
+    --artifacts-destination differs from the one its values give (e.g. a Bitnami
+    chart version that treated a value differently)."""
+    actual = cluster.old_destination(old.release)
+    expected = old.old_server_destination()
+    if actual is None or actual.rstrip("/") == expected.rstrip("/"):
+        return None
+    return (
+        f"the old server stores artifacts at {actual}, not at {expected} as its values "
+        "say: this version copies only from its MinIO, a GCS bucket or its tracking "
+        "volume; copy those artifacts into the new store yourself (same paths) and "
+        "set the old release's values to match, or ask for support"
+    )
 
 
 def in_cluster(config: Any, cluster: Cluster) -> OldDeployment | None:
@@ -91,16 +124,17 @@ def detect(config: Any, directory: str, stage_outputs: dict[str, Any]) -> OldDep
     if not config.mlflow.enabled:
         return None
     old = takeover.from_state(pull_state(directory))
-    if old is None:
-        try:
-            old = in_cluster(config, cluster_for(config, stage_outputs))
-        except Exception as exc:  # the cluster is what stage 03 just deployed to
-            raise TakeoverError(
-                f"could not look for a 2025.10.x release in the cluster: {exc}"
-            ) from None
+    try:
+        cluster = cluster_for(config, stage_outputs)
+        old = old or in_cluster(config, cluster)
+        where = destination_problem(old, cluster) if old else None
+    except Exception as exc:  # the cluster is what stage 03 just deployed to
+        raise TakeoverError(
+            f"could not look for a 2025.10.x release in the cluster: {exc}"
+        ) from None
     if old is None:
         return None
-    problems = takeover.config_problems(config, old)
+    problems = takeover.config_problems(config, old) + ([where] if where else [])
     if problems:
         raise TakeoverError(
             f"taking over the 2025.10.x release {old.release!r} needs: "

@@ -55,11 +55,26 @@ def server_pod(messages: dict[str, dict]) -> dict:
     return pod
 
 
-def cluster(pod_messages: dict[str, dict]) -> dict[str, list[dict]]:
+def tracking(destination: str) -> dict:
+    """The old tracking Deployment with the args Bitnami's chart gives the server."""
+    deployment = named(f"{RELEASE}-tracking", INSTANCE)
+    args = ["server", "--backend-store-uri=postgresql://...",
+            f"--artifacts-destination={destination}", "--serve-artifacts"]  # fmt: skip
+    deployment["spec"] = {
+        "selector": {"matchLabels": INSTANCE},
+        "template": {
+            "metadata": {"labels": INSTANCE},
+            "spec": {"containers": [{"name": "mlflow", "command": ["mlflow"], "args": args}]},
+        },
+    }
+    return deployment
+
+
+def cluster(pod_messages: dict[str, dict], destination: str = "s3://mlflow") -> dict[str, list]:
     minio = {"minio": {"enabled": True, "defaultBuckets": "mlflow"}}
     return {
         "secrets": [helm_record(minio), named(f"{RELEASE}-postgresql", INSTANCE)],
-        "deployments": [named(f"{RELEASE}-tracking", INSTANCE), named(f"{RELEASE}-minio", INSTANCE),
+        "deployments": [tracking(destination), named(f"{RELEASE}-minio", INSTANCE),
                         named("mlflow", {"app.kubernetes.io/instance": "mlflow"})],
         "statefulsets": [named(f"{RELEASE}-postgresql", INSTANCE)],
         "services": [named(f"{RELEASE}-tracking", INSTANCE)],
@@ -93,7 +108,16 @@ def test_check_finds_the_old_release_from_its_helm_record(tmp_path):
     assert "2025.10.x deployment found (cluster): Helm release 'demo-mlflow'" in output
     assert "s3://mlflow (http://demo-mlflow-minio:80)" in output
     assert "verified: `--finish` may run" in output
+    assert "--artifacts-destination (cluster): s3://mlflow" in output
     assert store.deleted == []  # --check changes nothing
+
+
+def test_check_refuses_when_the_old_server_stores_artifacts_elsewhere(tmp_path):
+    elsewhere = "wasbs://nebari-mlflow@demomlfsa.blob.core.windows.net"
+    with serving(cluster(VERIFIED, destination=elsewhere)) as store:
+        code, output = run(tmp_path, store, "--check")
+    assert code == 1, output
+    assert f"the old server stores artifacts at {elsewhere}, not at s3://mlflow" in output
 
 
 def test_finish_is_refused_until_every_container_verified(tmp_path):
