@@ -244,6 +244,22 @@ def from_state(state: dict[str, Any]) -> OldDeployment | None:
     )
 
 
+OUR_RELEASE_MODULE = "module.mlflow[0]"
+
+
+def in_progress(state: dict[str, Any]) -> bool:
+    """Whether our own release in the state was given takeover values (a takeover
+    began and may not be finished)."""
+    for resource in state.get("resources") or []:
+        if (resource.get("module"), resource.get("type")) != (OUR_RELEASE_MODULE, "helm_release"):
+            continue
+        for instance in resource.get("instances") or []:
+            values = merged_values((instance.get("attributes") or {}).get("values") or [])
+            if (values.get("takeover") or {}).get("release"):
+                return True
+    return False
+
+
 def decode_helm_release(secret_data: str) -> dict[str, Any]:
     """A Helm 3 storage Secret's `release` field: base64 (Kubernetes) of base64 of
     gzipped JSON."""

@@ -1,11 +1,13 @@
 """The takeover's reads and its one removal in the cluster and the state.
 
-Detection (every deploy): the old release in the OpenTofu state (first deploy),
-else its Helm record in the cluster (the state forgot it; until `--finish`
-removes it, every deploy keeps the takeover init containers, which re-verify and
-copy nothing twice). Finishing: the takeover init containers' termination
-messages (their verified counts) are read from the server pods; only when every
-one says verified is the old release removed, through the Kubernetes API: Helm's
+Detection (every deploy): the old release in the OpenTofu state (first deploy);
+after that, while our own release in the state still carries takeover values,
+the old release's Helm record in the cluster (until `--finish` removes it,
+every deploy keeps the takeover init containers, which re-verify and copy
+nothing twice). A fresh deployment never asks the cluster.
+
+Finishing: the takeover init containers' termination messages (their verified
+counts) are read from the server pods; only when every one says verified is the old release removed, through the Kubernetes API: Helm's
 records of it and the objects it labelled, its volumes kept unless asked.
 """
 
@@ -30,12 +32,12 @@ def old_release_name(config: Any) -> str:
 
 def pull_state(directory: str) -> dict[str, Any]:
     """The stage's state (`tofu state pull`), {} before its first deploy."""
-    from _nebari.provider import opentofu
+    from nebari_mlflow_plugin.adoption import run_tofu, tofu_message
 
-    out = opentofu.run_tofu_subprocess(
-        ["state", "pull"], cwd=directory, prefix="tofu", capture_output=True
-    )
-    text = (out or b"").decode().strip()
+    ok, out, err = run_tofu(["state", "pull"], directory)
+    if not ok:
+        raise TakeoverError(f"`tofu state pull` failed, nothing was applied: {tofu_message(err)}")
+    text = out.strip()
     return json.loads(text) if text else {}
 
 
@@ -123,14 +125,17 @@ def detect(config: Any, directory: str, stage_outputs: dict[str, Any]) -> OldDep
     config would not adopt its store."""
     if not config.mlflow.enabled:
         return None
-    old = takeover.from_state(pull_state(directory))
+    state = pull_state(directory)
+    old = takeover.from_state(state)
+    if old is None and not takeover.in_progress(state):
+        return None  # a fresh deployment, or a takeover finished long ago
     try:
         cluster = cluster_for(config, stage_outputs)
-        old = old or in_cluster(config, cluster)
+        old = old or in_cluster(config, cluster)  # None: --finish removed it
         where = destination_problem(old, cluster) if old else None
     except Exception as exc:  # the cluster is what stage 03 just deployed to
         raise TakeoverError(
-            f"could not look for a 2025.10.x release in the cluster: {exc}"
+            f"could not look for the 2025.10.x release in the cluster: {exc}"
         ) from None
     if old is None:
         return None

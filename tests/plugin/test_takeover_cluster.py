@@ -149,3 +149,57 @@ def test_finish_with_nothing_to_finish_says_so(tmp_path):
     with serving(objects) as store:
         code, output = run(tmp_path, store, "--finish")
     assert code == 1 and "nothing to finish" in output
+
+
+# -- detection on deploy ------------------------------------------------------------------
+
+
+def our_release_state(takeover_values: dict | None) -> dict:
+    values = [json.dumps({"takeover": takeover_values} if takeover_values else {})]
+    return {
+        "resources": [
+            {
+                "module": "module.mlflow[0]",
+                "mode": "managed",
+                "type": "helm_release",
+                "name": "mlflow",
+                "instances": [{"index_key": None, "attributes": {"values": values}}],
+            }
+        ]
+    }
+
+
+def detect(tmp_path, monkeypatch, state: dict, store=None):
+    from nebari_mlflow_plugin import takeover_cluster
+
+    monkeypatch.setattr(takeover_cluster, "pull_state", lambda directory: state)  # tofu
+    config = nb.validate(nb.config_dict("local"))
+    kubeconfig = tmp_path / "kubeconfig"
+    if store is not None:
+        write_kubeconfig(kubeconfig, {"kind": store.url}, "kind")
+    infrastructure = {"kubeconfig_filename": {"value": str(kubeconfig)}}
+    outputs = {**nb.STAGE_OUTPUTS, "stages/02-infrastructure": infrastructure}
+    return takeover_cluster.detect(config, str(tmp_path), outputs)
+
+
+def test_a_fresh_deploy_never_asks_the_cluster(tmp_path, monkeypatch):
+    assert detect(tmp_path, monkeypatch, {}) is None  # no kubeconfig exists: not read
+    assert detect(tmp_path, monkeypatch, our_release_state(None)) is None
+
+
+def test_later_deploys_keep_the_takeover_until_finish_removed_the_old_release(
+    tmp_path, monkeypatch
+):
+    state = our_release_state({"release": RELEASE})
+    with serving(cluster(VERIFIED)) as store:
+        old = detect(tmp_path, monkeypatch, state, store)
+        assert old is not None and old.release == RELEASE and old.found_in == "cluster"
+        del store.objects["secrets"][f"sh.helm.release.v1.{RELEASE}.v1"]
+        assert detect(tmp_path, monkeypatch, state, store) is None
+
+
+def test_a_takeover_in_progress_without_a_cluster_stops_the_deploy(tmp_path, monkeypatch):
+    from nebari_mlflow_plugin.takeover import TakeoverError
+
+    with pytest.raises(TakeoverError, match=r"could not look for the 2025\.10\.x release"):
+        detect(tmp_path, monkeypatch, our_release_state({"release": RELEASE}))
