@@ -7,8 +7,9 @@ every deploy keeps the takeover init containers, which re-verify and copy
 nothing twice). A fresh deployment never asks the cluster.
 
 Finishing: the takeover init containers' termination messages (their verified
-counts) are read from the server pods; only when every one says verified is the old release removed, through the Kubernetes API: Helm's
-records of it and the objects it labelled, its volumes kept unless asked.
+counts) are read from the server pods; only when every one says verified is the
+old release removed, through the Kubernetes API: Helm's records of it and the
+objects it labelled, its volumes kept unless asked.
 """
 
 from __future__ import annotations
