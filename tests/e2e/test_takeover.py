@@ -246,6 +246,62 @@ def test_a_database_holding_anything_else_is_refused(taken_over, old_deployment)
     assert other.query("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'") == "1"
 
 
+def test_a_copy_cut_off_midway_leaves_nothing_and_the_next_run_completes(
+    taken_over, old_deployment
+):
+    """The pod dies mid-copy (its connection to the new database is cut while the one
+    transaction is writing): nothing of the copy stays, and the restarted container
+    copies everything."""
+    import threading
+    import time
+
+    from support.podrun import process_env
+
+    release, _, new_pg, _, _, _ = taken_over
+    work, old_pg, s3, _ = old_deployment
+    old_pg.query('CREATE DATABASE "bigcopy" TEMPLATE "bitnami_mlflow"')
+    big = copy.copy(old_pg)
+    big.database = "bigcopy"
+    big.query(
+        "CREATE TABLE filler AS SELECT g, md5(g::text) AS h FROM generate_series(1, 300000) g"
+    )
+    new_pg.query('CREATE DATABASE "resumed"')
+    resumed = copy.copy(new_pg)
+    resumed.database = "resumed"
+    (init,) = [c for c in release.init_containers(work, new_pg) if "OLD_HOST" in c.env]
+    local_takeover(init, old_pg, s3, work / "resumed.termination-log")
+    init.env["OLD_DATABASE"] = "bigcopy"
+    uri = init.env["MLFLOW_BACKEND_STORE_URI"]
+    init.env["MLFLOW_BACKEND_STORE_URI"] = uri.rsplit("/", 1)[0] + "/resumed"
+    env = {**process_env(init), "PATH": f"{postgres_bin_dir()}:{os.environ['PATH']}"}
+    # The restore's transaction has written (it holds a transaction id): cut it off.
+    writing = ("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = "
+               "'resumed' AND backend_xid IS NOT NULL AND pid <> pg_backend_pid()")  # fmt: skip
+    cut = threading.Event()
+
+    def cut_off(process):
+        while process.poll() is None and not cut.is_set():
+            if resumed.query(writing) == "t":
+                cut.set()
+            time.sleep(0.01)
+
+    process = subprocess.Popen(init.argv, env=env, cwd=work, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    watcher = threading.Thread(target=cut_off, args=(process,), daemon=True)
+    watcher.start()
+    output, _ = process.communicate(timeout=120)
+    watcher.join(timeout=10)
+    assert cut.is_set(), f"the copy ended before it could be cut off: {output}"
+    assert process.returncode != 0, output
+    assert resumed.query("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'") == "0"
+    # The kubelet restarts the container: this time it completes and verifies.
+    again = subprocess.run(init.argv, env=env, cwd=work, capture_output=True, text=True,
+                           timeout=120)  # fmt: skip
+    assert again.returncode == 0, again.stdout + again.stderr
+    report = json.loads((work / "resumed.termination-log").read_text())["database"]
+    assert report["verified"] is True and report["tables"]["filler"] == [300000, "300000"]
+
+
 def test_new_server_serves_everything_the_old_one_had(taken_over, old_deployment):
     release, config, new_pg, _, _, run_ids = taken_over
     work = old_deployment[0]
