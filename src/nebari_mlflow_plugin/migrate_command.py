@@ -61,6 +61,11 @@ def check(
     if old is None:
         return lines, True
     problems = takeover.config_problems(config, old)
+    if not old.resources and str(getattr(config.provider, "value", config.provider)) != "local":
+        lines.append(
+            "Only the state knows the old KMS key and bucket location: run the check with "
+            "--state (the deploy itself reads the state and refuses what does not match)"
+        )
     if cluster is not None:
         actual = cluster.old_destination(old.release)
         if actual:

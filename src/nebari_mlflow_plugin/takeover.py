@@ -131,7 +131,10 @@ class OldDeployment:
     # -- the old cloud store (from the state)
     @property
     def aws_bucket(self) -> str | None:
-        return self.attribute("aws_s3_bucket.artifact_storage", "bucket")
+        """From the state, else from the values the old release was given (its
+        template passed the bucket as externalS3.bucket)."""
+        in_state = self.attribute("aws_s3_bucket.artifact_storage", "bucket")
+        return in_state or (self._value("externalS3", "bucket") if not self.resources else None)
 
     @property
     def aws_kms_key_arn(self) -> str | None:
@@ -293,6 +296,7 @@ def config_problems(config: Any, old: OldDeployment) -> list[str]:
     if provider == "aws" and old.aws_bucket:
         if config.mlflow.aws.bucket_name != old.aws_bucket:
             problems.append(f"set mlflow.aws.bucket_name: {old.aws_bucket} (the bucket to adopt)")
+
         if old.aws_kms_key_arn and config.mlflow.aws.kms_key_arn != old.aws_kms_key_arn:
             problems.append(
                 f"set mlflow.aws.kms_key_arn: {old.aws_kms_key_arn} (the key the old "
