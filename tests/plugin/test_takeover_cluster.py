@@ -90,9 +90,9 @@ VERIFIED = {
 }
 
 
-def run(tmp_path, store, *args: str) -> tuple[int, str]:
+def run(tmp_path, store, *args: str, provider: str = "local") -> tuple[int, str]:
     config = tmp_path / "nebari-config.yaml"
-    config.write_text(yaml.safe_dump(nb.config_dict("local")))
+    config.write_text(yaml.safe_dump(nb.config_dict(provider)))
     kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", {"kind": store.url}, "kind")
     result = CliRunner().invoke(
         create_cli(), ["mlflow", "migrate", *args, "-c", str(config), "--kubeconfig",
@@ -118,6 +118,18 @@ def test_check_refuses_when_the_old_server_stores_artifacts_elsewhere(tmp_path):
         code, output = run(tmp_path, store, "--check")
     assert code == 1, output
     assert f"the old server stores artifacts at {elsewhere}, not at s3://mlflow" in output
+
+
+def test_check_without_state_names_the_aws_bucket_from_the_old_values(tmp_path):
+    objects = cluster(VERIFIED, destination="/bitnami/mlflow/mlartifacts")
+    aws = {"minio": {"enabled": False}, "externalS3": {"bucket": "demo-mlflow-artifacts-9f9f"}}
+    objects["secrets"][0] = helm_record(aws)
+    with serving(objects) as store:
+        code, output = run(tmp_path, store, "--check", provider="aws")
+    assert code == 1, output
+    assert "set mlflow.aws.bucket_name: demo-mlflow-artifacts-9f9f" in output
+    assert "Only the state knows the old KMS key" in output
+    assert "demo-mlflow-tracking" in output  # its artifacts are on the tracking volume
 
 
 def test_finish_is_refused_until_every_container_verified(tmp_path):
