@@ -18,6 +18,7 @@ import json
 import os
 import re
 import subprocess
+import types
 from pathlib import Path
 
 import pytest
@@ -180,10 +181,13 @@ def taken_over(old_deployment):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("PATH", path)  # the postgres image's pg_dump and psql
 
-        def run_init() -> dict[str, tuple[int, str, str]]:
+        def run_init(only: tuple[str, ...] = ()) -> dict[str, tuple[int, str, str]]:
+            """The init containers in order (`only` these), each to its end."""
             results = {}
             names = [c["name"] for c in containers_of(server_deployment(release.manifests))[0]]
             for name, init in zip(names, release.init_containers(work, new_pg), strict=True):
+                if only and name not in only:
+                    continue
                 log = work / f"{name}.termination-log"
                 local_takeover(init, old_pg, s3, log)
                 done = run_container(init, work, timeout=180)
@@ -218,7 +222,7 @@ def test_counts_are_verified_and_reported(taken_over):
 
 def test_a_second_run_copies_nothing_and_verifies_again(taken_over):
     _, _, new_pg, _, run_init, run_ids = taken_over
-    second = run_init()
+    second = run_init(only=("takeover-database", "takeover-artifacts"))  # a restarted pod
     assert "already copied" in second["takeover-database"][1]
     assert json.loads(second["takeover-database"][2])["database"]["verified"] is True
     artifacts = json.loads(second["takeover-artifacts"][2])["artifacts"]
@@ -300,6 +304,45 @@ def test_a_copy_cut_off_midway_leaves_nothing_and_the_next_run_completes(
     assert again.returncode == 0, again.stdout + again.stderr
     report = json.loads((work / "resumed.termination-log").read_text())["database"]
     assert report["verified"] is True and report["tables"]["filler"] == [300000, "300000"]
+
+
+def test_artifacts_on_the_old_tracking_volume_are_copied_too(old_deployment, tmp_path):
+    """Bitnami's chart keeps artifacts on the tracking claim unless MinIO, an S3 host or
+    a GCS bucket is set (the 2025.10.x AWS and Azure templates): the claim holds
+    `mlartifacts/<experiment>/...` under the tracking mount, mounted read-only here."""
+    import boto3
+
+    _, _, s3, run_ids = old_deployment
+    claim = tmp_path / "old-tracking-claim"
+    client = boto3.client("s3", endpoint_url=s3.endpoint, aws_access_key_id=MINIO_USER,
+                          aws_secret_access_key=MINIO_PASSWORD,
+                          region_name="us-east-1")  # fmt: skip
+    keys = [o["Key"] for o in client.list_objects_v2(Bucket="mlflow")["Contents"]]
+    for key in keys:  # what the old server wrote, as it would lie on its volume
+        target = claim / "mlartifacts" / key
+        target.parent.mkdir(parents=True, exist_ok=True)
+        client.download_file("mlflow", key, str(target))
+    config = nb.validate(nb.config_dict("local", {"workers": 1}))
+    values = {"minio": {"enabled": False}, "externalS3": {"bucket": "unused"}}
+    old = takeover.OldDeployment(release=OLD_RELEASE, namespace="dev", values=values)
+    release = render(config, tmp_path, takeover_from=old)
+    names = [c["name"] for c in containers_of(server_deployment(release.manifests))[0]]
+    no_database = types.SimpleNamespace(port=1)  # this container does not reach it
+    (init,) = [c for n, c in zip(names, release.init_containers(tmp_path, no_database),
+                                 strict=True) if n == "takeover-artifacts"]  # fmt: skip
+    source = init.mounts["/takeover/source"]
+    source.rmdir()
+    source.symlink_to(claim)
+    init.env["TERMINATION_LOG"] = str(tmp_path / "log")
+    done = run_container(init, tmp_path, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads((tmp_path / "log").read_text())["artifacts"]
+    assert report["verified"] is True and report["files"] == [len(keys), len(keys)]
+    landed = init.mounts["/mlartifacts"]
+    assert sorted(str(p.relative_to(landed)) for p in landed.rglob("*") if p.is_file()) == sorted(
+        keys
+    )
+    assert len(run_ids) * 2 == len(keys)
 
 
 def test_new_server_serves_everything_the_old_one_had(taken_over, old_deployment):
