@@ -98,6 +98,8 @@ def finish(config: Any, delete_volumes: bool, cluster_target: dict[str, Any]) ->
         )
     lines = [f"verified: {line}" for line in verified]
     lines += remove_release(cluster, release, delete_volumes)
+    lines.append("Now run `nebari deploy`: the server pod then no longer has the takeover "
+                 "init containers.")  # fmt: skip
     return lines
 
 

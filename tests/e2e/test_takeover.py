@@ -339,10 +339,25 @@ def test_artifacts_on_the_old_tracking_volume_are_copied_too(old_deployment, tmp
     report = json.loads((tmp_path / "log").read_text())["artifacts"]
     assert report["verified"] is True and report["files"] == [len(keys), len(keys)]
     landed = init.mounts["/mlartifacts"]
-    assert sorted(str(p.relative_to(landed)) for p in landed.rglob("*") if p.is_file()) == sorted(
-        keys
-    )
+    files = sorted(str(p.relative_to(landed)) for p in landed.rglob("*") if p.is_file())
+    # Every old file at its path, and the takeover's record of the verified copy.
+    assert files == sorted([*keys, "nebari-takeover.json"])
     assert len(run_ids) * 2 == len(keys)
+
+
+def test_after_finish_a_restarted_pod_starts_without_the_old_release(taken_over, old_deployment):
+    """`--finish` removed the old release; until the next deploy drops them, the
+    takeover containers find their copies recorded and let the server start."""
+    _, _, _, _, run_init, _ = taken_over
+    _, old_pg, s3, _ = old_deployment
+    old_pg.stop()
+    s3.stop()
+    after = run_init(only=("takeover-database", "takeover-artifacts"))
+    database = json.loads(after["takeover-database"][2])["database"]
+    artifacts = json.loads(after["takeover-artifacts"][2])["artifacts"]
+    # Started, and not claiming a verification it could not make.
+    assert database["copied"] is True and database["verified"] is False
+    assert artifacts["copied"] is True and artifacts["verified"] is False
 
 
 def test_new_server_serves_everything_the_old_one_had(taken_over, old_deployment):

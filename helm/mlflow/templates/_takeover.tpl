@@ -24,18 +24,29 @@ old() { PGPASSWORD="$OLD_PASSWORD" "$@" -h "$OLD_HOST" -p "$OLD_PORT" -U "$OLD_U
 oldsql() { old psql -X -q -tA -v ON_ERROR_STOP=1 -c "$1"; }
 newsql() { psql "$NEW" -X -q -tA -v ON_ERROR_STOP=1 -c "$1"; }
 deadline=$(( $(date +%s) + WAIT_SECONDS ))
-until oldsql "SELECT 1" >/dev/null && newsql "SELECT 1" >/dev/null; do
-  [ "$(date +%s)" -lt "$deadline" ] || fail "waited ${WAIT_SECONDS} s for the old database ${OLD_HOST}:${OLD_PORT}/${OLD_DATABASE} and the new one"
-  echo "takeover: waiting for the old and the new database"; sleep 2
-done
+wait_for() {  # $1: what, then the command that succeeds once it is there
+  local what="$1"; shift
+  until "$@" >/dev/null 2>&1; do
+    [ "$(date +%s)" -lt "$deadline" ] || fail "waited ${WAIT_SECONDS} s for ${what}"
+    echo "takeover: waiting for ${what}"; sleep 2
+  done
+}
+wait_for "the new database" newsql "SELECT 1"
 recorded=""
 if [ -n "$(newsql "SELECT to_regclass('public.nebari_takeover')")" ]; then
   recorded=$(newsql "SELECT source FROM public.nebari_takeover LIMIT 1")
 fi
 if [ -n "$recorded" ]; then
   [ "$recorded" = "$SOURCE" ] || fail "the new database was taken over from ${recorded}, not ${SOURCE}"
+  if ! oldsql "SELECT 1" >/dev/null 2>&1; then
+    # Copied before; the old release is gone (`--finish`) or down: start the server.
+    echo "{\"database\":{\"source\":\"${SOURCE}\",\"verified\":false,\"old\":\"unreachable\",\"copied\":true}}" > "$log"
+    echo "takeover: the database was copied from ${SOURCE} before; the old one is unreachable, nothing to verify"
+    exit 0
+  fi
   echo "takeover: the database was already copied from ${SOURCE}; verifying"
 else
+  wait_for "the old database ${OLD_HOST}:${OLD_PORT}/${OLD_DATABASE}" oldsql "SELECT 1"
   tables=$(newsql "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'")
   [ "$tables" = 0 ] || fail "the new database already holds ${tables} tables and no record of a takeover: refusing to overwrite it. Restore a backup or empty it, then restart the pod"
   echo "takeover: copying database ${OLD_DATABASE} from ${OLD_HOST}"
@@ -90,11 +101,20 @@ def files(repo, path):
     return found
 
 
+MARKER = "nebari-takeover.json"  # at the destination's root, once verified
 source_uri, destination_uri = sys.argv[1], sys.argv[2]
 source, destination = get_artifact_repository(source_uri), get_artifact_repository(destination_uri)
-# The old server proxied artifacts (mlflow-artifacts:/<experiment id>/...): its
-# experiments are the numbered folders at the root; anything else is not its own.
-experiments = sorted(item.path for item in source.list_artifacts() if item.is_dir and item.path.isdigit())
+try:
+    # The old server proxied artifacts (mlflow-artifacts:/<experiment id>/...): its
+    # experiments are the numbered folders at the root; anything else is not its own.
+    experiments = sorted(item.path for item in source.list_artifacts()
+                         if item.is_dir and item.path.isdigit())
+except Exception as exc:
+    if MARKER not in [item.path for item in destination.list_artifacts()]:
+        raise  # not copied yet: exit non-zero, the kubelet retries
+    # Copied before; the old store is gone (`--finish`) or down: start the server.
+    report({"source": source_uri, "verified": False, "old": f"unreachable: {exc}"[:300],
+            "copied": True})
 copied = skipped = size = 0
 scratch = tempfile.mkdtemp(prefix="takeover-")
 for experiment in experiments:
@@ -108,7 +128,6 @@ for experiment in experiments:
         destination.log_artifact(local, posixpath.dirname(path))
         os.remove(local)
         copied += 1
-shutil.rmtree(scratch, ignore_errors=True)
 expected = {path: n for e in experiments for path, n in files(source, e).items()}
 landed = {path: n for e in experiments for path, n in files(destination, e).items()}
 missing = sorted(path for path, n in expected.items() if landed.get(path) != n)
@@ -116,6 +135,11 @@ result = {"source": source_uri, "verified": not missing, "files": [len(expected)
           "bytes": size, "copied": copied, "skipped": skipped, "experiments": len(experiments)}
 if missing:
     result["missing"] = missing[:20]
+else:
+    with open(os.path.join(scratch, MARKER), "w") as marker:
+        json.dump(result, marker)
+    destination.log_artifact(os.path.join(scratch, MARKER))
+shutil.rmtree(scratch, ignore_errors=True)
 report(result, 1 if missing else 0)
 {{- end }}
 
