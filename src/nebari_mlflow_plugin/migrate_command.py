@@ -66,7 +66,7 @@ def check(
             "Only the state knows the old KMS key and bucket location: run the check with "
             "--state (the deploy itself reads the state and refuses what does not match)"
         )
-    if cluster is not None:
+    if cluster is not None and old.release:
         actual = cluster.old_destination(old.release)
         if actual:
             lines.append(f"The old server's --artifacts-destination (cluster): {actual}")
@@ -75,7 +75,7 @@ def check(
     if problems:
         lines.append("Before deploying, change the config:")
         lines += [f"  - {problem}" for problem in problems]
-    if cluster is not None:
+    if cluster is not None and old.release:
         verified_all, verified = takeover_cluster.verification(cluster.server_pods())
         lines.append(
             "Takeover so far" + (" (verified: `--finish` may run):" if verified_all else ":")

@@ -164,8 +164,9 @@ class MlflowStage(NebariTerraformStage):
             node_selector(mlflow, stage_outputs),
             nebari_monitoring=self.config.monitoring.enabled,
         )
-        if self.takeover_from is not None:
-            values["takeover"] = self.takeover_from.chart_values()
+        takeover_values = self.takeover_from.chart_values() if self.takeover_from else None
+        if takeover_values:
+            values["takeover"] = takeover_values
         if mlflow.enabled:
             domain = DOMAIN.read(stage_outputs)
             middleware = FORWARD_AUTH.read(stage_outputs)

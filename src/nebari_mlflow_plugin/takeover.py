@@ -26,6 +26,14 @@ from typing import Any
 import yaml
 
 OLD_RELEASE_ADDRESS = "helm_release.mlflow"
+# The old stage's stores, by state address (instance).
+OLD_STORES = frozenset(
+    {
+        "aws_s3_bucket.artifact_storage",
+        "google_storage_bucket.mlflow[0]",
+        "azurerm_storage_account.mlflow[0]",
+    }
+)
 # Bitnami chart defaults (bitnami/mlflow values.yaml) the 2025.10.x plugin kept.
 BITNAMI_DATABASE, BITNAMI_USER = "bitnami_mlflow", "bn_mlflow"
 BITNAMI_MINIO_PORT = 80  # minio.service.ports.api in the mlflow chart
@@ -219,8 +227,10 @@ class OldDeployment:
             return f"{mount}/mlartifacts"
         return source
 
-    def chart_values(self) -> dict[str, Any]:
-        """The chart's `takeover` values."""
+    def chart_values(self) -> dict[str, Any] | None:
+        """The chart's `takeover` values; None without an old release (nothing to copy)."""
+        if not self.release:
+            return None
         return {"release": self.release, "database": self.database(),
                 "artifacts": self.artifacts()}  # fmt: skip
 
@@ -238,7 +248,11 @@ def from_state(state: dict[str, Any]) -> OldDeployment | None:
             resources[address] = instance.get("attributes") or {}
     release = resources.get(f"{OLD_RELEASE_ADDRESS}[0]")
     if release is None:
-        return None
+        if not OLD_STORES & resources.keys():
+            return None
+        # 2025.10.x with mlflow.enabled: false: no release, but its AWS bucket and key
+        # (not conditional there) are in the state, to adopt.
+        return OldDeployment(release="", namespace="", values={}, resources=resources)
     return OldDeployment(
         release=release["name"],
         namespace=release["namespace"],
@@ -288,7 +302,7 @@ def config_problems(config: Any, old: OldDeployment) -> list[str]:
     instead of replacing it (a bucket's name and location cannot change in place)."""
     provider = str(getattr(config.provider, "value", config.provider))
     problems = []
-    if old.namespace != config.namespace:
+    if old.release and old.namespace != config.namespace:
         problems.append(
             f"the 2025.10.x release is in namespace {old.namespace!r}, the config names "
             f"{config.namespace!r}"
@@ -326,13 +340,17 @@ def plan_lines(config: Any, old: OldDeployment | None) -> list[str]:
             "No deployment of nebari-mlflow-plugin 2025.10.x found: the next deploy is a "
             "fresh install; the takeover blocks in the rendered module do nothing."
         ]
-    lines = [
-        f"2025.10.x deployment found ({old.found_in}): Helm release {old.release!r} in "
-        f"namespace {old.namespace!r}.",
-        "Terraform on the next deploy:",
-    ]
+    if old.release:
+        found = f"Helm release {old.release!r} in namespace {old.namespace!r}"
+    else:
+        found = "no Helm release (it was disabled), its store"
+    lines = [f"2025.10.x deployment found ({old.found_in}): {found}.",
+             "Terraform on the next deploy:"]  # fmt: skip
     for fate in FATES["all"] + FATES.get(provider, []):
         lines.append(f"  {fate.address}: {fate.action}" + (f" ({fate.note})" if fate.note else ""))
+    if not old.release:
+        lines.append("Nothing to copy: the store is adopted as it is.")
+        return lines
     database, artifacts = old.database(), old.artifacts()
     lines += [
         "The new server pod, before its schema migration (init containers):",

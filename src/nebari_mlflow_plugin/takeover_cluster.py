@@ -130,6 +130,11 @@ def detect(config: Any, directory: str, stage_outputs: dict[str, Any]) -> OldDep
     old = takeover.from_state(state)
     if old is None and not takeover.in_progress(state):
         return None  # a fresh deployment, or a takeover finished long ago
+    if old is not None and not old.release:
+        problems = takeover.config_problems(config, old)  # a store only: adopt it
+        if problems:
+            raise TakeoverError("adopting the 2025.10.x store needs: " + "; ".join(problems))
+        return old
     try:
         cluster = cluster_for(config, stage_outputs)
         old = old or in_cluster(config, cluster)  # None: --finish removed it

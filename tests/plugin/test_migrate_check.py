@@ -118,3 +118,17 @@ def test_a_broken_state_file_is_one_line(tmp_path):
                        "-c", str(write_config(tmp_path, "local")), "--state", str(bad))  # fmt: skip
     assert code == 1
     assert output.startswith("error:") and "Traceback" not in output
+
+
+def test_a_disabled_2025_10_deployment_still_has_its_aws_bucket_adopted(tmp_path):
+    """2025.10.x with mlflow.enabled: false left no release, but its bucket and key
+    (unconditional in its AWS template) are in the state."""
+    state = json.loads(aws_state(tmp_path).read_text())
+    state["resources"] = [r for r in state["resources"] if r["type"] != "helm_release"]
+    path = tmp_path / "disabled.json"
+    path.write_text(json.dumps(state))
+    code, output = run("mlflow", "migrate", "--check", "--offline",
+                       "-c", str(write_config(tmp_path, "aws")), "--state", str(path))  # fmt: skip
+    assert code == 1, output
+    assert "no Helm release (it was disabled)" in output and "Nothing to copy" in output
+    assert f"set mlflow.aws.bucket_name: {BUCKET}" in output
