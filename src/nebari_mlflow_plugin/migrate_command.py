@@ -32,6 +32,55 @@ class MigrateError(ValueError):
     """An expected failure of the command, one line."""
 
 
+def plan_lines(config: Any, old: takeover.OldDeployment | None) -> list[str]:
+    """What the next deploy does, for people to read."""
+    provider = str(getattr(config.provider, "value", config.provider))
+    if old is None:
+        return [
+            "No deployment of nebari-mlflow-plugin 2025.10.x found: the next deploy is a "
+            "fresh install; the takeover blocks in the rendered module do nothing."
+        ]
+    if old.release:
+        found = f"Helm release {old.release!r} in namespace {old.namespace!r}"
+    else:
+        found = "no Helm release (it was disabled), its store"
+    lines = [f"2025.10.x deployment found ({old.found_in}): {found}.",
+             "Terraform on the next deploy:"]  # fmt: skip
+    for fate in takeover.FATES["all"] + takeover.FATES.get(provider, []):
+        lines.append(f"  {fate.address}: {fate.action}" + (f" ({fate.note})" if fate.note else ""))
+    if not old.release:
+        lines.append("Nothing to copy: the store is adopted as it is.")
+        return lines
+    database, artifacts = old.database(), old.artifacts()
+    lines += [
+        "The new server pod, before its schema migration (init containers):",
+        f"  takeover-database: copy {database['name']} (user {database['user']}) from "
+        f"{database['host']}:{database['port']} into the new internal PostgreSQL in one "
+        "transaction, then compare the rows of every table (refused if the new database "
+        "already holds tables)",
+    ]
+    if artifacts.get("source"):
+        where = artifacts.get("s3EndpointUrl") or artifacts.get("claim") or "the cloud store"
+        lines.append(
+            f"  takeover-artifacts: copy the experiment folders of {artifacts['source']} "
+            f"({where}) into the new artifact store, skipping files already there, then "
+            "compare the file lists"
+        )
+        if artifacts.get("claim"):
+            lines.append(
+                f"    the claim {artifacts['claim']} is attached to the old tracking pod: "
+                f"`kubectl -n {old.namespace} scale deployment {old.release}-tracking "
+                "--replicas=0` before deploying (nothing is deleted)"
+            )
+    else:
+        lines.append("  no artifacts to copy")
+    lines.append(
+        "Then: `nebari mlflow migrate --finish -c ...` reads the verified counts and "
+        "removes the old release (its volumes are kept unless --delete-volumes)."
+    )
+    return lines
+
+
 def old_from_state_file(path: Path) -> takeover.OldDeployment | None:
     try:
         state = json.loads(path.read_text())
@@ -57,7 +106,7 @@ def check(
         except Exception as exc:
             lines.append(f"cluster not read ({str(exc).splitlines()[0]}); --offline skips it")
             cluster = None
-    lines += takeover.plan_lines(config, old)
+    lines += plan_lines(config, old)
     if old is None:
         return lines, True
     problems = takeover.config_problems(config, old)

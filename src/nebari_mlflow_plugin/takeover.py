@@ -25,6 +25,8 @@ from typing import Any
 
 import yaml
 
+from nebari_mlflow_plugin.manifests import merge_values
+
 OLD_RELEASE_ADDRESS = "helm_release.mlflow"
 # The old stage's stores, by state address (instance).
 OLD_STORES = frozenset(
@@ -102,24 +104,10 @@ class TakeoverError(ValueError):
     """The config or the cluster does not allow the takeover as it stands."""
 
 
-def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in (override or {}).items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = deep_merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
 def merged_values(documents: list[Any]) -> dict[str, Any]:
     """Helm's view of a `values = [...]` list: YAML/JSON documents merged in order."""
-    merged: dict[str, Any] = {}
-    for document in documents:
-        loaded = yaml.safe_load(document) if isinstance(document, str) else document
-        if isinstance(loaded, dict):
-            merged = deep_merge(merged, loaded)
-    return merged
+    loaded = [yaml.safe_load(d) if isinstance(d, str) else d for d in documents]
+    return merge_values(*(d for d in loaded if isinstance(d, dict)))
 
 
 @dataclass
@@ -330,52 +318,3 @@ def config_problems(config: Any, old: OldDeployment) -> list[str]:
             "is copied into the internal one)"
         )
     return problems
-
-
-def plan_lines(config: Any, old: OldDeployment | None) -> list[str]:
-    """What the next deploy does, for people to read."""
-    provider = str(getattr(config.provider, "value", config.provider))
-    if old is None:
-        return [
-            "No deployment of nebari-mlflow-plugin 2025.10.x found: the next deploy is a "
-            "fresh install; the takeover blocks in the rendered module do nothing."
-        ]
-    if old.release:
-        found = f"Helm release {old.release!r} in namespace {old.namespace!r}"
-    else:
-        found = "no Helm release (it was disabled), its store"
-    lines = [f"2025.10.x deployment found ({old.found_in}): {found}.",
-             "Terraform on the next deploy:"]  # fmt: skip
-    for fate in FATES["all"] + FATES.get(provider, []):
-        lines.append(f"  {fate.address}: {fate.action}" + (f" ({fate.note})" if fate.note else ""))
-    if not old.release:
-        lines.append("Nothing to copy: the store is adopted as it is.")
-        return lines
-    database, artifacts = old.database(), old.artifacts()
-    lines += [
-        "The new server pod, before its schema migration (init containers):",
-        f"  takeover-database: copy {database['name']} (user {database['user']}) from "
-        f"{database['host']}:{database['port']} into the new internal PostgreSQL in one "
-        "transaction, then compare the rows of every table (refused if the new database "
-        "already holds tables)",
-    ]
-    if artifacts.get("source"):
-        where = artifacts.get("s3EndpointUrl") or artifacts.get("claim") or "the cloud store"
-        lines.append(
-            f"  takeover-artifacts: copy the experiment folders of {artifacts['source']} "
-            f"({where}) into the new artifact store, skipping files already there, then "
-            "compare the file lists"
-        )
-        if artifacts.get("claim"):
-            lines.append(
-                f"    the claim {artifacts['claim']} is attached to the old tracking pod: "
-                f"`kubectl -n {old.namespace} scale deployment {old.release}-tracking "
-                "--replicas=0` before deploying (nothing is deleted)"
-            )
-    else:
-        lines.append("  no artifacts to copy")
-    lines.append(
-        "Then: `nebari mlflow migrate --finish -c ...` reads the verified counts and "
-        "removes the old release (its volumes are kept unless --delete-volumes)."
-    )
-    return lines
