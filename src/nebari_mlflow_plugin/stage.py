@@ -43,6 +43,8 @@ class MlflowStage(NebariTerraformStage):
     # After 07-kubernetes-services (70, Traefik forward-auth) and 08 tf-extensions (80).
     priority = 85
     input_schema = InputSchema
+    # The 2025.10.x deployment being taken over (takeover.py); set by deploy().
+    takeover_from = None
 
     @property
     def provider(self) -> Provider:
@@ -95,13 +97,19 @@ class MlflowStage(NebariTerraformStage):
         storage: adopted when MLflow is enabled (a previous destroy or disable forgot
         it), forgotten when it is disabled (data kept, unless mlflow.force_destroy).
         Then, unless mlflow.force_destroy, a plan that deletes data stops the deploy
-        (state_guard). Either failing stops it before anything is applied."""
-        from nebari_mlflow_plugin import adoption, state_guard
+        (state_guard). Either failing stops it before anything is applied. Before
+        both, a 2025.10.x deployment to take over is detected (takeover_cluster)."""
+        from nebari_mlflow_plugin import adoption, state_guard, takeover_cluster
 
         mlflow = self.config.mlflow
         directory = str(self.output_directory / self.stage_prefix)
         if tofu_init:
             opentofu.init(directory)
+        try:
+            self.takeover_from = takeover_cluster.detect(self.config, directory, stage_outputs)
+        except ValueError as exc:
+            print(f"ERROR: {exc}")
+            sys.exit(1)
         with tempfile.NamedTemporaryFile("w", suffix=".tfvars.json") as var_file:
             json.dump(self.input_vars(stage_outputs), var_file)
             var_file.flush()
@@ -150,6 +158,15 @@ class MlflowStage(NebariTerraformStage):
 
     def input_vars(self, stage_outputs: dict[str, Any]) -> dict[str, Any]:
         mlflow = self.config.mlflow
+        values = build_values(
+            mlflow,
+            self.provider,
+            node_selector(mlflow, stage_outputs),
+            nebari_monitoring=self.config.monitoring.enabled,
+        )
+        takeover_values = self.takeover_from.chart_values() if self.takeover_from else None
+        if takeover_values:
+            values["takeover"] = takeover_values
         if mlflow.enabled:
             domain = DOMAIN.read(stage_outputs)
             middleware = FORWARD_AUTH.read(stage_outputs)
@@ -165,14 +182,7 @@ class MlflowStage(NebariTerraformStage):
             "service_port": naming.SERVICE_PORT,
             "forward_auth_middleware": middleware,
             "internal_database": mlflow.database.type == DatabaseType.internal,
-            "helm_values": json.dumps(
-                build_values(
-                    mlflow,
-                    self.provider,
-                    node_selector(mlflow, stage_outputs),
-                    nebari_monitoring=self.config.monitoring.enabled,
-                )
-            ),
+            "helm_values": json.dumps(values),
             "helm_overrides": json.dumps(mlflow.overrides),
             **self.provider.terraform_vars(self.config, stage_outputs),
         }

@@ -48,7 +48,9 @@ def test_kept_bucket_is_adopted_before_apply(monkeypatch, tmp_path, capsys):
     tofu = FakeTofu(state=["module.mlflow[0].helm_release.mlflow"], answers={bucket: "ok"})
     stage, applied = _deploy(monkeypatch, tmp_path, tofu)
     wanted = [a for a, _ in provider_for("aws").state_imports(stage.config)]
-    assert tofu.calls[0][0] == "init" and tofu.calls[1] == ["state", "list"]
+    # init, the takeover's look for a 2025.10.x release (state pull), then adoption.
+    assert tofu.calls[0][0] == "init" and tofu.calls[1] == ["state", "pull"]
+    assert tofu.calls[2] == ["state", "list"]
     assert _imports(tofu) == wanted  # every kept address tried, in order
     assert all("-var-file=" in " ".join(c) for c in tofu.calls if c[0] == "import")
     # nebari then applies, with init done and nothing left for it to import.
@@ -111,5 +113,6 @@ def test_volume_providers_import_nothing_and_plan_only_with_data_in_state(monkey
     in the state there is nothing to lose either, so no extra plan runs."""
     tofu = FakeTofu(state=["module.mlflow[0].helm_release.mlflow"], answers={})
     _, applied = _deploy(monkeypatch, tmp_path, tofu, "local")
-    assert [call[0] for call in tofu.calls] == ["init", "state"]
+    assert [call[:2] for call in tofu.calls][1:] == [["state", "pull"], ["state", "list"]]
+    assert tofu.calls[0][0] == "init"
     assert applied[0]["tofu_init"] is False
