@@ -10,9 +10,12 @@ MLFLOW_VERSION := $(shell sed -n 's/^MLFLOW_VERSION = "\(.*\)"/\1/p' src/nebari_
 .PHONY: install system-deps test lint clean
 # What the public plugin (2025.10.2) runs: the tests upgrade a database it created.
 OLD_MLFLOW_VERSION := 3.3.2
+# The public plugin's wheel: the takeover tests read its Terraform templates in place.
+PUBLIC_PLUGIN_VERSION := 2025.10.2
+PUBLIC_PLUGIN_WHEEL := .tools/public-plugin/nebari_mlflow_plugin-$(PUBLIC_PLUGIN_VERSION)-py3-none-any.whl
 
 install: system-deps .venv/.installed .venv-mlflow/.installed .venv-pod/.installed \
-	.venv-mlflow-$(OLD_MLFLOW_VERSION)/.installed \
+	.venv-mlflow-$(OLD_MLFLOW_VERSION)/.installed $(PUBLIC_PLUGIN_WHEEL) \
 	.tools/node_modules/.bin/azurite-blob .tools/node_modules/playwright-core/.installed-$(PLAYWRIGHT_CORE_VERSION)
 
 # PostgreSQL, nginx, Chromium, Node.js: real processes the end-to-end tests run.
@@ -51,12 +54,17 @@ system-deps:
 	touch $@
 
 # The MLflow the public plugin deploys, with the PostgreSQL driver: it creates the
-# database tests/e2e/test_migrations.py upgrades (SQLAlchemy 2.1 postdates it and breaks it).
+# database tests/e2e/test_migrations.py upgrades (SQLAlchemy 2.1 postdates it and breaks it);
+# boto3: it serves artifacts from the MinIO-like store tests/e2e/test_takeover.py copies.
 .venv-mlflow-$(OLD_MLFLOW_VERSION)/.installed:
 	$(PYTHON) -m venv .venv-mlflow-$(OLD_MLFLOW_VERSION)
 	.venv-mlflow-$(OLD_MLFLOW_VERSION)/bin/pip install --quiet --upgrade pip
-	.venv-mlflow-$(OLD_MLFLOW_VERSION)/bin/pip install --quiet mlflow==$(OLD_MLFLOW_VERSION) psycopg2-binary "sqlalchemy<2.1"
+	.venv-mlflow-$(OLD_MLFLOW_VERSION)/bin/pip install --quiet mlflow==$(OLD_MLFLOW_VERSION) psycopg2-binary "sqlalchemy<2.1" boto3
 	touch $@
+
+$(PUBLIC_PLUGIN_WHEEL): .venv/.installed
+	.venv/bin/pip download --quiet --no-deps --dest .tools/public-plugin \
+		nebari-mlflow-plugin==$(PUBLIC_PLUGIN_VERSION)
 
 test: install
 	.venv/bin/pytest tests/plugin tests/e2e

@@ -72,7 +72,9 @@ def _stderr_kept() -> Iterator[io.BytesIO]:
         sys.stderr = original
 
 
-def _tofu(args: list[str], directory: str, timeout: float | None = None) -> tuple[bool, str, str]:
+def run_tofu(
+    args: list[str], directory: str, timeout: float | None = None
+) -> tuple[bool, str, str]:
     """(succeeded, stdout, stderr) of one OpenTofu command."""
     kwargs = {"timeout": timeout} if timeout else {}
     with _stderr_kept() as err:
@@ -87,7 +89,7 @@ def _tofu(args: list[str], directory: str, timeout: float | None = None) -> tupl
     return ok, (out or b"").decode(errors="replace"), err.getvalue().decode(errors="replace")
 
 
-def _message(output: str) -> str:
+def tofu_message(output: str) -> str:
     """OpenTofu's diagnostics on one line, from the first `Error:`."""
     text = ANSI.sub("", output)
     lines = [line.removeprefix("[tofu]: ").strip(" │╷╵") for line in text.splitlines()]
@@ -97,11 +99,11 @@ def _message(output: str) -> str:
 
 
 def state_addresses(directory: str) -> set[str]:
-    ok, out, err = _tofu(["state", "list"], directory)
+    ok, out, err = run_tofu(["state", "list"], directory)
     if not ok and NO_STATE in err:
         return set()  # the stage's first deploy
     if not ok:
-        raise AdoptionError(f"`tofu state list` failed, nothing was applied: {_message(err)}")
+        raise AdoptionError(f"`tofu state list` failed, nothing was applied: {tofu_message(err)}")
     return {line.strip() for line in ANSI.sub("", out).splitlines() if line.strip()}
 
 
@@ -116,7 +118,7 @@ def adopt(directory: str, var_file: str, imports: list[tuple[str, str]]) -> list
             continue
         args = ["import", "-input=false", "-no-color", f"-var-file={var_file}", address, object_id]
         started = time.monotonic()
-        ok, out, err = _tofu(args, directory, timeout=IMPORT_TIMEOUT_SECONDS)
+        ok, out, err = run_tofu(args, directory, timeout=IMPORT_TIMEOUT_SECONDS)
         output = out + err
         if ok:
             adopted.append(address)
@@ -126,13 +128,13 @@ def adopt(directory: str, var_file: str, imports: list[tuple[str, str]]) -> list
             raise AdoptionError(
                 f"importing kept storage {address} (id {object_id}) timed out after "
                 f"{IMPORT_TIMEOUT_SECONDS} s; nothing was applied. Is the cloud reachable? "
-                f"OpenTofu said: {_message(output)}"
+                f"OpenTofu said: {tofu_message(output)}"
             )
         else:
             raise AdoptionError(
                 f"could not import kept storage {address} (id {object_id}); nothing was "
                 f"applied, so OpenTofu will not try to create what may exist. OpenTofu said: "
-                f"{_message(output)}"
+                f"{tofu_message(output)}"
             )
     if adopted:
         print(f"Adopted MLflow data kept by a previous deployment: {', '.join(adopted)}")

@@ -137,6 +137,31 @@ def preflight(config_path: Path) -> None:
     rprint(f"[green]pre-flight passed[/green] for provider {config.provider.value}")
 
 
+def migrate(config_path: Path, finish: bool, state: Path | None, offline: bool,
+            delete_volumes: bool, target: dict) -> None:  # fmt: skip
+    """Taking over a 2025.10.x deployment: the plan (--check), or its end (--finish)."""
+    from rich import print as rprint
+    from rich.text import Text
+
+    from nebari_mlflow_plugin import migrate_command
+
+    with one_line_errors():
+        config = _load(config_path)
+        try:
+            if finish:
+                lines, ok = migrate_command.finish(config, delete_volumes, target), True
+            else:
+                lines, ok = migrate_command.check(config, state, offline, target)
+        except Exception as exc:
+            if type(exc).__module__.startswith(("kubernetes", "urllib3")):
+                raise CommandError(f"cluster: {exc}".splitlines()[0]) from None
+            raise
+    for line in lines:
+        rprint(Text(line))  # names from the cluster and state: never rich markup
+    if not ok:
+        raise typer.Exit(1)
+
+
 def nebari_subcommand(cli: typer.Typer) -> None:
     app = typer.Typer(
         help="MLflow on Nebari: offline preview, status and pre-flight checks.",
@@ -161,6 +186,24 @@ def nebari_subcommand(cli: typer.Typer) -> None:
     ) -> None:
         """Is the deployed MLflow healthy? Exit code 1 when not."""
         status(config, kubeconfig, context)
+
+    @app.command("migrate")
+    def migrate_command(
+        config: Path = CONFIG_OPTION,
+        check: bool = typer.Option(True, "--check", help="print the plan, change nothing"),
+        finish: bool = typer.Option(False, "--finish", help="remove the verified old release"),
+        state: Path = typer.Option(None, "--state", help="the stage's state (`tofu state pull`)"),
+        offline: bool = typer.Option(False, "--offline", help="do not read the cluster"),
+        delete_volumes: bool = typer.Option(
+            False, "--delete-volumes", help="with --finish: also the old release's volumes"
+        ),
+        kubeconfig: Path = typer.Option(None, "--kubeconfig", help="kubeconfig file"),
+        context: str = typer.Option(None, "--context", help="kubeconfig context"),
+    ) -> None:
+        """Upgrade from nebari-mlflow-plugin 2025.10.x: what the next deploy does (--check),
+        then remove the old release once its data is verified here (--finish)."""
+        target = {"kubeconfig": kubeconfig, "context": context}
+        migrate(config, finish, state, offline, delete_volumes, target)
 
     from nebari_mlflow_plugin import backups
 

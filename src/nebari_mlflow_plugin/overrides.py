@@ -50,6 +50,7 @@ PROTECTED: dict[tuple[str, ...], str] = {
     ("database", "external"): "use mlflow.database.external_secret",
     ("database", "internal", "passwordSecret"): "the plugin generates the password Secret",
     ("artifacts", "destination"): "use mlflow.artifacts (or the provider's own store)",
+    ("takeover",): "the plugin sets it while it takes over a 2025.10.x release",
 }
 
 

@@ -21,6 +21,7 @@ from nebari_mlflow_plugin.manifests import PreviewUnavailable, merge_values, ren
 from nebari_mlflow_plugin.schema import ArtifactsType, DatabaseType
 from nebari_mlflow_plugin.stage import MlflowStage
 from nebari_mlflow_plugin.stage_outputs import DOMAIN, FORWARD_AUTH, KUBECONFIG, NODE_SELECTORS
+from nebari_mlflow_plugin.survival import what_survives
 
 
 def placeholder(what: str) -> str:
@@ -67,9 +68,6 @@ class Preview:
             artifacts = f"{store} (created by the stage, reached through workload identity)"
         else:
             artifacts = f"volume of {mlflow.artifacts.size}"
-        kept = "deleted on destroy/disable (force_destroy: true)"
-        if not mlflow.force_destroy:
-            kept = "database volume and artifact store are kept on destroy/disable"
         return {
             "provider": str(config.provider.value),
             "enabled": mlflow.enabled,
@@ -87,7 +85,7 @@ class Preview:
                 for path, volume in notebook_delivery.extra_mounts(mlflow, config.namespace).items()
             }
             or {"(none)": "notebook.client off"},
-            "data": kept,
+            "data after": what_survives(config),
             "backups": backups.preview_line(config, self.manifests) if self.manifests else "-",
             "kubernetes objects": [f"{m['kind']}/{m['metadata']['name']}" for m in self.manifests],
         }

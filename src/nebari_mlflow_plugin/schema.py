@@ -386,6 +386,14 @@ class MLflow(schema.Base):
     # Helm values for the chart, deep-merged last (lists replace).
     overrides: dict[str, Any] = {}
 
+    # Keys of the 2025.10.x plugin, named with what replaces them (legacy_config.py).
+    @model_validator(mode="before")
+    @classmethod
+    def _no_2025_10_keys(cls, data: Any) -> Any:
+        from nebari_mlflow_plugin import legacy_config
+
+        return legacy_config.check(data)
+
     @field_validator("route_path")
     @classmethod
     def _route_not_taken(cls, value: str) -> str:

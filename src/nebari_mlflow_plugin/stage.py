@@ -43,6 +43,8 @@ class MlflowStage(NebariTerraformStage):
     # After 07-kubernetes-services (70, Traefik forward-auth) and 08 tf-extensions (80).
     priority = 85
     input_schema = InputSchema
+    # The 2025.10.x deployment being taken over (takeover.py); set by deploy().
+    takeover_from = None
 
     @property
     def provider(self) -> Provider:
@@ -91,25 +93,39 @@ class MlflowStage(NebariTerraformStage):
     def deploy(
         self, stage_outputs: dict[str, Any], disable_prompt: bool = False, tofu_init: bool = True
     ):
-        """nebari's deploy, with the storage a previous deployment kept (see destroy())
-        adopted between `tofu init` and apply; a failed adoption stops the deploy."""
-        from nebari_mlflow_plugin import adoption
+        """nebari's deploy, with two steps between `tofu init` and apply. First the kept
+        storage: adopted when MLflow is enabled (a previous destroy or disable forgot
+        it), forgotten when it is disabled (data kept, unless mlflow.force_destroy).
+        Then, unless mlflow.force_destroy, a plan that deletes data stops the deploy
+        (state_guard). Either failing stops it before anything is applied. Before
+        both, a 2025.10.x deployment to take over is detected (takeover_cluster)."""
+        from nebari_mlflow_plugin import adoption, state_guard, takeover_cluster
 
-        imports = self.provider.state_imports(self.config)
-        if imports:
-            directory = str(self.output_directory / self.stage_prefix)
-            if tofu_init:
-                opentofu.init(directory)
-                tofu_init = False
-            with tempfile.NamedTemporaryFile("w", suffix=".tfvars.json") as var_file:
-                json.dump(self.input_vars(stage_outputs), var_file)
-                var_file.flush()
-                try:
-                    adoption.adopt(directory, var_file.name, imports)
-                except adoption.AdoptionError as exc:
-                    print(f"ERROR: {exc}")
-                    sys.exit(1)
-        with super().deploy(stage_outputs, disable_prompt, tofu_init=tofu_init):
+        mlflow = self.config.mlflow
+        directory = str(self.output_directory / self.stage_prefix)
+        if tofu_init:
+            opentofu.init(directory)
+        try:
+            self.takeover_from = takeover_cluster.detect(self.config, directory, stage_outputs)
+        except ValueError as exc:
+            print(f"ERROR: {exc}")
+            sys.exit(1)
+        with tempfile.NamedTemporaryFile("w", suffix=".tfvars.json") as var_file:
+            json.dump(self.input_vars(stage_outputs), var_file)
+            var_file.flush()
+            try:
+                if mlflow.enabled:
+                    adoption.adopt(
+                        directory, var_file.name, self.provider.state_imports(self.config)
+                    )
+                elif not mlflow.force_destroy:
+                    self.forget_retained()
+                if not mlflow.force_destroy:
+                    state_guard.check(directory, var_file.name)
+            except (adoption.AdoptionError, state_guard.DataLossRefused) as exc:
+                print(f"ERROR: {exc}")
+                sys.exit(1)
+        with super().deploy(stage_outputs, disable_prompt, tofu_init=False):
             yield
 
     @contextlib.contextmanager
@@ -118,7 +134,9 @@ class MlflowStage(NebariTerraformStage):
     ):
         """nebari destroy: unless mlflow.force_destroy, storage holding data is first
         removed from the state (not from the cloud), so OpenTofu leaves it alone and
-        the stage is destroyed cleanly; the next deploy adopts it again."""
+        the stage is destroyed cleanly; the next deploy adopts it again. (On
+        local/existing the database and artifact volumes are claims in Nebari's
+        namespace, which stage 03's destroy deletes: README, What survives what.)"""
         with super().destroy(stage_outputs, status, ignore_errors):
             yield
             if not self.config.mlflow.force_destroy:
@@ -128,11 +146,10 @@ class MlflowStage(NebariTerraformStage):
         retained = self.provider.retained_addresses()
         if not retained:
             return []
+        from nebari_mlflow_plugin.adoption import state_addresses
+
         directory = str(self.output_directory / self.stage_prefix)
-        listed = opentofu.run_tofu_subprocess(
-            ["state", "list"], cwd=directory, prefix="tofu", capture_output=True
-        )
-        in_state = set((listed or b"").decode().split())
+        in_state = state_addresses(directory)
         forget = [address for address in retained if address in in_state]
         if forget:
             opentofu.run_tofu_subprocess(["state", "rm", *forget], cwd=directory, prefix="tofu")
@@ -141,6 +158,15 @@ class MlflowStage(NebariTerraformStage):
 
     def input_vars(self, stage_outputs: dict[str, Any]) -> dict[str, Any]:
         mlflow = self.config.mlflow
+        values = build_values(
+            mlflow,
+            self.provider,
+            node_selector(mlflow, stage_outputs),
+            nebari_monitoring=self.config.monitoring.enabled,
+        )
+        takeover_values = self.takeover_from.chart_values() if self.takeover_from else None
+        if takeover_values:
+            values["takeover"] = takeover_values
         if mlflow.enabled:
             domain = DOMAIN.read(stage_outputs)
             middleware = FORWARD_AUTH.read(stage_outputs)
@@ -156,14 +182,7 @@ class MlflowStage(NebariTerraformStage):
             "service_port": naming.SERVICE_PORT,
             "forward_auth_middleware": middleware,
             "internal_database": mlflow.database.type == DatabaseType.internal,
-            "helm_values": json.dumps(
-                build_values(
-                    mlflow,
-                    self.provider,
-                    node_selector(mlflow, stage_outputs),
-                    nebari_monitoring=self.config.monitoring.enabled,
-                )
-            ),
+            "helm_values": json.dumps(values),
             "helm_overrides": json.dumps(mlflow.overrides),
             **self.provider.terraform_vars(self.config, stage_outputs),
         }

@@ -3,6 +3,9 @@
 # the artifact bucket (and its KMS key). No access keys exist anywhere.
 locals {
   oidc_issuer_host = trimprefix(var.oidc_issuer_url, "https://")
+  # From the name, not the resource: the policies are valid whether or not the bucket
+  # is in this state (MLflow disabled, or the bucket forgotten on destroy).
+  bucket_arn = "arn:${data.aws_partition.current.partition}:s3:::${var.bucket_name}"
 }
 
 data "aws_caller_identity" "current" {}
@@ -46,7 +49,7 @@ data "aws_iam_policy_document" "artifacts" {
     sid       = "ListArtifactBucket"
     effect    = "Allow"
     actions   = ["s3:ListBucket", "s3:GetBucketLocation"]
-    resources = [aws_s3_bucket.artifacts.arn]
+    resources = [local.bucket_arn]
   }
 
   statement {
@@ -59,7 +62,7 @@ data "aws_iam_policy_document" "artifacts" {
       "s3:AbortMultipartUpload",
       "s3:ListMultipartUploadParts",
     ]
-    resources = ["${aws_s3_bucket.artifacts.arn}/*"]
+    resources = ["${local.bucket_arn}/*"]
   }
 
   dynamic "statement" {

@@ -1,6 +1,6 @@
 # What terraform/root/main.tf hands to modules/mlflow on AWS.
 locals {
-  artifacts_destination = "s3://${aws_s3_bucket.artifacts.bucket}/${var.artifacts_prefix}"
+  artifacts_destination = "s3://${join("", aws_s3_bucket.artifacts[*].bucket)}/${var.artifacts_prefix}"
   # The EKS pod identity webhook turns this into AWS_ROLE_ARN and a projected token.
   service_account_annotations = {
     "eks.amazonaws.com/role-arn" = join("", aws_iam_role.mlflow[*].arn)

@@ -1,8 +1,12 @@
-# The artifact store. Not conditional on var.enabled: disabling MLflow removes the
-# workload and keeps the data. force_destroy is false unless the admin opts in, so
+# The artifact store, created only while MLflow is enabled: a deployment that never
+# enables it creates nothing. Disabling it later keeps the data: the stage forgets
+# these objects before apply (as on nebari destroy) and adopts them again when MLflow
+# is re-enabled. force_destroy is false unless the admin opts in, so
 # S3 itself refuses to delete a bucket that still holds objects (and, with
 # versioning, any object version), whatever Terraform plans.
 resource "aws_s3_bucket" "artifacts" {
+  count = var.enabled ? 1 : 0
+
   bucket        = var.bucket_name
   force_destroy = var.force_destroy
 
@@ -10,7 +14,9 @@ resource "aws_s3_bucket" "artifacts" {
 }
 
 resource "aws_s3_bucket_ownership_controls" "artifacts" {
-  bucket = aws_s3_bucket.artifacts.id
+  count = var.enabled ? 1 : 0
+
+  bucket = aws_s3_bucket.artifacts[0].id
 
   rule {
     object_ownership = "BucketOwnerEnforced"
@@ -18,7 +24,9 @@ resource "aws_s3_bucket_ownership_controls" "artifacts" {
 }
 
 resource "aws_s3_bucket_public_access_block" "artifacts" {
-  bucket = aws_s3_bucket.artifacts.id
+  count = var.enabled ? 1 : 0
+
+  bucket = aws_s3_bucket.artifacts[0].id
 
   block_public_acls       = true
   block_public_policy     = true
@@ -27,7 +35,9 @@ resource "aws_s3_bucket_public_access_block" "artifacts" {
 }
 
 resource "aws_s3_bucket_versioning" "artifacts" {
-  bucket = aws_s3_bucket.artifacts.id
+  count = var.enabled ? 1 : 0
+
+  bucket = aws_s3_bucket.artifacts[0].id
 
   versioning_configuration {
     status = "Enabled"
@@ -35,7 +45,9 @@ resource "aws_s3_bucket_versioning" "artifacts" {
 }
 
 resource "aws_s3_bucket_server_side_encryption_configuration" "artifacts" {
-  bucket = aws_s3_bucket.artifacts.id
+  count = var.enabled ? 1 : 0
+
+  bucket = aws_s3_bucket.artifacts[0].id
 
   rule {
     apply_server_side_encryption_by_default {
@@ -48,7 +60,9 @@ resource "aws_s3_bucket_server_side_encryption_configuration" "artifacts" {
 
 # TLS only: requests over plain HTTP are denied whoever makes them.
 resource "aws_s3_bucket_policy" "artifacts" {
-  bucket = aws_s3_bucket.artifacts.id
+  count = var.enabled ? 1 : 0
+
+  bucket = aws_s3_bucket.artifacts[0].id
   policy = data.aws_iam_policy_document.tls_only.json
 
   depends_on = [aws_s3_bucket_public_access_block.artifacts]
@@ -59,7 +73,7 @@ data "aws_iam_policy_document" "tls_only" {
     sid       = "DenyInsecureTransport"
     effect    = "Deny"
     actions   = ["s3:*"]
-    resources = [aws_s3_bucket.artifacts.arn, "${aws_s3_bucket.artifacts.arn}/*"]
+    resources = [local.bucket_arn, "${local.bucket_arn}/*"]
 
     principals {
       type        = "*"

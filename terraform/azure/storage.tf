@@ -1,7 +1,11 @@
 # The artifact store, in its own resource group: nebari destroy deletes Nebari's group
-# with everything in it. Not conditional on var.enabled: disabling MLflow removes the
-# workload and keeps the data.
+# with everything in it. Created only while MLflow is enabled: a deployment that never
+# enables it creates nothing. Disabling it later keeps the data: the stage forgets
+# these objects before apply (as on nebari destroy) and adopts them again when MLflow
+# is re-enabled.
 resource "azurerm_resource_group" "storage" {
+  count = var.enabled ? 1 : 0
+
   name     = var.storage_resource_group_name
   location = var.region
 
@@ -12,18 +16,20 @@ resource "azurerm_resource_group" "storage" {
 # anything in it. The account depends on the lock, so Terraform destroys the account
 # before the lock, is refused, and stops there: the data stays.
 resource "azurerm_management_lock" "keep_data" {
-  count = var.force_destroy ? 0 : 1
+  count = var.enabled && !var.force_destroy ? 1 : 0
 
   name       = "nebari-mlflow-keep-data"
-  scope      = azurerm_resource_group.storage.id
+  scope      = azurerm_resource_group.storage[0].id
   lock_level = "CanNotDelete"
   notes      = "MLflow artifacts. Set mlflow.force_destroy: true and deploy to remove this lock."
 }
 
 resource "azurerm_storage_account" "artifacts" {
+  count = var.enabled ? 1 : 0
+
   name                            = var.storage_account_name
-  resource_group_name             = azurerm_resource_group.storage.name
-  location                        = azurerm_resource_group.storage.location
+  resource_group_name             = azurerm_resource_group.storage[0].name
+  location                        = azurerm_resource_group.storage[0].location
   account_kind                    = "StorageV2"
   account_tier                    = "Standard"
   account_replication_type        = "ZRS"
@@ -49,7 +55,9 @@ resource "azurerm_storage_account" "artifacts" {
 }
 
 resource "azurerm_storage_container" "artifacts" {
+  count = var.enabled ? 1 : 0
+
   name                  = var.container_name
-  storage_account_id    = azurerm_storage_account.artifacts.id
+  storage_account_id    = azurerm_storage_account.artifacts[0].id
   container_access_type = "private"
 }

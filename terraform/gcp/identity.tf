@@ -14,7 +14,7 @@ resource "google_service_account" "mlflow" {
 resource "google_storage_bucket_iam_member" "mlflow_objects" {
   count = var.enabled ? 1 : 0
 
-  bucket = google_storage_bucket.artifacts.name
+  bucket = google_storage_bucket.artifacts[0].name
   role   = "roles/storage.objectUser"
   member = "serviceAccount:${google_service_account.mlflow[0].email}"
 }

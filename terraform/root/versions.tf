@@ -1,17 +1,7 @@
+# A module may have only one required_providers block, and the cloud providers' files
+# (terraform/<cloud>/<cloud>-versions.tf) hold theirs: helm, kubernetes and random are
+# required, with their versions, by modules/mlflow, which is what uses them; the root
+# reaches them through nebari's provider blocks (_nebari.tf.json).
 terraform {
-  required_providers {
-    helm = {
-      source  = "hashicorp/helm"
-      version = ">= 2.1.2, < 3.0.0"
-    }
-    kubernetes = {
-      source  = "hashicorp/kubernetes"
-      version = ">= 2.35.1, < 3.0.0"
-    }
-    random = {
-      source  = "hashicorp/random"
-      version = ">= 3.6.0, < 4.0.0"
-    }
-  }
   required_version = ">= 1.0"
 }

@@ -27,21 +27,21 @@ CLOUDS = ["aws", "gcp", "azure"]
 # What each provider's locals.tf reads from its resources, as the cloud would report it.
 RESOURCE_STANDINS = {
     "aws": {
-        "aws_s3_bucket.artifacts": {"bucket": "demo-dev-mlflow-0123abcd"},
+        "aws_s3_bucket.artifacts": [{"bucket": "demo-dev-mlflow-0123abcd"}],
         "aws_iam_role.mlflow": [{"arn": "arn:aws:iam::123456789012:role/demo-dev-mlflow"}],
     },
     "gcp": {
-        "google_storage_bucket.artifacts": {"name": "demo-dev-mlflow-0123abcd"},
+        "google_storage_bucket.artifacts": [{"name": "demo-dev-mlflow-0123abcd"}],
         "google_service_account.mlflow": [
             {"email": "demo-dev-mlflow@my-gcp-project.iam.gserviceaccount.com"}
         ],
     },
     "azure": {
-        "azurerm_storage_container.artifacts": {"name": "mlflow"},
-        "azurerm_storage_account.artifacts": {"name": "demodevmlflow0123abcd"},
-        "azurerm_user_assigned_identity.mlflow": {
-            "client_id": "00000000-0000-0000-0000-000000000001"
-        },
+        "azurerm_storage_container.artifacts": [{"name": "mlflow"}],
+        "azurerm_storage_account.artifacts": [{"name": "demodevmlflow0123abcd"}],
+        "azurerm_user_assigned_identity.mlflow": [
+            {"client_id": "00000000-0000-0000-0000-000000000001"}
+        ],
     },
 }
 
@@ -124,7 +124,10 @@ def test_access_is_scoped_to_the_artifact_store(rendered):
     provider = config.provider.value
     if provider == "aws":
         assert '"s3:*"' not in text and '"*"' not in text
-        assert "aws_s3_bucket.artifacts.arn" in text
+        # The bucket's ARN, built from the bucket's own name variable.
+        arn = 'bucket_arn = "arn:${data.aws_partition.current.partition}:s3:::${var.bucket_name}"'
+        assert arn in text
+        assert "resources = [local.bucket_arn]" in text and '["${local.bucket_arn}/*"]' in text
     elif provider == "gcp":
         members = [b for b in blocks["resource"] if "google_storage_bucket_iam_member" in b]
         assert members and "google_project_iam_member" not in text
@@ -133,27 +136,24 @@ def test_access_is_scoped_to_the_artifact_store(rendered):
         assignment = next(b["azurerm_role_assignment"] for b in blocks["resource"]
                           if "azurerm_role_assignment" in b)  # fmt: skip
         (spec,) = assignment.values()
-        assert spec["scope"] == "${azurerm_storage_account.artifacts.id}"
+        assert spec["scope"] == "${azurerm_storage_account.artifacts[0].id}"
         assert spec["role_definition_name"] == "Storage Blob Data Contributor"
 
 
 def test_data_is_kept_by_default(rendered, tmp_path):
-    """Disabling keeps the store (never count-gated); destroy is refused by the cloud
-    (non-empty bucket / delete lock) unless force_destroy; the stage can forget it."""
+    """Destroy is refused by the cloud (non-empty bucket / delete lock) unless
+    force_destroy; the stage can forget the store (disable, destroy) and adopt it."""
     config, stage_dir = rendered
     provider = provider_for(config.provider.value)
     blocks = tf.module_blocks(stage_dir)
-    for address in provider.retained_addresses():
-        kind, name = address.split("[")[0].split(".")
-        spec = next(b[kind][name] for b in blocks["resource"] if kind in b and name in b[kind])
-        assert "var.enabled" not in str(spec.get("count", "")), address
     input_vars = nb.stage_for(config, tmp_path).input_vars(nb.STAGE_OUTPUTS)
     assert input_vars["force_destroy"] is False
     opted = nb.stage_for(cloud_config(config.provider.value, {"force_destroy": True}), tmp_path)
     assert opted.input_vars(nb.STAGE_OUTPUTS)["force_destroy"] is True
     storage = (stage_dir / "storage.tf").read_text()
     if config.provider.value == "azure":
-        assert "count = var.force_destroy ? 0 : 1" in storage and '"CanNotDelete"' in storage
+        assert "count = var.enabled && !var.force_destroy ? 1 : 0" in storage
+        assert '"CanNotDelete"' in storage
         assert "depends_on = [azurerm_management_lock.keep_data]" in storage
     else:
         kind = {"aws": "aws_s3_bucket", "gcp": "google_storage_bucket"}[config.provider.value]

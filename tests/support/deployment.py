@@ -288,9 +288,13 @@ def server_volume(workdir: Path, name: str) -> Path:
     return workdir / "server" / "volumes" / name
 
 
-def render(config: Any, workdir: Path, *, is_upgrade: bool = False) -> Release:
-    """The release `nebari deploy` would apply (an install, or an upgrade)."""
+def render(
+    config: Any, workdir: Path, *, is_upgrade: bool = False, takeover_from: Any = None
+) -> Release:
+    """The release `nebari deploy` would apply (an install, or an upgrade); with
+    `takeover_from`, what the stage detected as a 2025.10.x deployment to take over."""
     stage = nb.stage_for(config, workdir)
+    stage.takeover_from = takeover_from
     manifests = render_release(stage, nb.STAGE_OUTPUTS, is_upgrade=is_upgrade)
     # The Secret Terraform creates from random_password.
     (secret_ref,) = {

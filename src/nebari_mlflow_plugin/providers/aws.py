@@ -9,7 +9,7 @@ from nebari_mlflow_plugin.providers import cloud_names
 from nebari_mlflow_plugin.providers.cloud import CloudProvider, service_account_name
 from nebari_mlflow_plugin.stage_outputs import OIDC_ISSUER
 
-S3_BUCKET = "aws_s3_bucket.artifacts"
+S3_BUCKET = "aws_s3_bucket.artifacts[0]"
 
 
 @dataclass(frozen=True)
@@ -34,11 +34,11 @@ class AwsProvider(CloudProvider):
     def retained_addresses(self) -> list[str]:
         return [
             S3_BUCKET,
-            "aws_s3_bucket_ownership_controls.artifacts",
-            "aws_s3_bucket_public_access_block.artifacts",
-            "aws_s3_bucket_versioning.artifacts",
-            "aws_s3_bucket_server_side_encryption_configuration.artifacts",
-            "aws_s3_bucket_policy.artifacts",
+            "aws_s3_bucket_ownership_controls.artifacts[0]",
+            "aws_s3_bucket_public_access_block.artifacts[0]",
+            "aws_s3_bucket_versioning.artifacts[0]",
+            "aws_s3_bucket_server_side_encryption_configuration.artifacts[0]",
+            "aws_s3_bucket_policy.artifacts[0]",
         ]
 
     def state_imports(self, config: Any) -> list[tuple[str, str]]:

@@ -12,10 +12,13 @@ from nebari_mlflow_plugin.providers import cloud_names, preflight
 from nebari_mlflow_plugin.providers.cloud import CloudProvider, service_account_name
 from nebari_mlflow_plugin.stage_outputs import AZURE_RESOURCE_GROUP, OIDC_ISSUER
 
-RESOURCE_GROUP = "azurerm_resource_group.storage"
-ACCOUNT = "azurerm_storage_account.artifacts"
-CONTAINER = "azurerm_storage_container.artifacts"
+RESOURCE_GROUP = "azurerm_resource_group.storage[0]"
+ACCOUNT = "azurerm_storage_account.artifacts[0]"
+CONTAINER = "azurerm_storage_container.artifacts[0]"
 LOCK = "azurerm_management_lock.keep_data[0]"
+# Inside the locked group Azure refuses its deletion: forgotten with the storage. It is
+# not adopted again: a re-enabled deployment has a new identity and a new assignment.
+ROLE_ASSIGNMENT = "azurerm_role_assignment.blob_data[0]"
 
 
 @dataclass(frozen=True)
@@ -52,7 +55,7 @@ class AzureProvider(CloudProvider):
         }
 
     def retained_addresses(self) -> list[str]:
-        return [RESOURCE_GROUP, LOCK, ACCOUNT, CONTAINER]
+        return [RESOURCE_GROUP, LOCK, ACCOUNT, CONTAINER, ROLE_ASSIGNMENT]
 
     def state_imports(self, config: Any) -> list[tuple[str, str]]:
         # Azure ids need the subscription, which nebari reads from the same variable.

@@ -9,7 +9,7 @@ from nebari_mlflow_plugin.providers import cloud_names, preflight
 from nebari_mlflow_plugin.providers.cloud import CloudProvider, service_account_name
 from nebari_mlflow_plugin.stage_outputs import GCP_PROJECT
 
-GCS_BUCKET = "google_storage_bucket.artifacts"
+GCS_BUCKET = "google_storage_bucket.artifacts[0]"
 
 
 @dataclass(frozen=True)
