@@ -284,16 +284,20 @@ class Backups:
             f"without restoring: `kubectl -n {self.cluster.namespace} scale deployment/"
             f"{naming.RELEASE_NAME} --replicas={replicas}`"
         )
+        template = self.runner.template(RESTORE_TEMPLATE)  # before anything is stopped
         self.cluster.scale(naming.RELEASE_NAME, 0)
         self._wait_server(server, 0, wait_server)
-        job = self.runner.job_from(self.runner.template(RESTORE_TEMPLATE), "restore")
+        job = self.runner.job_from(template, "restore")
         with_action(job, "fetch", ["fetch", name])
         with_action(job, "verify", ["verify", name, "--exact"])
         without_affinity(job)
         try:
             self._run(job, "verify", RESTORE_STATES)
-        except BackupError as exc:
-            raise BackupError(f"{exc}. The server is stopped (0 replicas); {retry}") from None
+        except Exception as exc:
+            message = str(exc) if isinstance(exc, BackupError) else _cluster_message(exc)
+            if message is None:
+                raise
+            raise BackupError(f"{message}. The server is stopped (0 replicas); {retry}") from None
         self.cluster.scale(naming.RELEASE_NAME, replicas)
         try:
             self._wait_server(server, replicas, wait_server)
@@ -303,7 +307,7 @@ class Backups:
                 f"{self.cluster.namespace} logs deployment/{naming.RELEASE_NAME} --all-containers`"
                 " (its migrate-database init container upgrades the restored schema)"
             ) from None
-        job = self.runner.job_from(self.runner.template(RESTORE_TEMPLATE), "verify")
+        job = self.runner.job_from(template, "verify")
         with_action(job, "verify", ["verify", name], only=True)
         return self._run(job, "verify")
 
@@ -368,8 +372,14 @@ def _open(config_path, kubeconfig, context, timeout: float) -> tuple[Any, Backup
     return config, Backups(Runner(cluster, timeout=timeout), config)
 
 
-def _unreachable(exc: Exception) -> bool:
-    return type(exc).__module__.startswith(("kubernetes", "urllib3"))
+def _cluster_message(exc: Exception) -> str | None:
+    """One line for an error of the Kubernetes client, None for any other error."""
+    status = getattr(exc, "status", None)
+    if type(exc).__module__.startswith("kubernetes") and status:
+        return f"the Kubernetes API answered {status} {getattr(exc, 'reason', '')}".strip()
+    if type(exc).__module__.startswith(("kubernetes", "urllib3")):
+        return f"no cluster reachable: {exc}".splitlines()[0]
+    return None
 
 
 def _table(title: str, rows: list[dict[str, str]]):
@@ -400,8 +410,9 @@ def run_command(action: Callable[[], None]) -> None:
         except BackupError as exc:
             raise CommandError(str(exc)) from None
         except Exception as exc:
-            if _unreachable(exc):
-                raise CommandError(f"no cluster reachable: {exc}".splitlines()[0]) from None
+            message = _cluster_message(exc)
+            if message:
+                raise CommandError(message) from None
             raise
 
 

@@ -8,6 +8,7 @@ import yaml
 from _nebari.cli import create_cli
 from support import nebari as nb
 from support.k8s_api import write_kubeconfig
+from support.k8s_cluster import FakeCluster, serving
 from support.mlflow_server import free_port
 from typer.testing import CliRunner
 
@@ -65,3 +66,17 @@ def test_render_shows_schedule_retention_and_destination(tmp_path):
     assert "_backups of the artifact volume" in row and "deletes it with the namespace" in row
     external = {"type": "external", "external_secret": {"name": "db"}}
     assert "provider" in backups_row(tmp_path, database=external)
+
+
+def test_a_cluster_without_the_backup_cronjob_is_named(tmp_path, render_chart):
+    """A cluster answering, but MLflow deployed without this plugin's backup objects."""
+    values = {"database": {"internal": {"passwordSecret": {"name": "mlflow-postgres"}}}}
+    (server,) = [m for m in render_chart(values) if m["metadata"]["name"] == "mlflow"
+                 and m["kind"] == "Deployment"]  # fmt: skip
+    cluster = FakeCluster("dev", {}, server, kubelet=None)
+    with serving(cluster) as url:
+        kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", {"c": url}, current="c")
+        code, output = run("backup", "-c", config_file(tmp_path), "--kubeconfig", str(kubeconfig))
+    assert code == 1
+    assert "no CronJob mlflow-backup in namespace dev" in output, output
+    assert not cluster.jobs
