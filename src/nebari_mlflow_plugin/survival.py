@@ -17,9 +17,9 @@ RETAIN_NOTE = "unless its StorageClass's reclaimPolicy is Retain"
 
 
 def _backups(config: Any) -> bool:
-    backup = getattr(config.mlflow, "backup", None)
-    internal = config.mlflow.database.type == DatabaseType.internal
-    return bool(internal and backup is not None and getattr(backup, "enabled", False))
+    """Scheduled backups of the in-cluster database land beside the artifacts."""
+    mlflow = config.mlflow
+    return mlflow.database.type == DatabaseType.internal and mlflow.backup.enabled
 
 
 def what_survives(config: Any) -> dict[str, str]:
@@ -34,8 +34,10 @@ def what_survives(config: Any) -> dict[str, str]:
     else:
         ours.append("database volume")
         in_namespace.append("database volume")
+    # Backups go beside the artifacts: they outlive the namespace exactly when those do.
+    backups = ", holding the database backups (nebari mlflow restore)" if _backups(config) else ""
     if mlflow.artifacts.type == ArtifactsType.s3:
-        others.append(f"the S3-compatible store s3://{mlflow.artifacts.s3.bucket}")
+        others.append(f"the S3-compatible store s3://{mlflow.artifacts.s3.bucket}{backups}")
     elif store:
         ours.append(f"artifact store {store.rsplit('/', 1)[0]}")
     else:
@@ -47,8 +49,8 @@ def what_survives(config: Any) -> dict[str, str]:
         return {"mlflow.enabled: false": deleted, "nebari destroy": deleted}
     disable = f"kept: {', '.join(ours)} (reused when enabled again){untouched}"
     kept = [item for item in ours if item not in in_namespace]
-    if kept and _backups(config):
-        kept[-1] += ", holding the database backups (nebari mlflow restore)"
+    if kept and store and mlflow.artifacts.type != ArtifactsType.s3:
+        kept[-1] += backups
     destroy = f"kept: {', '.join(kept)}" if kept else "nothing of the plugin's is kept"
     if in_namespace:
         destroy += (

@@ -292,6 +292,10 @@ def test_render_summary_says_what_survives_destroy_per_provider(tmp_path):
         store = provider_for(cloud).artifact_store(nb.validate(nb.config_dict(cloud, {})))
         assert said.startswith(f"kept: artifact store {store.rsplit('/', 1)[0]}")
         assert "stage 03: database volume (" in said
+        assert "holding the database backups" in said  # they are beside the artifacts
+    assert "backups" not in local["nebari destroy"]  # on the artifact volume: gone with it
+    no_backups = _survives("aws", {"backup": {"enabled": False}}, tmp_path)["nebari destroy"]
+    assert "backups" not in no_backups
 
 
 def test_render_summary_with_external_stores_and_force_destroy(tmp_path):
