@@ -319,6 +319,27 @@ class GarbageCollection(schema.Base):
         return value
 
 
+@yaml_object(yaml)
+class DefaultPermission(ConfigEnum):
+    NO_PERMISSIONS = "NO_PERMISSIONS"
+    READ = "READ"
+    EDIT = "EDIT"
+
+
+class Auth(schema.Base):
+    """Who may do what in MLflow (README: Authentication). Off: anyone who reaches the
+    server can read, change and delete everything (insecure)."""
+
+    enabled: bool = True
+    # What everyone may do with experiments and models they did not create (creators
+    # MANAGE theirs; Nebari admins manage everything).
+    default_permission: DefaultPermission = DefaultPermission.READ
+    # Seconds a verified token or session is trusted before JupyterHub / forward-auth is
+    # asked again: how long a revoked token keeps working, and how long verified users
+    # keep working while JupyterHub is down (then 503).
+    cache_seconds: Annotated[int, Field(ge=5, le=600)] = 60
+
+
 class MLflow(schema.Base):
     """The `mlflow:` block. `{}` or absent deploys a working server."""
 
@@ -356,6 +377,8 @@ class MLflow(schema.Base):
     ai_gateway: bool = False
     # Scheduled permanent deletion of deleted runs and their artifacts.
     gc: GarbageCollection = GarbageCollection()
+    # Authentication and permissions (README: Authentication).
+    auth: Auth = Auth()
     # Per-provider settings; only the deployment's provider's section is used.
     aws: AwsSettings = AwsSettings()
     gcp: GcpSettings = GcpSettings()
