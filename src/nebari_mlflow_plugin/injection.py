@@ -129,9 +129,11 @@ def add_hub_service(config: Any) -> None:
     if config.mlflow.auth.enabled:
         # The server reads users' admin flag and groups with this service's token
         # (z2jh generates it into its Secret `hub`): only that, through this role.
+        # z2jh names the service by its entry's `name` (the key only when absent).
+        name = services[HUB_SERVICE_KEY].get("name", HUB_SERVICE_KEY)
         roles = _mapping(jupyterhub.overrides["hub"], "loadRoles", "hub.loadRoles")
-        roles.setdefault(HUB_ROLE, {"description": HUB_ROLE_DESCRIPTION, "scopes": HUB_ROLE_SCOPES,
-                                    "services": [HUB_SERVICE_KEY]})  # fmt: skip
+        roles.setdefault(HUB_ROLE, {"description": HUB_ROLE_DESCRIPTION,
+                                    "scopes": HUB_ROLE_SCOPES, "services": [name]})  # fmt: skip
 
 
 def inject_user_pods(config: Any) -> None:

@@ -12,6 +12,7 @@ Nebari each time their identity is (re)verified (at most once per cache TTL):
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 from typing import Any
@@ -45,10 +46,8 @@ def _raise(get: Any, create: Any, update: Any, level: str) -> None:
     try:
         current = get().permission
     except MlflowException:
-        try:
+        with contextlib.suppress(MlflowException):  # another worker created it just now
             create(level)
-        except MlflowException:
-            pass  # another worker created it at the same moment
         return
     if current in LEVELS and LEVELS.index(current) < LEVELS.index(level):
         update(level)
@@ -59,10 +58,8 @@ def ensure_user(identity: Identity) -> None:
 
     store, _, _ = _stores()
     if not store.has_user(identity.name):
-        try:
+        with contextlib.suppress(MlflowException):  # created by another worker in between
             store.create_user(identity.name, secrets.token_urlsafe(32), is_admin=identity.admin)
-        except MlflowException:
-            pass  # created by another worker in between
         return
     if store.get_user(identity.name).is_admin != identity.admin:
         store.update_user(identity.name, is_admin=identity.admin)
