@@ -346,6 +346,12 @@ class Release:
             for c in containers_of(deployment)[0]
         ]
 
+    def migration(self, workdir: Path, postgres: Postgres) -> LocalContainer:
+        """The init container that migrates the schema (auth on, another writes its ini)."""
+        deployment = server_deployment(self.manifests)
+        names = [c["name"] for c in containers_of(deployment)[0]]
+        return self.init_containers(workdir, postgres)[names.index("migrate-database")]
+
     def server(
         self, workdir: Path, postgres: Postgres, port: int, nebari: dict[str, int] | None = None
     ) -> LocalContainer:

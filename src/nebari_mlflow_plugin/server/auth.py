@@ -18,6 +18,7 @@ with Nebari, and `attribution.stamp` makes the run writes carry the caller's nam
 from __future__ import annotations
 
 import logging
+import os
 import threading
 
 from flask import Response, g, make_response, request
@@ -36,11 +37,18 @@ UNAUTHENTICATED = (
     "MLFLOW_TRACKING_PASSWORD, created by an MLflow admin), or a browser session "
     "through https://<nebari-domain>/<route>."
 )
-# Prometheus scrapes the server's root /metrics (request counts and latencies by
-# method and status, the MLflow version: nothing about users' data), with no
-# credential, as before auth: GET of that one path passes as the built-in admin, which
-# skips MLflow's validators (there is none for it) and nothing else.
+# Read without a credential, as before auth: Prometheus scrapes the server's root
+# /metrics (request counts and latencies by method and status, the MLflow version) and
+# `nebari mlflow status` reads <prefix>/version; nothing about users' data. A GET of
+# exactly these paths passes as the built-in admin, which skips MLflow's validators
+# (there is none for them) and nothing else. (<prefix>/health and the UI's static
+# files are already open in MLflow's basic-auth app.)
 METRICS_PATH = "/metrics"
+
+
+def _open_paths() -> set[str]:
+    prefix = os.environ.get("_MLFLOW_STATIC_PREFIX", "").rstrip("/")  # set by `mlflow server`
+    return {METRICS_PATH, f"{prefix}/version"}
 
 _settings: Settings | None = None
 _cache: IdentityCache | None = None
@@ -154,7 +162,7 @@ def authenticate() -> Authorization | Response:
     """MLflow's `authorization_function`: an Authorization naming the caller, or the
     response that refuses the request."""
     settings, _ = _state()
-    if request.path == METRICS_PATH and request.method == "GET" and settings.admin_username:
+    if request.method == "GET" and request.path in _open_paths() and settings.admin_username:
         return Authorization("basic", {"username": settings.admin_username, "password": ""})
     identity = identify()
     if isinstance(identity, Response):
