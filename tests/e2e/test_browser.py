@@ -27,9 +27,6 @@ from test_deployment import ARTIFACTS_DIR
 # Responses >= 400 the UI asks for and handles by design, with why they are fine
 # (method, path under the route prefix, status).
 TOLERATED = [
-    # The UI asks who is logged in; only MLflow's own basic-auth app answers, and
-    # Nebari authenticates at Traefik (Keycloak) instead, so "not found" is right.
-    ("GET", "ajax-api/2.0/mlflow/users/current", 404),
     # The experiment forms check the typed name is free: "not found" is "free".
     ("GET", "ajax-api/2.0/mlflow/experiments/get-by-name", 404),
 ]
@@ -77,7 +74,8 @@ def browser_route(deployment, tmp_path_factory):
 def seed(deployment, experiment: str) -> dict:
     """Log runs as a user pod would: the in-cluster tracking URI, nothing else."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    env.update(deployment.client_env(), MLFLOW_TRACKING_URI=deployment.service_url)
+    env.update(deployment.client_env(), **deployment.token_env("alice"),
+               MLFLOW_TRACKING_URI=deployment.service_url)  # fmt: skip
     result = subprocess.run(
         [str(MLFLOW_BIN / "python"), "-c", SEED, experiment],
         env=env, cwd=deployment.workdir, capture_output=True, text=True, timeout=300,

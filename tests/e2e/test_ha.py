@@ -114,7 +114,7 @@ def test_killing_one_replica_loses_no_request_and_no_point(replicated, tmp_path)
         dep.nginx.set_upstreams(both)
 
         uri = f"{dep.public_base}{dep.config.mlflow.route_path}"
-        env = client_env({}, **RETRIES)
+        env = client_env(dep.token_env(), **RETRIES)
         procs, outputs, _ = start_clients(uri, env, clients=CLIENTS, seconds=SECONDS,
                                           batch=BATCH, workdir=tmp_path)  # fmt: skip
         wait_until_both_serve(dep, both)  # the load is under way on both

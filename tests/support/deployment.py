@@ -49,6 +49,19 @@ HUB_USERS = ("alice", "bob", "dana", "ada")
 NEBARI_SERVICES = {"hub": 8081, "forwardauth-service": 4181}
 
 
+def delivered_pythonpath(directory: Path) -> str:
+    """PYTHONPATH of a process in the MLflow virtualenv that has the notebook package as
+    user pods get it: the delivered dist-info (its `mlflow.*` entry points) and this
+    checkout's code (the virtualenv's editable install may predate both)."""
+    from nebari_mlflow_plugin import notebook_delivery
+
+    dist_info = directory / "nebari_mlflow_notebook.dist-info"
+    dist_info.mkdir(parents=True, exist_ok=True)
+    for name, content in notebook_delivery.metadata_files().items():
+        (dist_info / name).write_text(content)
+    return f"{directory}:{REPO / 'src'}"
+
+
 def missing_tools() -> str | None:
     """Why the deployment cannot run here, or None."""
     if not (MLFLOW_BIN / "mlflow").exists():

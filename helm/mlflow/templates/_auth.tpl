@@ -135,3 +135,17 @@ hub.jupyter.org/network-access-hub: "true"
 {{- end }}
 {{- end }}
 {{- end }}
+
+{{/* The chart's own clients of the server (the gc CronJob deletes artifacts through its
+artifact proxy) authenticate as the built-in admin. */}}
+{{- define "mlflow.authClientEnv" -}}
+{{- if .Values.auth.enabled }}
+- name: MLFLOW_TRACKING_USERNAME
+  value: {{ .Values.auth.adminUsername | quote }}
+- name: MLFLOW_TRACKING_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.auth.secret.name }}
+      key: admin-password
+{{- end }}
+{{- end }}
