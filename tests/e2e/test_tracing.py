@@ -21,6 +21,8 @@ from support.deployment import MLFLOW_BIN
 from support.release import render_release
 from support.userpod import POD_VENV, build_user_pod, process_env
 
+from nebari_mlflow_plugin.client_stage import NotebookClientStage
+
 POD_PYTHON = POD_VENV / "bin" / "python"
 
 # Read back the way a user would, with MLflow's client, in the server's environment.
@@ -57,8 +59,10 @@ def new_experiment(deployment, name: str) -> str:
 def user_pod(deployment, tmp_path_factory):
     if not POD_PYTHON.exists():
         pytest.skip(f"user-environment virtualenv missing at {POD_VENV} (run `make install`)")
-    manifests = render_release(nb.stage_for(deployment.config, tmp_path_factory.mktemp("stage")),
-                               nb.STAGE_OUTPUTS)  # fmt: skip
+    workdir = tmp_path_factory.mktemp("stage")
+    # The release and the notebook package's ConfigMaps (the mlflow-notebook-client stage).
+    manifests = render_release(nb.stage_for(deployment.config, workdir), nb.STAGE_OUTPUTS)
+    manifests += NotebookClientStage(workdir, deployment.config).config_map_manifests()
     return build_user_pod(deployment.config, manifests, tmp_path_factory.mktemp("pod"),
                           user="alice")  # fmt: skip
 
