@@ -107,6 +107,9 @@ def test_injection_into_absent_overrides():
         "MLFLOW_TRACKING_URI": "http://mlflow.dev.svc:5000/mlflow",
         "NEBARI_PROJECT": "demo",
         "NEBARI_NAMESPACE": "dev",
+        # auth on (the default): the delivered request-auth provider, for this server only
+        "MLFLOW_TRACKING_AUTH": "nebari-jupyterhub",
+        "NEBARI_MLFLOW_SERVER": "http://mlflow.dev.svc:5000/mlflow",
         "PYTHONPATH": "/opt/nebari-mlflow/python",
     }
 
@@ -137,6 +140,9 @@ def test_injection_adds_to_dict_form():
         "MLFLOW_TRACKING_URI": "http://mlflow.dev.svc:5000/mlflow",
         "NEBARI_PROJECT": "demo",
         "NEBARI_NAMESPACE": "dev",
+        # auth on (the default): the delivered request-auth provider, for this server only
+        "MLFLOW_TRACKING_AUTH": "nebari-jupyterhub",
+        "NEBARI_MLFLOW_SERVER": "http://mlflow.dev.svc:5000/mlflow",
         "PYTHONPATH": "/opt/nebari-mlflow/python",
     }
 
@@ -176,7 +182,7 @@ def test_injection_is_idempotent_and_configs_do_not_share_state():
     first.namespace = "dev"
     second = nb.validate(nb.config_dict(mlflow={"enabled": False}))
     assert user_env(first)["MLFLOW_TRACKING_URI"] == "http://mlflow.dev.svc:5000/mlflow"
-    assert len(first.jupyterhub.overrides["singleuser"]["extraEnv"]) == 4
+    assert len(first.jupyterhub.overrides["singleuser"]["extraEnv"]) == 6
     assert len(first.jupyterhub.overrides["custom"]["extra-mounts"]) == 2
     assert second.jupyterhub.overrides == {}
 
