@@ -31,3 +31,15 @@ def auth_values(mlflow: Any) -> dict[str, Any]:
             package=package_files(),
         )
     return values
+
+
+def auth_summary(mlflow: Any) -> str:
+    """What `nebari mlflow render` says about authentication."""
+    auth = mlflow.auth
+    if not auth.enabled:
+        return "OFF (mlflow.auth.enabled: false): anyone reaching the server can do anything"
+    return (
+        "on: JupyterHub tokens, Keycloak sessions (forward-auth), MLflow users' passwords; "
+        f"default permission {auth.default_permission.value}, Nebari admins are MLflow admins, "
+        f"verified identities cached {auth.cache_seconds} s"
+    )

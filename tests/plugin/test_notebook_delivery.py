@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import ast
 import importlib.metadata
-import tomllib
 from pathlib import Path
 
 import kubernetes_validate
 import pytest
+import tomllib
 from support import nebari as nb
 
 from nebari_mlflow_plugin import notebook_delivery

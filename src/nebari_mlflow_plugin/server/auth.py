@@ -50,6 +50,7 @@ def _open_paths() -> set[str]:
     prefix = os.environ.get("_MLFLOW_STATIC_PREFIX", "").rstrip("/")  # set by `mlflow server`
     return {METRICS_PATH, f"{prefix}/version"}
 
+
 _settings: Settings | None = None
 _cache: IdentityCache | None = None
 _init_lock = threading.Lock()
