@@ -29,7 +29,7 @@ from nebari_mlflow_plugin import naming
 from support import cluster_dns
 from support import nebari as nb
 from support.forward_auth import ForwardAuth
-from support.jupyterhub import JupyterHub, hub_config
+from support.jupyterhub import JupyterHub, hub_config, missing_hub
 from support.mlflow_server import free_port
 from support.nginx import Nginx, nginx_binary, route_from_manifests
 from support.podrun import LocalContainer, local_container, process_env
@@ -70,7 +70,7 @@ def missing_tools() -> str | None:
         return "PostgreSQL server not installed (scripts/system-deps.sh installs it)"
     if nginx_binary() is None:
         return "nginx not installed (scripts/system-deps.sh installs it)"
-    return None
+    return missing_hub()  # auth (the default) needs Nebari's JupyterHub
 
 
 def containers_of(workload: dict[str, Any]) -> tuple[list[dict], list[dict]]:

@@ -1,0 +1,140 @@
+"""Latency authentication adds to a request, on the server as the chart runs it.
+
+The same config is rendered and run for real on loopback twice
+(tests/support/deployment.py: rendered args, env, mounted auth package,
+PostgreSQL, a real JupyterHub for auth on), once with `mlflow.auth.enabled:
+false` and once with it on (1 worker, so every request meets the same cache).
+One keep-alive connection sends, interleaving nothing else:
+
+- `GET experiments/get` (a read MLflow's permission check looks up) and
+  `POST runs/log-metric` (a write);
+- auth off: no credential; auth on, cache hit: alice's JupyterHub token, already
+  verified; auth on, cache miss: a token never seen (each request a new one,
+  minted beforehand), so every request asks JupyterHub twice (the token's
+  owner, then their admin flag and groups) and syncs the user's grants.
+
+It prints p50/p95 per case and the added p50 (on minus off). Added on a hit
+includes MLflow's own authorization (its permission store lookups), not only
+Nebari's authorization function.
+
+    .venv/bin/python benchmarks/auth_latency.py [--requests 300] [--misses 60] [--json out.json]
+
+Everything listens on 127.0.0.1 and stops by itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+
+from support import nebari as nb  # noqa: E402
+from support.deployment import missing_tools, running_deployment  # noqa: E402
+
+
+def percentile(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+class Client:
+    """One keep-alive connection to the server at its in-cluster address."""
+
+    def __init__(self, dep) -> None:
+        self.dep = dep
+        self.connection = http.client.HTTPConnection("127.0.0.1", dep.server_port, timeout=30)
+        self.prefix = f"{dep.config.mlflow.route_path}/api/2.0/mlflow"
+
+    def call(self, method: str, path: str, body: dict | None, auth: dict) -> tuple[int, float]:
+        headers = {"Host": f"mlflow.{self.dep.namespace}.svc:5000",
+                   "Content-Type": "application/json", **auth}  # fmt: skip
+        data = json.dumps(body).encode() if body is not None else None
+        start = time.perf_counter()
+        self.connection.request(method, f"{self.prefix}/{path}", body=data, headers=headers)
+        response = self.connection.getresponse()
+        payload = response.read()
+        elapsed = (time.perf_counter() - start) * 1000
+        if response.status != 200:
+            raise RuntimeError(f"{method} {path}: {response.status} {payload[:300]!r}")
+        return response.status, elapsed
+
+
+def measure(dep, requests: int, misses: int) -> dict[str, dict[str, list[float]]]:
+    client = Client(dep)
+    owner = dep.auth_header("alice") if dep.auth_enabled else {}
+    _, _ = client.call("GET", "experiments/search?max_results=1", None, owner)  # warm
+    experiment = json.loads(dep._call(
+        "api/2.0/mlflow/experiments/create", json.dumps({"name": "latency"}).encode(),
+        "alice" if dep.auth_enabled else None))["experiment_id"]  # fmt: skip
+    run = json.loads(dep._call(
+        "api/2.0/mlflow/runs/create", json.dumps({"experiment_id": experiment}).encode(),
+        "alice" if dep.auth_enabled else None))["run"]["info"]["run_id"]  # fmt: skip
+    cases = {
+        "read": ("GET", f"experiments/get?experiment_id={experiment}", None),
+        "write": ("POST", "runs/log-metric",
+                  {"run_id": run, "key": "m", "value": 1.0, "timestamp": 0}),
+    }  # fmt: skip
+    results: dict[str, dict[str, list[float]]] = {}
+    label = "hit" if dep.auth_enabled else "off"
+    for name, (method, path, body) in cases.items():
+        for _ in range(20):  # warm-up (caches, connection pools)
+            client.call(method, path, body, owner)
+        results.setdefault(label, {})[name] = [
+            client.call(method, path, body, owner)[1] for _ in range(requests)
+        ]
+    if dep.auth_enabled:
+        for name, (method, path, body) in cases.items():
+            tokens = [dep.hub.token("alice", note=f"miss-{i}")[0] for i in range(misses)]
+            results.setdefault("miss", {})[name] = [
+                client.call(method, path, body, {"Authorization": f"Bearer {token}"})[1]
+                for token in tokens
+            ]
+    return results
+
+
+def run(requests: int, misses: int) -> dict[str, dict[str, list[float]]]:
+    results: dict[str, dict[str, list[float]]] = {}
+    for enabled in (False, True):
+        config = nb.validate(nb.config_dict("local", {"workers": 1, "prometheus": False,
+                                                      "auth": {"enabled": enabled}}))  # fmt: skip
+        with (
+            tempfile.TemporaryDirectory(prefix="auth-latency-") as workdir,
+            running_deployment(Path(workdir), config) as dep,
+        ):
+            results.update(measure(dep, requests, misses))
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--misses", type=int, default=60)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    reason = missing_tools()
+    if reason:
+        print(f"cannot run: {reason}", file=sys.stderr)
+        return 1
+    results = run(args.requests, args.misses)
+    print(f"{'case':<10} {'request':<6} {'n':>4} {'p50 ms':>8} {'p95 ms':>8} {'added p50':>10}")
+    for case in ("off", "hit", "miss"):
+        for name, samples in results[case].items():
+            p50 = statistics.median(samples)
+            added = p50 - statistics.median(results["off"][name]) if case != "off" else 0.0
+            p95 = percentile(samples, 0.95)
+            print(f"{case:<10} {name:<6} {len(samples):>4} {p50:>8.2f} {p95:>8.2f} {added:>+10.2f}")
+    if args.json:
+        args.json.write_text(json.dumps(results))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
