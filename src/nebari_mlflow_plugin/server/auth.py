@@ -120,7 +120,8 @@ def identify() -> Identity | Response:
     credential = _credential()
     if credential is None:
         return _response(401, UNAUTHENTICATED)
-    key = cache.key(*credential)
+    # A session is vouched for per host (its cookie domain): the host is part of the key.
+    key = cache.key(*credential, request.host if credential[0] == "session" else "")
     identity = cache.get(key)
     if identity is None:
         try:

@@ -37,8 +37,8 @@ class IdentityCache:
         self._lock = threading.Lock()
 
     @staticmethod
-    def key(kind: str, credential: str) -> str:
-        return hashlib.sha256(f"{kind}\0{credential}".encode()).hexdigest()
+    def key(kind: str, credential: str, scope: str = "") -> str:
+        return hashlib.sha256(f"{kind}\0{scope}\0{credential}".encode()).hexdigest()
 
     def get(self, key: str) -> Identity | None:
         now = time.monotonic()
