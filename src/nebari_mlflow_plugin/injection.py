@@ -26,6 +26,17 @@ from nebari_mlflow_plugin.notebook import auth as hub_auth
 PATH_LISTS = {"PYTHONPATH"}
 
 
+# With auth on, each user's own experiment unless the admin chose one: MLflow's shared
+# "Default" (and any shared name) is theirs to write only if they created it.
+AUTH_USER_EXPERIMENT = "users/{username}"
+
+
+def user_experiment(mlflow: Any) -> str | None:
+    if mlflow.user_experiment is None and mlflow.auth.enabled:
+        return AUTH_USER_EXPERIMENT
+    return mlflow.user_experiment
+
+
 def user_env(config: Any) -> dict[str, str]:
     """Variables the plugin wants in user pods for this config (empty when off)."""
     mlflow = config.mlflow
@@ -42,8 +53,9 @@ def user_env(config: Any) -> dict[str, str]:
         # to this server, and only to it (notebook/auth.py).
         env["MLFLOW_TRACKING_AUTH"] = hub_auth.PROVIDER_NAME
         env[hub_auth.SERVER_ENV] = env["MLFLOW_TRACKING_URI"]
-    if mlflow.user_experiment:
-        env["MLFLOW_EXPERIMENT_NAME"] = notebook_delivery.readable_user(mlflow.user_experiment)
+    experiment = user_experiment(mlflow)
+    if experiment:
+        env["MLFLOW_EXPERIMENT_NAME"] = notebook_delivery.readable_user(experiment)
     env.update(notebook_delivery.pod_env(mlflow))
     return env
 

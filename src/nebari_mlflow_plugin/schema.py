@@ -362,7 +362,8 @@ class MLflow(schema.Base):
     inject_env: bool = True
     # Default experiment of each user, e.g. "users/{username}": {username} is the user's
     # name as JupyterHub shows it (not KubeSpawner's escaped slug), {servername} the
-    # named server. null: MLflow's "Default".
+    # named server. null: "users/{username}" with auth on (others' experiments are read-only
+    # to a user), MLflow's "Default" with auth off.
     user_experiment: ExperimentName | None = None
     # The notebook package in user pods and per-cell runs.
     notebook: Notebook = Notebook()

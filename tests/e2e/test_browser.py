@@ -73,10 +73,10 @@ def browser_route(deployment, tmp_path_factory):
         yield f"https://{route.host}"
 
 
-def seed(deployment, experiment: str, user: str = "alice") -> dict:
-    """Log runs as `user`'s pod would: the in-cluster tracking URI and their token."""
+def seed(deployment, experiment: str) -> dict:
+    """Log runs as alice's pod would: the in-cluster tracking URI and her token."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    env.update(deployment.client_env(), **deployment.token_env(user),
+    env.update(deployment.client_env(), **deployment.token_env("alice"),
                MLFLOW_TRACKING_URI=deployment.service_url)  # fmt: skip
     result = subprocess.run(
         [str(MLFLOW_BIN / "python"), "-c", SEED, experiment],
@@ -113,7 +113,11 @@ def journey_plan(deployment, origin: str, seeded: dict, suffix: str) -> dict:
 def test_browser_journey_through_the_ui(deployment, browser_route):
     """Every UI action a user takes succeeds, and really changes the server's state."""
     seeded = seed(deployment, "browser-journey")
-    bobs = seed(deployment, "browser-journey-bob", user="bob")
+    # Another user's experiment with a run (REST, as bob).
+    bobs_id = deployment.api("experiments/create", {"name": "browser-journey-bob"}, user="bob")[
+        "experiment_id"
+    ]
+    deployment.api("runs/create", {"experiment_id": bobs_id, "run_name": "bobs-run"}, user="bob")
     ARTIFACTS_DIR.mkdir(exist_ok=True)
     for stale in [
         *ARTIFACTS_DIR.glob("journey-failed-*.png"),
@@ -121,7 +125,7 @@ def test_browser_journey_through_the_ui(deployment, browser_route):
     ]:
         stale.unlink()
     plan = journey_plan(deployment, browser_route, seeded, "journey")
-    plan.update(othersExperimentId=bobs["experimentId"], othersRun="trained")
+    plan.update(othersExperimentId=bobs_id, othersRun="bobs-run")
 
     result = run_journey(plan)
 
@@ -154,7 +158,7 @@ def test_browser_journey_through_the_ui(deployment, browser_route):
 
     discarded = api(f"runs/get?run_id={seeded['discardedRunId']}")["run"]["info"]
     assert discarded["lifecycle_stage"] == "deleted"
-    bobs_experiment = api(f"experiments/get?experiment_id={bobs['experimentId']}")
+    bobs_experiment = api(f"experiments/get?experiment_id={bobs_id}")
     assert bobs_experiment["experiment"]["name"] == "browser-journey-bob"  # not renamed
     trained = api(f"runs/get?run_id={seeded['trainedRunId']}")["run"]["info"]
     assert trained["lifecycle_stage"] == "active"

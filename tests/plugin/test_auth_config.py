@@ -75,6 +75,7 @@ def test_off_is_todays_server(tmp_path):
     assert [c["name"] for c in containers_of(deployment)[0]] == ["migrate-database"]
     assert not find(release.manifests, "ConfigMap", "mlflow-auth-package")
     assert "MLFLOW_TRACKING_AUTH" not in user_env(config)
+    assert "MLFLOW_EXPERIMENT_NAME" not in user_env(config)  # MLflow's Default, as before
     assert "loadRoles" not in config.jupyterhub.overrides["hub"]
 
 
@@ -87,6 +88,8 @@ def test_the_hub_service_gets_a_role_reading_users_only():
     assert role["services"] == [hub["services"]["mlflow"]["name"]]
     env = user_env(config)
     assert env["MLFLOW_TRACKING_AUTH"] == "nebari-jupyterhub"
+    # Runs go to the user's own experiment (MLflow's shared Default is read-only to them).
+    assert env["MLFLOW_EXPERIMENT_NAME"] == "users/{unescaped_username}"
     assert env["NEBARI_MLFLOW_SERVER"] == env["MLFLOW_TRACKING_URI"]
 
 

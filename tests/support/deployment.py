@@ -412,14 +412,15 @@ def render(config: Any, workdir: Path, *, is_upgrade: bool = False) -> Release:
     return Release(manifests, secret_values, config.namespace)
 
 
-def start_hub(release: Release, config: Any, workdir: Path) -> JupyterHub:
-    """The JupyterHub the plugin configures (services, roles from jupyterhub.overrides;
-    the MLflow service's token as z2jh keeps it in its Secret `hub`)."""
+def launch_hub(release: Release, config: Any, workdir: Path) -> JupyterHub:
+    """The JupyterHub the plugin configures, launched (`wait` for it): services and roles
+    from jupyterhub.overrides, the MLflow service's token as z2jh keeps it in its Secret
+    `hub`."""
     container = server_container(server_deployment(release.manifests))
     (ref,) = [e["valueFrom"]["secretKeyRef"] for e in container["env"]
               if e["name"] == "NEBARI_MLFLOW_HUB_TOKEN"]  # fmt: skip
     services, roles = hub_config(config.jupyterhub.overrides, release.secret_values[ref["name"]])
-    return JupyterHub(workdir, services, roles, admins=HUB_ADMINS, groups=HUB_GROUPS).start()
+    return JupyterHub(workdir, services, roles, admins=HUB_ADMINS, groups=HUB_GROUPS).launch()
 
 
 @contextlib.contextmanager
@@ -441,7 +442,8 @@ def running_deployment(
     with contextlib.ExitStack() as stack:
         stack.callback(auth.__exit__)
         if config.mlflow.auth.enabled:
-            hub = start_hub(release, config, workdir / "jupyterhub")
+            # It boots while the database and the init containers do.
+            hub = launch_hub(release, config, workdir / "jupyterhub")
             stack.callback(hub.stop)
         if postgres is None:
             postgres = release.postgres(workdir)
@@ -451,6 +453,8 @@ def running_deployment(
         for init in release.init_containers(workdir, postgres):
             run_to_completion(init, workdir, timeout=300)
         port = free_port()
+        if hub:
+            hub.wait()
         nebari = {"forwardauth-service": auth.port, **({"hub": hub.port} if hub else {})}
         server = release.server(workdir, postgres, port, nebari)
         log = workdir / "server.log"

@@ -99,6 +99,10 @@ class JupyterHub:
         )
 
     def start(self) -> JupyterHub:
+        return self.launch().wait()
+
+    def launch(self) -> JupyterHub:
+        """Start the process; `wait` for it to answer (and seed it) later."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         (self.workdir / "jupyterhub_config.py").write_text(self.config())
         log = (self.workdir / "jupyterhub.log").open("ab")
@@ -108,6 +112,9 @@ class JupyterHub:
             cwd=self.workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,
         )  # fmt: skip
+        return self
+
+    def wait(self) -> JupyterHub:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
