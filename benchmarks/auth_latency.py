@@ -3,8 +3,8 @@
 The same config is rendered and run for real on loopback twice
 (tests/support/deployment.py: rendered args, env, mounted auth package,
 PostgreSQL, a real JupyterHub for auth on), once with `mlflow.auth.enabled:
-false` and once with it on (1 worker, so every request meets the same cache).
-One keep-alive connection sends, interleaving nothing else:
+false` and once with it on (1 worker, so every request meets the same cache),
+both at once; one keep-alive connection to each, requests alternating:
 
 - `GET experiments/get` (a read MLflow's permission check looks up) and
   `POST runs/log-metric` (a write);
@@ -27,6 +27,7 @@ Everything listens on 127.0.0.1 and stops by itself.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import json
 import os
@@ -56,11 +57,17 @@ class Client:
         self.dep = dep
         self.connection = http.client.HTTPConnection("127.0.0.1", dep.server_port, timeout=30)
         self.prefix = f"{dep.config.mlflow.route_path}/api/2.0/mlflow"
+        self.used = 0.0
 
     def call(self, method: str, path: str, body: dict | None, auth: dict) -> tuple[int, float]:
         headers = {"Host": f"mlflow.{self.dep.namespace}.svc:5000",
                    "Content-Type": "application/json", **auth}  # fmt: skip
         data = json.dumps(body).encode() if body is not None else None
+        if self.connection.sock is None or time.monotonic() - self.used > 2:
+            # uvicorn closes a keep-alive connection idle for 5 s: start a fresh one.
+            self.connection.close()
+            self.connection.connect()
+        self.used = time.monotonic()
         start = time.perf_counter()
         self.connection.request(method, f"{self.prefix}/{path}", body=data, headers=headers)
         response = self.connection.getresponse()
@@ -71,36 +78,57 @@ class Client:
         return response.status, elapsed
 
 
-def measure(dep, requests: int, misses: int) -> dict[str, dict[str, list[float]]]:
+def prepare(dep) -> tuple[Client, dict[str, tuple[str, str, dict | None]], dict[str, str]]:
+    """A client, the requests (on an experiment and run of alice's) and alice's header."""
     client = Client(dep)
+    user = "alice" if dep.auth_enabled else None
     owner = dep.auth_header("alice") if dep.auth_enabled else {}
-    _, _ = client.call("GET", "experiments/search?max_results=1", None, owner)  # warm
     experiment = json.loads(dep._call(
-        "api/2.0/mlflow/experiments/create", json.dumps({"name": "latency"}).encode(),
-        "alice" if dep.auth_enabled else None))["experiment_id"]  # fmt: skip
+        "api/2.0/mlflow/experiments/create", json.dumps({"name": "latency"}).encode(), user
+    ))["experiment_id"]  # fmt: skip
     run = json.loads(dep._call(
-        "api/2.0/mlflow/runs/create", json.dumps({"experiment_id": experiment}).encode(),
-        "alice" if dep.auth_enabled else None))["run"]["info"]["run_id"]  # fmt: skip
+        "api/2.0/mlflow/runs/create", json.dumps({"experiment_id": experiment}).encode(), user
+    ))["run"]["info"]["run_id"]  # fmt: skip
     cases = {
         "read": ("GET", f"experiments/get?experiment_id={experiment}", None),
         "write": ("POST", "runs/log-metric",
                   {"run_id": run, "key": "m", "value": 1.0, "timestamp": 0}),
     }  # fmt: skip
-    results: dict[str, dict[str, list[float]]] = {}
-    label = "hit" if dep.auth_enabled else "off"
-    for name, (method, path, body) in cases.items():
+    for method, path, body in cases.values():
         for _ in range(20):  # warm-up (caches, connection pools)
             client.call(method, path, body, owner)
-        results.setdefault(label, {})[name] = [
-            client.call(method, path, body, owner)[1] for _ in range(requests)
-        ]
-    if dep.auth_enabled:
-        for name, (method, path, body) in cases.items():
+    return client, cases, owner
+
+
+def run(requests: int, misses: int) -> dict[str, dict[str, list[float]]]:
+    """Both servers run at once and requests alternate between them, so load from
+    elsewhere on the machine weighs on both alike."""
+    results: dict[str, dict[str, list[float]]] = {"off": {}, "hit": {}, "miss": {}}
+    with contextlib.ExitStack() as stack:
+        prepared = {}
+        for enabled in (False, True):
+            block = {"workers": 1, "prometheus": False, "auth": {"enabled": enabled}}
+            config = nb.validate(nb.config_dict("local", block))
+            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="auth-lat-")))
+            dep = stack.enter_context(running_deployment(workdir, config))
+            prepared[enabled] = (dep, *prepare(dep))
+        _, off, off_cases, _ = prepared[False]
+        dep, on, on_cases, owner = prepared[True]
+        for name in off_cases:
+            off_request, on_request = off_cases[name], on_cases[name]
+            for _ in range(20):  # both warm again after the second one started
+                off.call(*off_request, {})
+                on.call(*on_request, owner)
+            off_samples, hit_samples, miss_samples = [], [], []
+            for _ in range(requests):
+                off_samples.append(off.call(*off_request, {})[1])
+                hit_samples.append(on.call(*on_request, owner)[1])
             tokens = [dep.hub.token("alice", note=f"miss-{i}")[0] for i in range(misses)]
-            results.setdefault("miss", {})[name] = [
-                client.call(method, path, body, {"Authorization": f"Bearer {token}"})[1]
-                for token in tokens
-            ]
+            for token in tokens:
+                off_samples.append(off.call(*off_request, {})[1])
+                miss_samples.append(on.call(*on_request, {"Authorization": f"Bearer {token}"})[1])
+            results["off"][name], results["hit"][name] = off_samples, hit_samples
+            results["miss"][name] = miss_samples
     return results
 
 
@@ -135,19 +163,6 @@ def function_on_a_hit(calls: int) -> tuple[float, float]:
     )  # fmt: skip
     p50, p95 = result.stdout.split()
     return float(p50), float(p95)
-
-
-def run(requests: int, misses: int) -> dict[str, dict[str, list[float]]]:
-    results: dict[str, dict[str, list[float]]] = {}
-    for enabled in (False, True):
-        config = nb.validate(nb.config_dict("local", {"workers": 1, "prometheus": False,
-                                                      "auth": {"enabled": enabled}}))  # fmt: skip
-        with (
-            tempfile.TemporaryDirectory(prefix="auth-latency-") as workdir,
-            running_deployment(Path(workdir), config) as dep,
-        ):
-            results.update(measure(dep, requests, misses))
-    return results
 
 
 def main() -> int:
