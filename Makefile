@@ -16,7 +16,8 @@ PUBLIC_PLUGIN_WHEEL := .tools/public-plugin/nebari_mlflow_plugin-$(PUBLIC_PLUGIN
 
 install: system-deps .venv/.installed .venv-mlflow/.installed .venv-pod/.installed \
 	.venv-mlflow-$(OLD_MLFLOW_VERSION)/.installed $(PUBLIC_PLUGIN_WHEEL) \
-	.tools/node_modules/.bin/azurite-blob .tools/node_modules/playwright-core/.installed-$(PLAYWRIGHT_CORE_VERSION)
+	.tools/node_modules/.bin/azurite-blob .tools/node_modules/playwright-core/.installed-$(PLAYWRIGHT_CORE_VERSION) \
+	.venv-hub/.installed .tools/node_modules/.bin/configurable-http-proxy
 
 # PostgreSQL, nginx, Chromium, Node.js: real processes the end-to-end tests run.
 system-deps:
@@ -31,6 +32,20 @@ system-deps:
 	PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm install --silent --no-audit --no-fund --save-exact --prefix .tools \
 		playwright-core@$(PLAYWRIGHT_CORE_VERSION)
 	touch $@
+
+# A real JupyterHub for the auth tests (what Nebari 2025.10's z2jh 4.2.0 runs), apart
+# from nebari's environment; and its proxy.
+JUPYTERHUB_VERSION := 5.3.*
+CHP_VERSION := 5.3.0
+.venv-hub/.installed:
+	$(PYTHON) -m venv .venv-hub
+	.venv-hub/bin/pip install --quiet --upgrade pip
+	.venv-hub/bin/pip install --quiet "jupyterhub==$(JUPYTERHUB_VERSION)"
+	touch $@
+
+.tools/node_modules/.bin/configurable-http-proxy:
+	npm install --silent --no-audit --no-fund --save-exact --prefix .tools \
+		configurable-http-proxy@$(CHP_VERSION)
 
 .venv/.installed: pyproject.toml
 	$(PYTHON) -m venv .venv
@@ -75,4 +90,4 @@ lint: install
 	.venv/bin/ruff format --check src tests benchmarks
 
 clean:
-	rm -rf .venv .venv-mlflow .venv-pod .venv-mlflow-$(OLD_MLFLOW_VERSION) .tools build dist
+	rm -rf .venv .venv-mlflow .venv-pod .venv-hub .venv-mlflow-$(OLD_MLFLOW_VERSION) .tools build dist

@@ -20,9 +20,21 @@ from typing import Any
 
 from nebari_mlflow_plugin import notebook_delivery
 from nebari_mlflow_plugin.naming import internal_tracking_uri
+from nebari_mlflow_plugin.notebook import auth as hub_auth
 
 # Variables holding a path list: the admin's value is extended, not kept as is.
 PATH_LISTS = {"PYTHONPATH"}
+
+
+# With auth on, each user's own experiment unless the admin chose one: MLflow's shared
+# "Default" (and any shared name) is theirs to write only if they created it.
+AUTH_USER_EXPERIMENT = "users/{username}"
+
+
+def user_experiment(mlflow: Any) -> str | None:
+    if mlflow.user_experiment is None and mlflow.auth.enabled:
+        return AUTH_USER_EXPERIMENT
+    return mlflow.user_experiment
 
 
 def user_env(config: Any) -> dict[str, str]:
@@ -36,8 +48,14 @@ def user_env(config: Any) -> dict[str, str]:
         "NEBARI_PROJECT": config.project_name,
         "NEBARI_NAMESPACE": config.namespace,
     }
-    if mlflow.user_experiment:
-        env["MLFLOW_EXPERIMENT_NAME"] = notebook_delivery.readable_user(mlflow.user_experiment)
+    if mlflow.auth.enabled and notebook_delivery.delivered(mlflow):
+        # The delivered package's request auth provider sends the pod's JupyterHub token
+        # to this server, and only to it (notebook/auth.py).
+        env["MLFLOW_TRACKING_AUTH"] = hub_auth.PROVIDER_NAME
+        env[hub_auth.SERVER_ENV] = env["MLFLOW_TRACKING_URI"]
+    experiment = user_experiment(mlflow)
+    if experiment:
+        env["MLFLOW_EXPERIMENT_NAME"] = notebook_delivery.readable_user(experiment)
     env.update(notebook_delivery.pod_env(mlflow))
     return env
 
@@ -45,6 +63,15 @@ def user_env(config: Any) -> dict[str, str]:
 # Key of our entry in hub.services, and the name shown in the menu.
 HUB_SERVICE_KEY = "mlflow"
 HUB_SERVICE_NAME = "MLflow"
+
+
+# The role (hub.loadRoles, which z2jh hands to c.JupyterHub.load_roles) giving the MLflow
+# service what its authorization function reads of a user: name, admin flag, groups.
+# Nebari's KeyCloakOAuthenticator manages users' roles (manage_roles), which still
+# allows roles assigned to services.
+HUB_ROLE = "nebari-mlflow-read-users"
+HUB_ROLE_DESCRIPTION = "MLflow reads users' admin flag and groups to authorize requests"
+HUB_ROLE_SCOPES = ["read:users:name", "read:users:groups"]
 
 
 def hub_service(route_path: str) -> dict[str, Any]:
@@ -111,6 +138,14 @@ def add_hub_service(config: Any) -> None:
         return
     services = _mapping(_mapping(jupyterhub.overrides, "hub", "hub"), "services", "hub.services")
     services.setdefault(HUB_SERVICE_KEY, hub_service(config.mlflow.route_path))
+    if config.mlflow.auth.enabled:
+        # The server reads users' admin flag and groups with this service's token
+        # (z2jh generates it into its Secret `hub`): only that, through this role.
+        # z2jh names the service by its entry's `name` (the key only when absent).
+        name = services[HUB_SERVICE_KEY].get("name", HUB_SERVICE_KEY)
+        roles = _mapping(jupyterhub.overrides["hub"], "loadRoles", "hub.loadRoles")
+        roles.setdefault(HUB_ROLE, {"description": HUB_ROLE_DESCRIPTION,
+                                    "scopes": HUB_ROLE_SCOPES, "services": [name]})  # fmt: skip
 
 
 def inject_user_pods(config: Any) -> None:

@@ -51,6 +51,11 @@ PROTECTED: dict[tuple[str, ...], str] = {
     ("database", "internal", "passwordSecret"): "the plugin generates the password Secret",
     ("artifacts", "destination"): "use mlflow.artifacts (or the provider's own store)",
     ("takeover",): "the plugin sets it while it takes over a 2025.10.x release",
+    ("auth", "enabled"): "use mlflow.auth.enabled",
+    ("auth", "defaultPermission"): "use mlflow.auth.default_permission",
+    ("auth", "cacheSeconds"): "use mlflow.auth.cache_seconds",
+    ("auth", "secret"): "the plugin generates the auth Secret",
+    ("auth", "package"): "it is the plugin's authorization function",
 }
 
 

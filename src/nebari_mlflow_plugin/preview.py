@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 from _nebari.stages.infrastructure import _calculate_node_groups
 
-from nebari_mlflow_plugin import backups, naming, notebook_delivery, tfvalues
+from nebari_mlflow_plugin import backups, naming, notebook_delivery, server_delivery, tfvalues
 from nebari_mlflow_plugin.client_stage import NotebookClientStage
 from nebari_mlflow_plugin.injection import user_env
 from nebari_mlflow_plugin.manifests import PreviewUnavailable, merge_values, render_chart
@@ -78,6 +78,7 @@ class Preview:
             "MLflow image": f"{mlflow.image.repository}:{mlflow.image.tag}",
             "database": db,
             "artifacts": artifacts,
+            "authentication": server_delivery.auth_summary(mlflow),
             "cloud resources": stage.provider.planned_resources(config) or ["none"],
             "user pod env": user_env(config) or {"(none)": "injection off"},
             "user pod mounts": {

@@ -338,6 +338,25 @@ class Backup(schema.Base):
     @classmethod
     def _cron(cls, value: str) -> str:
         return cron_schedule("mlflow.backup.schedule", value)
+@yaml_object(yaml)
+class DefaultPermission(ConfigEnum):
+    NO_PERMISSIONS = "NO_PERMISSIONS"
+    READ = "READ"
+    EDIT = "EDIT"
+
+
+class Auth(schema.Base):
+    """Who may do what in MLflow (README: Authentication). Off: anyone who reaches the
+    server can read, change and delete everything (insecure)."""
+
+    enabled: bool = True
+    # What everyone may do with experiments and models they did not create (creators
+    # MANAGE theirs; Nebari admins manage everything).
+    default_permission: DefaultPermission = DefaultPermission.READ
+    # Seconds a verified token or session is trusted before JupyterHub / forward-auth is
+    # asked again: how long a revoked token keeps working, and how long verified users
+    # keep working while JupyterHub is down (then 503).
+    cache_seconds: Annotated[int, Field(ge=5, le=600)] = 60
 
 
 class MLflow(schema.Base):
@@ -362,7 +381,8 @@ class MLflow(schema.Base):
     inject_env: bool = True
     # Default experiment of each user, e.g. "users/{username}": {username} is the user's
     # name as JupyterHub shows it (not KubeSpawner's escaped slug), {servername} the
-    # named server. null: MLflow's "Default".
+    # named server. null: "users/{username}" with auth on (others' experiments are read-only
+    # to a user), MLflow's "Default" with auth off.
     user_experiment: ExperimentName | None = None
     # The notebook package in user pods and per-cell runs.
     notebook: Notebook = Notebook()
@@ -379,6 +399,8 @@ class MLflow(schema.Base):
     gc: GarbageCollection = GarbageCollection()
     # Scheduled and pre-upgrade backups of the in-cluster database (README: Backups and restore).
     backup: Backup = Backup()
+    # Authentication and permissions (README: Authentication).
+    auth: Auth = Auth()
     # Per-provider settings; only the deployment's provider's section is used.
     aws: AwsSettings = AwsSettings()
     gcp: GcpSettings = GcpSettings()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from nebari_mlflow_plugin import naming, versions
+from nebari_mlflow_plugin import naming, server_delivery, versions
 from nebari_mlflow_plugin.assets import chart_digest
 from nebari_mlflow_plugin.providers import Provider
 from nebari_mlflow_plugin.schema import ArtifactsType, DatabaseType, MLflow
@@ -103,6 +103,7 @@ def build_values(
         "keepVolumes": not mlflow.force_destroy,
         "networkPolicy": {"enabled": True, "allowFrom": NEBARI_CLIENT_PEERS},
         "monitoring": monitoring_values(mlflow, nebari_monitoring),
+        "auth": server_delivery.auth_values(mlflow),
         "gc": {
             "enabled": mlflow.gc.enabled,
             "schedule": mlflow.gc.schedule,

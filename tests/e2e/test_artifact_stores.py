@@ -94,6 +94,9 @@ def server_container(provider: str, tmp_path: Path) -> dict:
             "database": {"type": "external", "external_secret": {"name": "mlflow-db"}},
             "workers": 1,
             "prometheus": False,
+            # About where artifacts land, not who asks (tests/e2e/test_auth.py): this runs
+            # the server container alone, without JupyterHub.
+            "auth": {"enabled": False},
         },
     )
     if provider == "azure":

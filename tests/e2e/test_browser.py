@@ -20,18 +20,17 @@ import urllib.parse
 import pytest
 from support.browser import missing_browser_tools, run_journey, self_signed
 from support.deployment import MLFLOW_BIN
-from support.forward_auth import SESSION_COOKIE
+from support.forward_auth import DEFAULT_USER, SESSION_COOKIE
 from support.nginx import Nginx
 from test_deployment import ARTIFACTS_DIR
 
 # Responses >= 400 the UI asks for and handles by design, with why they are fine
 # (method, path under the route prefix, status).
 TOLERATED = [
-    # The UI asks who is logged in; only MLflow's own basic-auth app answers, and
-    # Nebari authenticates at Traefik (Keycloak) instead, so "not found" is right.
-    ("GET", "ajax-api/2.0/mlflow/users/current", 404),
     # The experiment forms check the typed name is free: "not found" is "free".
     ("GET", "ajax-api/2.0/mlflow/experiments/get-by-name", 404),
+    # The journey tries to rename another user's experiment: refused, as it must be.
+    ("POST", "ajax-api/2.0/mlflow/experiments/update", 403),
 ]
 
 SEED = textwrap.dedent(
@@ -75,9 +74,10 @@ def browser_route(deployment, tmp_path_factory):
 
 
 def seed(deployment, experiment: str) -> dict:
-    """Log runs as a user pod would: the in-cluster tracking URI, nothing else."""
+    """Log runs as alice's pod would: the in-cluster tracking URI and her token."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    env.update(deployment.client_env(), MLFLOW_TRACKING_URI=deployment.service_url)
+    env.update(deployment.client_env(), **deployment.token_env("alice"),
+               MLFLOW_TRACKING_URI=deployment.service_url)  # fmt: skip
     result = subprocess.run(
         [str(MLFLOW_BIN / "python"), "-c", SEED, experiment],
         env=env, cwd=deployment.workdir, capture_output=True, text=True, timeout=300,
@@ -93,6 +93,7 @@ def journey_plan(deployment, origin: str, seeded: dict, suffix: str) -> dict:
         "origin": origin,
         "prefix": prefix,
         "sessionCookie": SESSION_COOKIE,
+        "user": DEFAULT_USER,  # who the login stand-in signs in
         "screenshots": str(ARTIFACTS_DIR),
         **seeded,
         "trainedRun": "trained",
@@ -112,6 +113,11 @@ def journey_plan(deployment, origin: str, seeded: dict, suffix: str) -> dict:
 def test_browser_journey_through_the_ui(deployment, browser_route):
     """Every UI action a user takes succeeds, and really changes the server's state."""
     seeded = seed(deployment, "browser-journey")
+    # Another user's experiment with a run (REST, as bob).
+    bobs_id = deployment.api("experiments/create", {"name": "browser-journey-bob"}, user="bob")[
+        "experiment_id"
+    ]
+    deployment.api("runs/create", {"experiment_id": bobs_id, "run_name": "bobs-run"}, user="bob")
     ARTIFACTS_DIR.mkdir(exist_ok=True)
     for stale in [
         *ARTIFACTS_DIR.glob("journey-failed-*.png"),
@@ -119,6 +125,7 @@ def test_browser_journey_through_the_ui(deployment, browser_route):
     ]:
         stale.unlink()
     plan = journey_plan(deployment, browser_route, seeded, "journey")
+    plan.update(othersExperimentId=bobs_id, othersRun="bobs-run")
 
     result = run_journey(plan)
 
@@ -126,8 +133,9 @@ def test_browser_journey_through_the_ui(deployment, browser_route):
     if failure:
         pytest.fail(failure, pytrace=False)
     assert result.steps() == [
-        "login", "runs-table", "run-page-metric-chart", "run-page-image-artifact",
-        "register-model-version", "create-experiment", "rename-experiment", "delete-run",
+        "login", "signed-in-as", "runs-table", "run-page-metric-chart", "run-page-image-artifact",
+        "register-model-version", "create-experiment", "rename-experiment",
+        "others-experiment-is-read-only", "delete-run",
     ]  # fmt: skip
     for name in ("mlflow-runs-table.png", "mlflow-run-page.png", "mlflow-run-artifact.png"):
         assert (ARTIFACTS_DIR / name).stat().st_size > 10_000, name  # a rendered page
@@ -150,5 +158,7 @@ def test_browser_journey_through_the_ui(deployment, browser_route):
 
     discarded = api(f"runs/get?run_id={seeded['discardedRunId']}")["run"]["info"]
     assert discarded["lifecycle_stage"] == "deleted"
+    bobs_experiment = api(f"experiments/get?experiment_id={bobs_id}")
+    assert bobs_experiment["experiment"]["name"] == "browser-journey-bob"  # not renamed
     trained = api(f"runs/get?run_id={seeded['trainedRunId']}")["run"]["info"]
     assert trained["lifecycle_stage"] == "active"

@@ -11,23 +11,29 @@ import urllib.parse
 from pathlib import Path
 
 import pytest
-from support.deployment import MLFLOW_BIN, REPO, server_container, server_deployment
-from support.forward_auth import SESSION_COOKIE, VALID_SESSION
+from support.deployment import (
+    MLFLOW_BIN,
+    REPO,
+    delivered_pythonpath,
+    server_container,
+    server_deployment,
+)
+from support.forward_auth import SESSION_COOKIE
 
 from nebari_mlflow_plugin.injection import user_env
 
 ARTIFACTS_DIR = REPO / "test-artifacts"
 
 
-def request(port: int, path: str, *, host: str, method: str = "GET", cookie: bool = False,
-            body: bytes | None = None, origin: str | None = None,
+def request(port: int, path: str, *, host: str, method: str = "GET", cookie: str | None = None,
+            body: bytes | None = None, origin: str | None = None, auth: dict | None = None,
             ) -> http.client.HTTPResponse:  # fmt: skip
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    headers = {"Host": host}
+    headers = {"Host": host, **(auth or {})}
     if origin is not None:
         headers["Origin"] = origin
     if cookie:
-        headers["Cookie"] = f"{SESSION_COOKIE}={VALID_SESSION}"
+        headers["Cookie"] = f"{SESSION_COOKIE}={cookie}"
     if body is not None:
         headers["Content-Type"] = "application/json"
     connection.request(method, path, body=body, headers=headers)
@@ -37,8 +43,11 @@ def request(port: int, path: str, *, host: str, method: str = "GET", cookie: boo
     return response
 
 
-def public(deployment, path: str, **kwargs):
-    return request(deployment.nginx.port, path, host=deployment.nginx.route.host, **kwargs)
+def public(deployment, path: str, cookie: bool = False, **kwargs):
+    """Through Traefik (nginx), with alice's session when `cookie`."""
+    host = deployment.nginx.route.host
+    session = deployment.forward_auth.cookie("alice", host) if cookie else None
+    return request(deployment.nginx.port, path, host=host, cookie=session, **kwargs)
 
 
 def test_rendered_probe_paths_answer(deployment):
@@ -99,8 +108,9 @@ def test_login_flow_sets_session_and_returns(deployment):
 )
 def test_host_header_check(deployment, host, allowed):
     response = request(
-        deployment.server_port, "/mlflow/api/2.0/mlflow/experiments/search?max_results=1", host=host
-    )
+        deployment.server_port, "/mlflow/api/2.0/mlflow/experiments/search?max_results=1",
+        host=host, auth=deployment.auth_header("alice"),
+    )  # fmt: skip
     assert (response.status == 200) is allowed, (host, response.status, response.body[:200])
     if not allowed:
         assert response.status == 403
@@ -163,6 +173,9 @@ def test_notebook_in_a_user_pod_logs_everything(deployment, tmp_path):
 
     process_env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     process_env.update(env, PATH=f"{MLFLOW_BIN}:{os.environ['PATH']}")
+    # The package as delivered, besides the cluster DNS (client_env's PYTHONPATH).
+    delivered = delivered_pythonpath(tmp_path / "python")
+    process_env["PYTHONPATH"] = f"{delivered}:{deployment.client_env()['PYTHONPATH']}"
     result = subprocess.run(
         [str(MLFLOW_BIN / "python"), "-c", runner, NOTEBOOK],
         env=process_env, cwd=tmp_path, capture_output=True, text=True, timeout=600,

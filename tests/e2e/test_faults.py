@@ -39,7 +39,7 @@ def stored_points(deployment, run_ids: list[str]) -> int:
 
 
 def test_no_acknowledged_metric_is_lost_across_server_and_database_restarts(deployment, tmp_path):
-    env = client_env(deployment.client_env(), **RETRIES)
+    env = client_env({**deployment.client_env(), **deployment.token_env()}, **RETRIES)
     procs, outputs, _ = start_clients(
         deployment.service_url, env, clients=CLIENTS, seconds=SECONDS, batch=BATCH,
         workdir=tmp_path,

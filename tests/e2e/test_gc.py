@@ -39,7 +39,8 @@ MAKE_RUNS = textwrap.dedent(
 
 
 def client_python(deployment, script: str) -> dict:
-    env = {**os.environ, **deployment.client_env(), "MLFLOW_TRACKING_URI": deployment.service_url}
+    env = {**os.environ, **deployment.client_env(), **deployment.token_env(),
+           "MLFLOW_TRACKING_URI": deployment.service_url}  # fmt: skip
     result = subprocess.run([str(MLFLOW_BIN / "python"), "-c", script], env=env,
                             capture_output=True, text=True, timeout=180)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
@@ -54,12 +55,13 @@ def gc_container(deployment, tmp_path):
     manifests = render_release(nb.stage_for(config, tmp_path / "stage"), nb.STAGE_OUTPUTS)
     (cronjob,) = find(manifests, "CronJob", "mlflow-gc")
     (container,) = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
-    secret = next(e["valueFrom"]["secretKeyRef"] for e in container["env"] if "valueFrom" in e)
     pg_service = next(s for s in find(manifests, "Service") if "5432" in str(s["spec"]["ports"]))
     local_ports = {pg_service["metadata"]["name"]: deployment.postgres.port}
     addresses = service_addresses(manifests, config.namespace, local_ports)
-    secrets = {secret["name"]: {secret["key"]: deployment.postgres.password}}
-    local = local_container(container, workdir=tmp_path / "gc", executables={}, secrets=secrets)
+    # The Secrets of the running deployment (database password, the auth Secret whose
+    # built-in admin the job authenticates as).
+    local = local_container(container, workdir=tmp_path / "gc", executables={},
+                            secrets=deployment.secret_values)  # fmt: skip
     return relocate(local, addresses)
 
 

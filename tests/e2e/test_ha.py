@@ -14,6 +14,7 @@ after its headers), and every acknowledged metric point is stored.
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import signal
 import time
 
@@ -48,15 +49,21 @@ CONFIG = {"replicas": 2, "workers": 1, "artifacts": {"access_mode": "ReadWriteMa
 
 def second_replica(dep, port: int) -> LocalContainer:
     """The same rendered container as another pod: its own port and emptyDirs, the same
-    database and the same (ReadWriteMany) artifact volume."""
+    database and the same (ReadWriteMany) artifact volume; the same ConfigMaps, and
+    what its own init containers write (the auth ini) into its emptyDirs."""
     (deployment,) = find(dep.manifests, "Deployment", "mlflow")
-    shared = {m["mountPath"] for m in server_container(deployment)["volumeMounts"]
-              if m["name"] == "artifacts"}  # fmt: skip
+    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    mounts = server_container(deployment)["volumeMounts"]
+    shared = {m["mountPath"] for m in mounts
+              if m["name"] == "artifacts" or "configMap" in volumes[m["name"]]}  # fmt: skip
+    written = {m["mountPath"] for m in mounts if m["name"] == "auth-config"}
     assert shared, "replicas share the artifact volume"
     replace = {}
     for mount_path, local in dep.server.mounts.items():
         if mount_path not in shared:
             own = dep.workdir / "replica-1" / local.name
+            if mount_path in written:
+                shutil.copytree(local, own, dirs_exist_ok=True)
             own.mkdir(parents=True, exist_ok=True)
             replace[str(local)] = str(own)
 
@@ -114,7 +121,7 @@ def test_killing_one_replica_loses_no_request_and_no_point(replicated, tmp_path)
         dep.nginx.set_upstreams(both)
 
         uri = f"{dep.public_base}{dep.config.mlflow.route_path}"
-        env = client_env({}, **RETRIES)
+        env = client_env(dep.token_env(), **RETRIES)
         procs, outputs, _ = start_clients(uri, env, clients=CLIENTS, seconds=SECONDS,
                                           batch=BATCH, workdir=tmp_path)  # fmt: skip
         wait_until_both_serve(dep, both)  # the load is under way on both

@@ -14,6 +14,7 @@ import re
 import shutil
 import subprocess
 import time
+import urllib.error
 from pathlib import Path
 
 import pytest
@@ -124,12 +125,6 @@ def pre_upgrade_backups(workdir: Path) -> list[dict]:
     return [json.loads(m.read_text()) for m in sorted(root.glob("*-pre-upgrade/manifest.json"))]
 
 
-def migrate_database(release, workdir: Path, postgres):
-    """The server pod's last init container, `migrate-database` (the pre-upgrade backup's
-    run before it: tests/e2e/test_backups.py)."""
-    return release.init_containers(workdir, postgres)[-1]
-
-
 def revision(postgres) -> list[str]:
     return postgres.query("SELECT version_num FROM alembic_version").split()
 
@@ -207,6 +202,21 @@ def test_fresh_install_onto_a_database_the_public_plugin_created_serves_it(tmp_p
                                     "timestamp": 0, "step": 0})  # fmt: skip
         after = dep.api(f"runs/get?run_id={run_ids[0]}")["run"]["data"]["metrics"]
         assert {m["key"]: m["value"] for m in after}["after"] == 2.0
+        # It ran without auth; now auth is on (the default): everything is visible per
+        # default_permission (READ) to every user, changeable by Nebari admins only.
+        assert dep.auth_enabled
+        seen = dep.api(f"experiments/get?experiment_id={experiment_id}", user="alice")
+        assert seen["experiment"]["name"] == EXPERIMENT
+        assert dep.api(f"registered-models/get?name={MODEL}", user="alice")["registered_model"]
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            dep.api("experiments/update", {"experiment_id": experiment_id, "new_name": "x"},
+                    user="alice")  # fmt: skip
+        assert refused.value.code == 403
+        dep.api("experiments/update",
+                {"experiment_id": experiment_id, "new_name": f"{EXPERIMENT}-admin"},
+                user="ada")  # fmt: skip
+        renamed = dep.api(f"experiments/get?experiment_id={experiment_id}", user="alice")
+        assert renamed["experiment"]["name"] == f"{EXPERIMENT}-admin"
 
 
 @pytest.fixture
@@ -225,7 +235,7 @@ def old_database(tmp_path):
 def test_database_down_during_an_upgrade_converges_once_it_is_back(tmp_path, old_database, heads):
     release, postgres = old_database
     postgres.stop()
-    init = migrate_database(release, tmp_path, postgres)
+    init = release.migration(tmp_path, postgres)
 
     # PostgreSQL down: the init container waits, bounded, then fails with the reason.
     started = time.monotonic()
@@ -269,7 +279,7 @@ def revision_offline(postgres) -> list[str]:
 
 def test_replicas_starting_together_migrate_one_after_the_other(tmp_path, old_database, heads):
     release, postgres = old_database
-    pods = [migrate_database(release, tmp_path / f"pod-{i}", postgres) for i in range(2)]
+    pods = [release.migration(tmp_path / f"pod-{i}", postgres) for i in range(2)]
     logs = [tmp_path / f"pod-{i}.log" for i in range(2)]
     procs = [launch(init, tmp_path, log) for init, log in zip(pods, logs, strict=True)]
     try:
@@ -292,7 +302,7 @@ def test_with_migration_disabled_an_old_schema_is_refused_not_changed(tmp_path, 
     release = render(config(enabled=False, waitSeconds=WAIT), tmp_path, is_upgrade=True)
     with release.postgres(tmp_path) as postgres:
         old_mlflow(CREATE_OLD_SCHEMA, postgres.uri)
-        init = migrate_database(release, tmp_path, postgres)
+        init = release.migration(tmp_path, postgres)
         result = run_container(init, tmp_path, timeout=120)
         assert result.returncode != 0
         message = result.stderr.strip().splitlines()[-1]

@@ -381,7 +381,8 @@ def generate_traffic(deployment) -> None:
     upload = urllib.request.Request(
         f"http://127.0.0.1:{deployment.server_port}{deployment.config.mlflow.route_path}"
         f"/api/2.0/mlflow-artifacts/artifacts/{root}/notes.txt",
-        data=b"x" * 4096, method="PUT", headers={"Host": f"{POD_IP}:5000"},
+        data=b"x" * 4096, method="PUT",
+        headers={"Host": f"{POD_IP}:5000", **deployment.auth_header()},
     )  # fmt: skip
     with urllib.request.urlopen(upload, timeout=30) as response:
         assert response.status == 200

@@ -21,6 +21,8 @@ from support.deployment import MLFLOW_BIN
 from support.release import render_release
 from support.userpod import POD_VENV, build_user_pod, process_env
 
+from nebari_mlflow_plugin.client_stage import NotebookClientStage
+
 POD_PYTHON = POD_VENV / "bin" / "python"
 
 # Read back the way a user would, with MLflow's client, in the server's environment.
@@ -34,7 +36,8 @@ print(json.dumps([{"id": t.info.trace_id, "spans": sorted(s.name for s in t.data
 
 
 def mlflow_python(deployment, script: str, *args: str) -> str:
-    env = {**os.environ, **deployment.client_env(), "MLFLOW_TRACKING_URI": deployment.service_url}
+    env = {**os.environ, **deployment.client_env(), **deployment.token_env(),
+           "MLFLOW_TRACKING_URI": deployment.service_url}  # fmt: skip
     result = subprocess.run(
         [str(MLFLOW_BIN / "python"), "-c", script, *args],
         env=env, capture_output=True, text=True, timeout=180,
@@ -49,15 +52,17 @@ def traces_in(deployment, experiment_id: str) -> list[dict]:
 
 def new_experiment(deployment, name: str) -> str:
     body = {"name": f"{name}-{time.time_ns()}"}
-    return deployment.api("experiments/create", body)["experiment_id"]
+    return deployment.api("experiments/create", body, user="alice")["experiment_id"]
 
 
 @pytest.fixture(scope="module")
 def user_pod(deployment, tmp_path_factory):
     if not POD_PYTHON.exists():
         pytest.skip(f"user-environment virtualenv missing at {POD_VENV} (run `make install`)")
-    manifests = render_release(nb.stage_for(deployment.config, tmp_path_factory.mktemp("stage")),
-                               nb.STAGE_OUTPUTS)  # fmt: skip
+    workdir = tmp_path_factory.mktemp("stage")
+    # The release and the notebook package's ConfigMaps (the mlflow-notebook-client stage).
+    manifests = render_release(nb.stage_for(deployment.config, workdir), nb.STAGE_OUTPUTS)
+    manifests += NotebookClientStage(workdir, deployment.config).config_map_manifests()
     return build_user_pod(deployment.config, manifests, tmp_path_factory.mktemp("pod"),
                           user="alice")  # fmt: skip
 
@@ -99,14 +104,17 @@ def test_a_traced_function_in_a_user_pod_lands_in_the_server(deployment, user_po
 
 
 OTLP_EXPORT = """
-import sys
+import os, sys
 from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 endpoint, experiment_id = sys.argv[1:3]
-exporter = OTLPSpanExporter(endpoint=endpoint, headers={"x-mlflow-experiment-id": experiment_id})
+# In a user pod, the pod's JupyterHub token authenticates the export (README: Tracing).
+token = os.environ["JUPYTERHUB_API_TOKEN"]
+exporter = OTLPSpanExporter(endpoint=endpoint, headers={"x-mlflow-experiment-id": experiment_id,
+                                                        "Authorization": f"Bearer {token}"})
 provider = TracerProvider(resource=Resource.create({"service.name": "otel-app"}))
 provider.add_span_processor(SimpleSpanProcessor(exporter))
 tracer = provider.get_tracer("otel-app")

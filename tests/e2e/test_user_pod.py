@@ -97,8 +97,10 @@ def test_runs_in_a_fresh_environment_carry_user_and_nebari_tags(deployment, user
     result = pod_run(user_pod, deployment, [str(POD_PYTHON), "-c", script], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "run_context_provider" not in result.stderr  # MLflow warns when a plugin fails
+    assert "request auth provider" not in result.stderr
     printed = json.loads(result.stdout.strip().splitlines()[-1])
     assert printed["distribution"] == __version__
+    assert run_user(deployment, printed["run_id"]) == "alice"  # the server's, from the token
 
     run = deployment.api(f"runs/get?run_id={printed['run_id']}")["run"]
     tags = {t["key"]: t["value"] for t in run["data"]["tags"]}
@@ -108,6 +110,18 @@ def test_runs_in_a_fresh_environment_carry_user_and_nebari_tags(deployment, user
     assert tags["nebari.conda.env_path"] == str(POD_VENV)
     experiment = deployment.api(f"experiments/get?experiment_id={run['info']['experiment_id']}")
     assert experiment["experiment"]["name"] == "users/alice"  # per-user experiment
+
+
+def run_user(deployment, run_id: str) -> str:
+    return deployment.api(f"runs/get?run_id={run_id}")["run"]["info"]["user_id"]
+
+
+def test_without_the_pods_token_the_server_refuses(deployment, user_pod, tmp_path):
+    """What authenticates the pod is its JupyterHub token, sent by the delivered package."""
+    script = "import mlflow; mlflow.search_experiments(max_results=1)"
+    result = pod_run(user_pod, deployment, [str(POD_PYTHON), "-c", script], tmp_path,
+                     JUPYTERHUB_API_TOKEN="")  # fmt: skip
+    assert result.returncode != 0 and "401" in result.stderr, result.stderr[-2000:]
 
 
 def test_workflow_helper_runs_from_the_mounted_package(deployment, user_pod, tmp_path):

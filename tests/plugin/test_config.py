@@ -107,6 +107,11 @@ def test_injection_into_absent_overrides():
         "MLFLOW_TRACKING_URI": "http://mlflow.dev.svc:5000/mlflow",
         "NEBARI_PROJECT": "demo",
         "NEBARI_NAMESPACE": "dev",
+        # auth on (the default): each user's own experiment, the delivered request-auth
+        # provider, for this server only
+        "MLFLOW_EXPERIMENT_NAME": "users/{unescaped_username}",
+        "MLFLOW_TRACKING_AUTH": "nebari-jupyterhub",
+        "NEBARI_MLFLOW_SERVER": "http://mlflow.dev.svc:5000/mlflow",
         "PYTHONPATH": "/opt/nebari-mlflow/python",
     }
 
@@ -137,6 +142,11 @@ def test_injection_adds_to_dict_form():
         "MLFLOW_TRACKING_URI": "http://mlflow.dev.svc:5000/mlflow",
         "NEBARI_PROJECT": "demo",
         "NEBARI_NAMESPACE": "dev",
+        # auth on (the default): each user's own experiment, the delivered request-auth
+        # provider, for this server only
+        "MLFLOW_EXPERIMENT_NAME": "users/{unescaped_username}",
+        "MLFLOW_TRACKING_AUTH": "nebari-jupyterhub",
+        "NEBARI_MLFLOW_SERVER": "http://mlflow.dev.svc:5000/mlflow",
         "PYTHONPATH": "/opt/nebari-mlflow/python",
     }
 
@@ -176,7 +186,7 @@ def test_injection_is_idempotent_and_configs_do_not_share_state():
     first.namespace = "dev"
     second = nb.validate(nb.config_dict(mlflow={"enabled": False}))
     assert user_env(first)["MLFLOW_TRACKING_URI"] == "http://mlflow.dev.svc:5000/mlflow"
-    assert len(first.jupyterhub.overrides["singleuser"]["extraEnv"]) == 4
+    assert len(first.jupyterhub.overrides["singleuser"]["extraEnv"]) == 7
     assert len(first.jupyterhub.overrides["custom"]["extra-mounts"]) == 2
     assert second.jupyterhub.overrides == {}
 
@@ -186,7 +196,11 @@ def test_per_user_experiment_is_injected_for_the_spawner_to_expand():
 
     config = nb.validate(nb.config_dict(mlflow={"user_experiment": "users/{username}"}))
     assert expand_user(user_env(config)["MLFLOW_EXPERIMENT_NAME"], "bob") == "users/bob"
-    assert "MLFLOW_EXPERIMENT_NAME" not in user_env(nb.validate(nb.config_dict()))
+    # Unset: the user's own experiment with auth on (the default), MLflow's Default off.
+    default = user_env(nb.validate(nb.config_dict()))
+    assert expand_user(default["MLFLOW_EXPERIMENT_NAME"], "bob") == "users/bob"
+    off = nb.validate(nb.config_dict(mlflow={"auth": {"enabled": False}}))
+    assert "MLFLOW_EXPERIMENT_NAME" not in user_env(off)
 
 
 PYDIR = "/opt/nebari-mlflow/python"

@@ -11,10 +11,13 @@ from pathlib import Path
 
 import kubernetes_validate
 import pytest
+import tomllib
 from support import nebari as nb
 
 from nebari_mlflow_plugin import notebook_delivery
 from nebari_mlflow_plugin.client_stage import NotebookClientStage
+
+REPO = Path(__file__).resolve().parents[2]
 
 # ConfigMaps hold at most 1 MiB (etcd's object limit).
 CONFIG_MAP_LIMIT = 1024 * 1024
@@ -66,8 +69,17 @@ def test_metadata_lists_the_entry_points_of_this_distribution(tmp_path):
         (dist_info / name).write_text(content)
     delivered = importlib.metadata.PathDistribution(dist_info)
     ours = importlib.metadata.distribution("nebari-mlflow-plugin")
-    mlflow_groups = {(e.group, e.name, e.value) for e in ours.entry_points if "mlflow" in e.group}
-    assert mlflow_groups  # the run-context provider is registered in pyproject.toml
+    # pyproject.toml is the one source (an editable install's metadata may predate it).
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    mlflow_groups = {
+        (group, name, value)
+        for group, entries in project["entry-points"].items()
+        if "mlflow" in group
+        for name, value in entries.items()
+    }
+    # The run-context and request-auth providers are registered in pyproject.toml.
+    assert {group for group, _, _ in mlflow_groups} == {
+        "mlflow.run_context_provider", "mlflow.request_auth_provider"}  # fmt: skip
     assert {(e.group, e.name, e.value) for e in delivered.entry_points} == mlflow_groups
     # The name users see (README) and the version of the plugin that rendered it.
     assert delivered.metadata["Name"] == "nebari-mlflow-notebook"

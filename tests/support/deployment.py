@@ -10,6 +10,7 @@ forward-auth stand-in.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -28,6 +29,7 @@ from nebari_mlflow_plugin import naming
 from support import cluster_dns
 from support import nebari as nb
 from support.forward_auth import ForwardAuth
+from support.jupyterhub import JupyterHub, hub_config, missing_hub
 from support.mlflow_server import free_port
 from support.nginx import Nginx, nginx_binary, route_from_manifests
 from support.podrun import LocalContainer, local_container, process_env
@@ -38,6 +40,26 @@ REPO = Path(__file__).resolve().parents[2]
 MLFLOW_VENV = Path(os.environ.get("MLFLOW_VENV", REPO / ".venv-mlflow"))
 MLFLOW_BIN = MLFLOW_VENV / "bin"
 FORWARD_AUTH = "traefik-forward-auth"
+# Users of the local JupyterHub (auth on): groups as Nebari's Keycloak paths; ada is a
+# Nebari admin (Keycloak /admin: JupyterHub admin).
+HUB_GROUPS = {"/developer": ["alice", "bob"], "/analyst": ["dana"]}
+HUB_ADMINS = {"ada"}
+HUB_USERS = ("alice", "bob", "dana", "ada")
+# In-cluster Services of Nebari the server calls (auth on): name -> port.
+NEBARI_SERVICES = {"hub": 8081, "forwardauth-service": 4181}
+
+
+def delivered_pythonpath(directory: Path) -> str:
+    """PYTHONPATH of a process in the MLflow virtualenv that has the notebook package as
+    user pods get it: the delivered dist-info (its `mlflow.*` entry points) and this
+    checkout's code (the virtualenv's editable install may predate both)."""
+    from nebari_mlflow_plugin import notebook_delivery
+
+    dist_info = directory / "nebari_mlflow_notebook.dist-info"
+    dist_info.mkdir(parents=True, exist_ok=True)
+    for name, content in notebook_delivery.metadata_files().items():
+        (dist_info / name).write_text(content)
+    return f"{directory}:{REPO / 'src'}"
 
 
 def missing_tools() -> str | None:
@@ -48,7 +70,7 @@ def missing_tools() -> str | None:
         return "PostgreSQL server not installed (scripts/system-deps.sh installs it)"
     if nginx_binary() is None:
         return "nginx not installed (scripts/system-deps.sh installs it)"
-    return None
+    return missing_hub()  # auth (the default) needs Nebari's JupyterHub
 
 
 def containers_of(workload: dict[str, Any]) -> tuple[list[dict], list[dict]]:
@@ -80,6 +102,33 @@ def service_addresses(manifests: list[dict], namespace: str, local: dict[str, in
     return addresses
 
 
+def nebari_addresses(namespace: str, local: dict[str, int]) -> dict[str, str]:
+    """DNS forms of Nebari's Services (NEBARI_SERVICES) we run locally -> 127.0.0.1:<port>."""
+    addresses = {}
+    for name, port in NEBARI_SERVICES.items():
+        if name in local:
+            for host in (name, f"{name}.{namespace}", f"{name}.{namespace}.svc",
+                         f"{name}.{namespace}.svc.cluster.local"):  # fmt: skip
+                addresses[f"{host}:{port}"] = f"127.0.0.1:{local[name]}"
+    return addresses
+
+
+def project_config_maps(manifests: list[dict], deployment: dict, workdir: Path) -> None:
+    """Write the server pod's ConfigMap volumes as the kubelet projects them (keys, or
+    `items` paths), into the local directories its containers mount."""
+    for volume in deployment["spec"]["template"]["spec"].get("volumes") or []:
+        ref = volume.get("configMap")
+        if not ref:
+            continue
+        (config_map,) = find(manifests, "ConfigMap", ref["name"])
+        data = config_map.get("data") or {}
+        target = server_volume(workdir, volume["name"])
+        for item in ref.get("items") or [{"key": key, "path": key} for key in data]:
+            path = target / item["path"]
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(data[item["key"]])
+
+
 def relocate(container: LocalContainer, addresses: dict[str, str]) -> LocalContainer:
     def fix(text: str) -> str:
         for address in sorted(addresses, key=len, reverse=True):
@@ -102,6 +151,32 @@ class Deployment:
     nginx: Nginx
     workdir: Path
     log: Path
+    secret_values: dict[str, dict[str, str]]
+    forward_auth: ForwardAuth
+    hub: JupyterHub | None = None
+    # JupyterHub API tokens of HUB_USERS (auth on), as their pods get them.
+    tokens: dict[str, str] | None = None
+
+    @property
+    def auth_enabled(self) -> bool:
+        return self.hub is not None
+
+    @property
+    def admin_credentials(self) -> tuple[str, str]:
+        """MLflow's built-in admin (from the auth Secret Terraform generates)."""
+        container = server_container(server_deployment(self.manifests))
+        return env_value(container, "MLFLOW_AUTH_ADMIN_USERNAME"), self.server.env[
+            "MLFLOW_AUTH_ADMIN_PASSWORD"
+        ]
+
+    def auth_header(self, user: str | None = None) -> dict[str, str]:
+        """Authorization for `user`'s JupyterHub token, or (None) the built-in admin's."""
+        if not self.auth_enabled:
+            return {}
+        if user is not None:
+            return {"Authorization": f"Bearer {self.tokens[user]}"}
+        basic = base64.b64encode(":".join(self.admin_credentials).encode()).decode()
+        return {"Authorization": f"Basic {basic}"}
 
     @property
     def namespace(self) -> str:
@@ -121,24 +196,33 @@ class Deployment:
         and port lead to the local server (see cluster_dns.py)."""
         names = (f"mlflow.{self.namespace}.svc", f"mlflow.{self.namespace}.svc.cluster.local",
                  f"mlflow.{self.namespace}", "mlflow")  # fmt: skip
-        return cluster_dns.client_env(self.workdir, {f"{n}:5000": self.server_port for n in names})
+        env = cluster_dns.client_env(self.workdir, {f"{n}:5000": self.server_port for n in names})
+        if self.auth_enabled:
+            # What KubeSpawner gives alice's pod (and Argo copies into her workflows).
+            env.update(JUPYTERHUB_API_TOKEN=self.tokens["alice"], JUPYTERHUB_USER="alice")
+        return env
 
-    def _call(self, path: str, body: bytes | None = None) -> bytes:
+    def token_env(self, user: str = "alice") -> dict[str, str]:
+        """An explicit credential (MLFLOW_TRACKING_TOKEN = the user's JupyterHub token) for
+        processes without the delivered notebook package; empty with auth off."""
+        return {"MLFLOW_TRACKING_TOKEN": self.tokens[user]} if self.auth_enabled else {}
+
+    def _call(self, path: str, body: bytes | None = None, user: str | None = None) -> bytes:
         """GET (POST with `body`) `<prefix>/<path>` with the Service's Host header,
-        as pods reach MLflow."""
+        as pods reach MLflow; as `user` (their JupyterHub token) or the built-in admin."""
         req = urllib.request.Request(
             f"http://127.0.0.1:{self.server_port}{self.config.mlflow.route_path}/{path}",
             data=body,
             headers={"Host": f"mlflow.{self.namespace}.svc:5000",
-                     "Content-Type": "application/json"},
+                     "Content-Type": "application/json", **self.auth_header(user)},
         )  # fmt: skip
         with urllib.request.urlopen(req, timeout=30) as response:
             return response.read()
 
-    def api(self, path: str, body: dict | None = None) -> dict:
-        """MLflow's REST API: `api/2.0/mlflow/<path>`."""
+    def api(self, path: str, body: dict | None = None, user: str | None = None) -> dict:
+        """MLflow's REST API: `api/2.0/mlflow/<path>` (as `user`, or the built-in admin)."""
         data = json.dumps(body).encode() if body is not None else None
-        return json.loads(self._call(f"api/2.0/mlflow/{path}", data))
+        return json.loads(self._call(f"api/2.0/mlflow/{path}", data, user))
 
     def artifact(self, run_info: dict, path: str) -> str:
         """A run's artifact through the server's artifact proxy (mlflow-artifacts:/)."""
@@ -266,6 +350,7 @@ class Release:
         deployment = server_deployment(self.manifests)
         return [
             relocate(
+                # The pod's volumes are shared by its containers: one directory each.
                 local_container(
                     c, workdir=workdir / "server", executables={}, secrets=self.secret_values
                 ),
@@ -274,12 +359,23 @@ class Release:
             for c in containers_of(deployment)[0]
         ]
 
-    def server(self, workdir: Path, postgres: Postgres, port: int) -> LocalContainer:
+    def migration(self, workdir: Path, postgres: Postgres) -> LocalContainer:
+        """The init container that migrates the schema (auth on, another writes its ini)."""
         deployment = server_deployment(self.manifests)
+        names = [c["name"] for c in containers_of(deployment)[0]]
+        return self.init_containers(workdir, postgres)[names.index("migrate-database")]
+
+    def server(
+        self, workdir: Path, postgres: Postgres, port: int, nebari: dict[str, int] | None = None
+    ) -> LocalContainer:
+        """The server container; `nebari` maps Nebari's Services it calls (hub,
+        forward-auth) to the local ports of their stand-ins."""
+        deployment = server_deployment(self.manifests)
+        project_config_maps(self.manifests, deployment, workdir)
         return relocate(
             local_container(server_container(deployment), workdir=workdir / "server",
                             executables={}, secrets=self.secret_values, port=port),
-            self.addresses(postgres),
+            {**self.addresses(postgres), **nebari_addresses(self.namespace, nebari or {})},
         )  # fmt: skip
 
 
@@ -320,6 +416,17 @@ def render(
     return Release(manifests, secret_values, config.namespace)
 
 
+def launch_hub(release: Release, config: Any, workdir: Path) -> JupyterHub:
+    """The JupyterHub the plugin configures, launched (`wait` for it): services and roles
+    from jupyterhub.overrides, the MLflow service's token as z2jh keeps it in its Secret
+    `hub`."""
+    container = server_container(server_deployment(release.manifests))
+    (ref,) = [e["valueFrom"]["secretKeyRef"] for e in container["env"]
+              if e["name"] == "NEBARI_MLFLOW_HUB_TOKEN"]  # fmt: skip
+    services, roles = hub_config(config.jupyterhub.overrides, release.secret_values[ref["name"]])
+    return JupyterHub(workdir, services, roles, admins=HUB_ADMINS, groups=HUB_GROUPS).launch()
+
+
 @contextlib.contextmanager
 def running_deployment(
     workdir: Path, config: Any, *, release: Release | None = None,
@@ -328,33 +435,40 @@ def running_deployment(
     """Start everything the rendered release describes; stop it all on exit.
 
     `release` and a started `postgres` (holding a database from before) stand for a
-    deployment onto kept data; by default a fresh install on an empty database."""
+    deployment onto kept data; by default a fresh install on an empty database. With
+    auth on (the default), Nebari's JupyterHub and forward-auth run too, and the
+    server reaches them at their in-cluster names."""
     release = release or render(config, workdir)
-    if postgres is None:
-        postgres = release.postgres(workdir)
-        postgres.__enter__()
-    try:
+    manifests = release.manifests
+    route = route_from_manifests(manifests, FORWARD_AUTH)
+    auth = ForwardAuth(cookie_domain=route.host).__enter__()
+    hub = None
+    with contextlib.ExitStack() as stack:
+        stack.callback(auth.__exit__)
+        if config.mlflow.auth.enabled:
+            # It boots while the database and the init containers do.
+            hub = launch_hub(release, config, workdir / "jupyterhub")
+            stack.callback(hub.stop)
+        if postgres is None:
+            postgres = release.postgres(workdir)
+            postgres.__enter__()
+            stack.callback(postgres.__exit__)
         # The server pod's init containers in order, then the server, as the kubelet runs them.
         for init in release.init_containers(workdir, postgres):
             run_to_completion(init, workdir, timeout=300)
         port = free_port()
-        server = release.server(workdir, postgres, port)
+        if hub:
+            hub.wait()
+        nebari = {"forwardauth-service": auth.port, **({"hub": hub.port} if hub else {})}
+        server = release.server(workdir, postgres, port, nebari)
         log = workdir / "server.log"
         process = launch(server, workdir, log)
-    except BaseException:
-        postgres.__exit__()
-        raise
-    manifests = release.manifests
-    auth = ForwardAuth().__enter__()
-    route = route_from_manifests(manifests, FORWARD_AUTH)
-    nginx = Nginx(workdir / "nginx", route, upstream_port=port, auth_port=auth.port)
-    dep = Deployment(manifests, config, server, port, process, postgres, nginx, workdir, log)
-    try:
+        nginx = Nginx(workdir / "nginx", route, upstream_port=port, auth_port=auth.port)
+        tokens = {user: hub.token(user)[0] for user in HUB_USERS} if hub else None
+        dep = Deployment(manifests, config, server, port, process, postgres, nginx, workdir,
+                         log, release.secret_values, auth, hub, tokens)  # fmt: skip
+        stack.callback(dep.stop_server)
         wait_http(dep.probe_url(), timeout=180, process=process, log=log)
         nginx.start()
+        stack.callback(nginx.stop)
         yield dep
-    finally:
-        nginx.stop()
-        dep.stop_server()
-        auth.__exit__()
-        postgres.__exit__()

@@ -101,7 +101,13 @@ class Nginx:
         }}"""
         auth = ""
         if r.forward_auth:
-            auth = "auth_request /_forward_auth;\n            error_page 401 = @login;"
+            # authResponseHeaders [X-Forwarded-User], as Nebari's Middleware: Traefik
+            # replaces a client's value with forward-auth's.
+            auth = (
+                "auth_request /_forward_auth;\n            error_page 401 = @login;\n"
+                "            auth_request_set $fa_user $upstream_http_x_forwarded_user;\n"
+                "            proxy_set_header X-Forwarded-User $fa_user;"
+            )
         listen = f"listen 127.0.0.1:{self.port};"
         if self.tls:
             listen += (
@@ -137,6 +143,11 @@ http {{
             proxy_pass http://127.0.0.1:{self.auth_port}/;
             proxy_pass_request_body off;
             proxy_set_header Content-Length "";
+            # What Traefik's forwardAuth sends along.
+            proxy_set_header X-Forwarded-Host $host;
+            proxy_set_header X-Forwarded-Uri $request_uri;
+            proxy_set_header X-Forwarded-Method $request_method;
+            proxy_set_header X-Forwarded-Proto https;
         }}{redirect}
         location {r.path_prefix} {{
             {auth}
@@ -152,6 +163,7 @@ http {{
         }}
         location /_oauth/ {{
             proxy_pass http://127.0.0.1:{self.auth_port};
+            proxy_set_header X-Forwarded-Host $host;
         }}
         location / {{
             return 404;

@@ -41,6 +41,31 @@ resource "kubernetes_secret_v1" "crypto" {
   }
 }
 
+# MLflow's built-in admin (a break-glass account: `kubectl get secret mlflow-auth`) and
+# the key signing the auth app's CSRF tokens (static across workers and restarts).
+resource "random_password" "auth_admin" {
+  length  = 32
+  special = false
+}
+
+resource "random_password" "auth_flask" {
+  length  = 48
+  special = false
+}
+
+resource "kubernetes_secret_v1" "auth" {
+  metadata {
+    name      = local.auth_secret_name
+    namespace = var.namespace
+    labels    = local.secret_labels
+  }
+
+  data = {
+    admin-password   = random_password.auth_admin.result
+    flask-secret-key = random_password.auth_flask.result
+  }
+}
+
 resource "helm_release" "mlflow" {
   name      = var.name
   namespace = var.namespace
@@ -56,5 +81,5 @@ resource "helm_release" "mlflow" {
   wait    = true
   timeout = var.helm_timeout
 
-  depends_on = [kubernetes_secret_v1.database, kubernetes_secret_v1.crypto]
+  depends_on = [kubernetes_secret_v1.database, kubernetes_secret_v1.crypto, kubernetes_secret_v1.auth]
 }

@@ -3,6 +3,7 @@
 locals {
   db_secret_name     = "${var.name}-postgres"
   crypto_secret_name = "${var.name}-crypto"
+  auth_secret_name   = "${var.name}-auth"
   secret_labels = {
     "app.kubernetes.io/name"       = "mlflow"
     "app.kubernetes.io/instance"   = var.name
@@ -21,6 +22,10 @@ locals {
         name = local.crypto_secret_name
         key  = "passphrase"
       }
+    }
+    # Used only with auth.enabled (from helm_values); the Secret always exists.
+    auth = {
+      secret = { name = local.auth_secret_name }
     }
     # Traefik route at https://<domain><route_path> behind Nebari's Keycloak login.
     ingressRoute = {

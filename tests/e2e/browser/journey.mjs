@@ -79,6 +79,11 @@ try {
     if (!cookies.some((c) => c.name === plan.sessionCookie)) throw new Error("no session cookie");
   });
 
+  await step("signed-in-as", async () => {
+    // The UI asks the server who is signed in: the Keycloak user of the session.
+    await page.getByText(plan.user, { exact: true }).first().waitFor();
+  });
+
   await step("runs-table", async () => {
     await page.goto(`${base}/#/experiments/${plan.experimentId}/runs`);
     for (const name of [plan.trainedRun, plan.discardedRun]) {
@@ -156,6 +161,22 @@ try {
     if (!(await updated).ok()) throw new Error("experiments/update failed");
     await form.waitFor({ state: "hidden" });
     await page.getByRole("link", { name: plan.renamedExperiment }).first().waitFor();
+  });
+
+  await step("others-experiment-is-read-only", async () => {
+    // Someone else's experiment: readable (default READ), its rename refused (403).
+    await page.goto(`${base}/#/experiments/${plan.othersExperimentId}/runs`);
+    await page.getByText(plan.othersRun, { exact: true }).first().waitFor();
+    await page.getByRole("button", { name: "Got it" }).click({ timeout: 5_000 }).catch(() => {});
+    await page.getByRole("button", { name: "Open header dropdown menu" }).click();
+    await page.getByRole("menuitem", { name: "Edit experiment" }).click();
+    const form = modal(/Edit/i);
+    await form.getByRole("textbox").first().fill(`${plan.renamedExperiment}-not-mine`);
+    const updated = page.waitForResponse((r) => r.url().endsWith("/experiments/update"));
+    await form.getByRole("button", { name: "Save" }).click();
+    const status = (await updated).status();
+    if (status !== 403) throw new Error(`renaming another user's experiment answered ${status}`);
+    await page.keyboard.press("Escape");
   });
 
   await step("delete-run", async () => {

@@ -1,0 +1,109 @@
+"""The two services that vouch for a caller: JupyterHub (tokens) and Nebari's
+traefik-forward-auth (browser sessions), called with the stdlib only.
+
+A caller they refuse raises `Refused` (the request gets 401); a service that
+cannot answer raises `Unavailable` (503): an outage never lets a request in.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Any
+
+from .identity import Identity
+from .settings import Settings
+
+# traefik-forward-auth's cookie (Nebari keeps the default name).
+SESSION_COOKIE = "_forward_auth"
+
+
+class Refused(Exception):
+    """The credential is not (or no longer) valid."""
+
+
+class Unavailable(Exception):
+    """The service that would verify the credential did not answer."""
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    # forward-auth answers an invalid session with a redirect to the login page: that
+    # is a refusal, not something to follow.
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect())
+
+
+def _get(url: str, headers: dict[str, str], timeout: float) -> tuple[int, dict, bytes]:
+    request = urllib.request.Request(url, headers=headers, method="GET")
+    try:
+        with _OPENER.open(request, timeout=timeout) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers or {}), b""
+    except (OSError, ValueError) as exc:
+        raise Unavailable(f"{urllib.parse.urlsplit(url).netloc} did not answer: {exc}") from exc
+
+
+def _hub_json(settings: Settings, path: str, token: str) -> tuple[int, Any]:
+    status, _, body = _get(
+        f"{settings.hub_api}{path}", {"Authorization": f"token {token}"}, settings.timeout
+    )
+    if status >= 500:
+        raise Unavailable(f"JupyterHub answered {status}")
+    return status, (json.loads(body) if status == 200 and body else None)
+
+
+def hub_user(settings: Settings, name: str) -> tuple[bool, tuple[str, ...]]:
+    """(admin, groups) of a JupyterHub user, read with the server's own service token.
+    A user JupyterHub does not know (never logged in there) has neither."""
+    status, model = _hub_json(settings, f"/users/{urllib.parse.quote(name, safe='')}",
+                              settings.hub_token)  # fmt: skip
+    if status == 404:
+        return False, ()
+    if status != 200:
+        raise Unavailable(
+            f"JupyterHub refused the MLflow service's token ({status}): check hub.services.mlflow "
+            "and its role (scopes read:users, read:users:groups)"
+        )
+    return bool(model.get("admin")), tuple(model.get("groups") or ())
+
+
+def verify_hub_token(settings: Settings, token: str) -> Identity:
+    """The JupyterHub user a token belongs to (`JUPYTERHUB_API_TOKEN` of a user pod)."""
+    status, model = _hub_json(settings, "/user", token)
+    if status in (401, 403, 404):
+        raise Refused("JupyterHub does not accept this token (expired, revoked or not a token)")
+    if status != 200 or not isinstance(model, dict) or not model.get("name"):
+        raise Unavailable(f"JupyterHub answered {status} without a user")
+    if model.get("kind", "user") != "user":
+        raise Refused(f"a JupyterHub {model.get('kind')} token is not a user's")
+    admin, groups = hub_user(settings, model["name"])
+    return Identity(name=model["name"], admin=admin, groups=groups, source="hub")
+
+
+def verify_session(settings: Settings, cookie: str, host: str, uri: str, method: str) -> Identity:
+    """The Keycloak user of a browser session, as Nebari's forward-auth vouches for it:
+    the request Traefik would have sent it, with only the session cookie."""
+    status, headers, _ = _get(
+        settings.forward_auth,
+        {
+            "Cookie": f"{SESSION_COOKIE}={cookie}",
+            "X-Forwarded-Host": host,
+            "X-Forwarded-Proto": "https",
+            "X-Forwarded-Uri": uri,
+            "X-Forwarded-Method": method,
+        },
+        settings.timeout,
+    )
+    if status >= 500:
+        raise Unavailable(f"forward-auth answered {status}")
+    user = {k.lower(): v for k, v in headers.items()}.get("x-forwarded-user", "")
+    if not 200 <= status < 300 or not user:
+        raise Refused("the browser session is not valid (log in again)")
+    admin, groups = hub_user(settings, user)
+    return Identity(name=user, admin=admin, groups=groups, source="session")
