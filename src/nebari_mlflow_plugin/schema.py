@@ -338,6 +338,8 @@ class Backup(schema.Base):
     @classmethod
     def _cron(cls, value: str) -> str:
         return cron_schedule("mlflow.backup.schedule", value)
+
+
 @yaml_object(yaml)
 class DefaultPermission(ConfigEnum):
     NO_PERMISSIONS = "NO_PERMISSIONS"
