@@ -86,7 +86,8 @@ def counts(postgres) -> dict[str, int]:
 
 @pytest.fixture(scope="module")
 def seeded(deployment) -> list[str]:
-    env = {**os.environ, **deployment.client_env(), "MLFLOW_TRACKING_URI": deployment.service_url}
+    env = {**os.environ, **deployment.client_env(), **deployment.token_env(),
+           "MLFLOW_TRACKING_URI": deployment.service_url}  # fmt: skip
     out = subprocess.run([str(MLFLOW_BIN / "python"), "-c", SEED_SCRIPT, json.dumps(SEED)],
                          env=env, capture_output=True, text=True, timeout=180)  # fmt: skip
     assert out.returncode == 0, out.stderr[-3000:]

@@ -10,7 +10,6 @@ Deployment's pod (restartPolicy Always); every wait is bounded.
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import subprocess
 import time
@@ -19,9 +18,9 @@ from pathlib import Path
 
 import pytest
 from support import nebari as nb
+from support import public_plugin
 from support.deployment import (
     MLFLOW_BIN,
-    REPO,
     launch,
     missing_tools,
     render,
@@ -32,10 +31,7 @@ from support.deployment import (
 )
 from support.mlflow_server import MlflowServer
 
-OLD_MLFLOW_VERSION = re.search(
-    r"^OLD_MLFLOW_VERSION := (\S+)", (REPO / "Makefile").read_text(), re.M
-).group(1)
-OLD_PYTHON = REPO / f".venv-mlflow-{OLD_MLFLOW_VERSION}" / "bin" / "python"
+OLD_PYTHON = public_plugin.MLFLOW_PYTHON
 
 # Seconds the init container waits for the database in the tests that stop it.
 WAIT = 8

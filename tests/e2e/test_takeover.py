@@ -16,7 +16,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import re
 import subprocess
 import types
 from pathlib import Path
@@ -25,7 +24,6 @@ import pytest
 from support import emulators, public_plugin
 from support import nebari as nb
 from support.deployment import (
-    REPO,
     containers_of,
     missing_tools,
     render,
@@ -39,10 +37,7 @@ from support.postgres import Postgres, postgres_bin_dir
 
 from nebari_mlflow_plugin import takeover
 
-OLD_MLFLOW_VERSION = re.search(
-    r"^OLD_MLFLOW_VERSION := (\S+)", (REPO / "Makefile").read_text(), re.M
-).group(1)
-OLD_PYTHON = REPO / f".venv-mlflow-{OLD_MLFLOW_VERSION}" / "bin" / "python"
+OLD_PYTHON = public_plugin.MLFLOW_PYTHON
 OLD_RELEASE = "demo-mlflow"  # <project>-mlflow, project "demo"
 MINIO_USER, MINIO_PASSWORD = "minio", "testing-only-password"
 
@@ -205,7 +200,8 @@ def test_takeover_containers_run_before_the_migration(taken_over):
     _, _, _, first, _, _ = taken_over
     # (The pre-upgrade backup's containers run between: tests/e2e/test_migrations.py.)
     ran = [name for name in first if not name.startswith("pre-upgrade-")]
-    assert ran == ["takeover-database", "takeover-artifacts", "migrate-database"]
+    # auth-config (the auth ini, the built-in admin's password) runs last of all.
+    assert ran == ["takeover-database", "takeover-artifacts", "migrate-database", "auth-config"]
 
 
 def test_counts_are_verified_and_reported(taken_over):

@@ -10,7 +10,7 @@ import pydantic
 import pytest
 from support import nebari as nb
 from support.deployment import containers_of, render, server_container, server_deployment
-from support.podrun import local_container, process_env
+from support.podrun import local_container
 from support.release import find, render_release
 
 from nebari_mlflow_plugin import preview
@@ -37,7 +37,9 @@ def test_auth_is_on_by_default_with_read(tmp_path):
     args = server["args"]
     assert args[args.index("--app-name") + 1] == "basic-auth"
     init, _ = containers_of(deployment)
-    assert [c["name"] for c in init] == ["auth-config", "migrate-database"]
+    names = [c["name"] for c in init]
+    # After the schema migration (the database is up), right before the server.
+    assert names[-2:] == ["migrate-database", "auth-config"]
     # Secrets come from Secrets, never inline values.
     env = {item["name"]: item for item in server["env"]}
     for name in ("MLFLOW_AUTH_ADMIN_PASSWORD", "MLFLOW_FLASK_SERVER_SECRET_KEY",
@@ -61,7 +63,7 @@ def test_auth_is_on_by_default_with_read(tmp_path):
 def test_the_gc_job_authenticates_as_the_built_in_admin(tmp_path):
     config = nb.validate(nb.config_dict("local", {"gc": {"enabled": True}}))
     release = render(config, tmp_path)
-    (cronjob,) = find(release.manifests, "CronJob")
+    (cronjob,) = find(release.manifests, "CronJob", "mlflow-gc")
     (job,) = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
     env = {item["name"]: item for item in job["env"]}
     assert env["MLFLOW_TRACKING_USERNAME"]["value"] == "mlflow-admin"
@@ -72,7 +74,7 @@ def test_off_is_todays_server(tmp_path):
     config, release = rendered(tmp_path, {"enabled": False})
     deployment = server_deployment(release.manifests)
     assert "--app-name" not in server_container(deployment)["args"]
-    assert [c["name"] for c in containers_of(deployment)[0]] == ["migrate-database"]
+    assert "auth-config" not in [c["name"] for c in containers_of(deployment)[0]]
     assert not find(release.manifests, "ConfigMap", "mlflow-auth-package")
     assert "MLFLOW_TRACKING_AUTH" not in user_env(config)
     assert "MLFLOW_EXPERIMENT_NAME" not in user_env(config)  # MLflow's Default, as before
@@ -110,27 +112,62 @@ def test_bad_auth_settings_are_refused_naming_the_field(auth, field, allowed):
     assert f"mlflow.auth.{field}" in message and allowed in message, message
 
 
-def test_the_ini_keeps_the_database_uri_exact(tmp_path):
+ADMIN_SCRIPT = """
+import sys
+from mlflow.server.auth.sqlalchemy_store import SqlAlchemyStore
+store = SqlAlchemyStore()
+store.init_db(sys.argv[1])
+if sys.argv[2] == "create":
+    store.create_user("mlflow-admin", "the-old-deployments-password", is_admin=True)
+else:
+    print(store.authenticate_user("mlflow-admin", sys.argv[3]))
+"""
+
+
+@pytest.mark.slow
+def test_the_ini_keeps_the_uri_and_the_admin_gets_this_deployments_password(tmp_path):
     """The init container writes the ini MLflow reads with configparser's interpolation:
-    a password with `%` (URL-encoded, as an external URI may have it) must survive."""
+    a password with `%` (URL-encoded, as an external URI may have it) must survive. A
+    database that already holds the built-in admin (restored from a backup, or kept from
+    an earlier release) gets the password of this deployment's Secret."""
+    from urllib.parse import quote
+
+    from support.deployment import MLFLOW_BIN, run_container
+    from support.postgres import Postgres, postgres_bin_dir
+
+    if postgres_bin_dir() is None:
+        pytest.skip("PostgreSQL not installed")
     config = nb.validate(nb.config_dict("local", {"database": {
         "type": "external", "external_secret": {"name": "db", "key": "uri"}}}))  # fmt: skip
     manifests = render_release(nb.stage_for(config, tmp_path / "stage"), nb.STAGE_OUTPUTS)
-    (init, *_) = containers_of(server_deployment(manifests))[0]
-    uri = "postgresql+psycopg2://mlflow:p%40ss%25word@db.example.com:5432/mlflow"
-    local = local_container(init, workdir=tmp_path / "pod", executables={},
-                            secrets={"db": {"uri": uri}})  # fmt: skip
-    result = subprocess.run(local.argv, env=process_env(local), capture_output=True, text=True,
-                            timeout=60)  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    ini = Path(local.env["MLFLOW_AUTH_CONFIG_PATH"])
-    assert oct(ini.stat().st_mode & 0o777) == "0o600"
-    parser = configparser.ConfigParser()  # as mlflow.server.auth.config reads it
-    parser.read(ini)
-    assert parser["mlflow"]["database_uri"] == uri
-    assert parser["mlflow"]["default_permission"] == "READ"
-    assert parser["mlflow"]["authorization_function"] == "nebari_mlflow_server.auth:authenticate"
-    assert "admin_password" not in parser["mlflow"]  # the password stays in its Secret
+    (init,) = [
+        c for c in containers_of(server_deployment(manifests))[0] if c["name"] == "auth-config"
+    ]
+    with Postgres(tmp_path / "pg", password="p@ss%word") as postgres:
+        uri = postgres.uri.replace("p@ss%word", quote("p@ss%word", safe=""))
+        secret = init["env"][[e["name"] for e in init["env"]].index("MLFLOW_AUTH_ADMIN_PASSWORD")]
+        secrets = {"db": {"uri": uri}, secret["valueFrom"]["secretKeyRef"]["name"]: {
+            "admin-password": "this-deployments-password"}}  # fmt: skip
+        local = local_container(init, workdir=tmp_path / "pod", executables={}, secrets=secrets)
+        python = str(MLFLOW_BIN / "python")
+        subprocess.run([python, "-c", ADMIN_SCRIPT, uri, "create"], check=True, timeout=120)
+        result = run_container(local, tmp_path, timeout=120)  # with the image's python3
+        assert result.returncode == 0, result.stderr
+        ini = Path(local.env["MLFLOW_AUTH_CONFIG_PATH"])
+        assert oct(ini.stat().st_mode & 0o777) == "0o600"
+        parser = configparser.ConfigParser()  # as mlflow.server.auth.config reads it
+        parser.read(ini)
+        assert parser["mlflow"]["database_uri"] == uri
+        assert parser["mlflow"]["default_permission"] == "READ"
+        assert (
+            parser["mlflow"]["authorization_function"] == "nebari_mlflow_server.auth:authenticate"
+        )
+        assert "admin_password" not in parser["mlflow"]  # the password stays in its Secret
+        for password, works in (("this-deployments-password", "True"),
+                                ("the-old-deployments-password", "False")):  # fmt: skip
+            argv = [python, "-c", ADMIN_SCRIPT, uri, "check", password]
+            check = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=True)
+            assert check.stdout.strip() == works, password
 
 
 def test_render_shows_the_auth_mode(tmp_path):

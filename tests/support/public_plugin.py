@@ -8,11 +8,14 @@ import zipfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-VERSION = re.search(
-    r"^PUBLIC_PLUGIN_VERSION := (\S+)", (REPO / "Makefile").read_text(), re.M
-).group(1)
+MAKEFILE = (REPO / "Makefile").read_text()
+VERSION = re.search(r"^PUBLIC_PLUGIN_VERSION := (\S+)", MAKEFILE, re.M)[1]
 WHEEL = REPO / ".tools" / "public-plugin" / f"nebari_mlflow_plugin-{VERSION}-py3-none-any.whl"
 PROVIDERS = ("local", "aws", "gcp", "azure")
+# The MLflow it deploys, in its own virtualenv (`make install`): it writes the databases
+# the tests upgrade and take over.
+MLFLOW_VERSION = re.search(r"^OLD_MLFLOW_VERSION := (\S+)", MAKEFILE, re.M)[1]
+MLFLOW_PYTHON = REPO / f".venv-mlflow-{MLFLOW_VERSION}" / "bin" / "python"
 
 
 def missing() -> str | None:

@@ -36,18 +36,39 @@ memory-backed emptyDir by the init container below, never rendered. */}}
       with os.fdopen(fd, "w") as ini:
           ini.write(text)
       print(f"wrote {path} (default_permission {os.environ['AUTH_DEFAULT_PERMISSION']})")
+      # MLflow creates the built-in admin only when it is missing. A database restored
+      # from a backup, or kept from an earlier release, holds the admin of the deployment
+      # that wrote it: give it this deployment's password (as the database role's is),
+      # so the admin's Secret is always the one that works. Runs after migrate-database:
+      # the database is up.
+      from mlflow.server.auth.sqlalchemy_store import SqlAlchemyStore
+      store = SqlAlchemyStore()
+      store.init_db(os.environ["MLFLOW_BACKEND_STORE_URI"])
+      admin = os.environ["MLFLOW_AUTH_ADMIN_USERNAME"]
+      if store.has_user(admin):
+          store.update_user(admin, password=os.environ["MLFLOW_AUTH_ADMIN_PASSWORD"], is_admin=True)
+          print(f"built-in admin {admin}: password set from its Secret")
   env:
     {{- include "mlflow.databaseEnv" . | nindent 4 }}
+    - name: MLFLOW_AUTH_ADMIN_USERNAME
+      value: {{ .Values.auth.adminUsername | quote }}
+    - name: MLFLOW_AUTH_ADMIN_PASSWORD
+      valueFrom:
+        secretKeyRef:
+          name: {{ .Values.auth.secret.name }}
+          key: admin-password
     - name: MLFLOW_AUTH_CONFIG_PATH
       value: {{ include "mlflow.authConfigDir" . }}/basic_auth.ini
     - name: AUTH_DEFAULT_PERMISSION
       value: {{ .Values.auth.defaultPermission | quote }}
   resources:
-    requests: {cpu: 10m, memory: 32Mi}
-    limits: {memory: 128Mi}
+    requests: {cpu: 50m, memory: 256Mi}
+    limits: {memory: 1Gi}
   securityContext:
     {{- include "mlflow.containerSecurityContext" . | nindent 4 }}
   volumeMounts:
+    - name: tmp
+      mountPath: /tmp
     - name: auth-config
       mountPath: {{ include "mlflow.authConfigDir" . }}
 {{- end }}
