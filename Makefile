@@ -82,8 +82,8 @@ $(PUBLIC_PLUGIN_WHEEL): .venv/.installed
 		nebari-mlflow-plugin==$(PUBLIC_PLUGIN_VERSION)
 
 test: install
-	.venv/bin/pytest tests/plugin tests/e2e
-	.venv-mlflow/bin/pytest tests/notebook
+	.venv/bin/pytest -n 2 --dist loadfile tests/plugin tests/e2e
+	.venv-mlflow/bin/pytest -n 2 --dist loadfile tests/notebook
 
 lint: install
 	.venv/bin/ruff check src tests benchmarks
