@@ -86,7 +86,9 @@ class Preview:
                 for path, volume in notebook_delivery.extra_mounts(mlflow, config.namespace).items()
             }
             or {"(none)": "notebook.client off"},
-            "data after": what_survives(config),
+            "data after": [
+                f"{operation} -> {kept}" for operation, kept in what_survives(config).items()
+            ],
             "backups": backups.preview_line(config, self.manifests) if self.manifests else "-",
             "kubernetes objects": [f"{m['kind']}/{m['metadata']['name']}" for m in self.manifests],
         }

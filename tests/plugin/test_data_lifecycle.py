@@ -276,10 +276,12 @@ def test_every_kept_address_and_the_public_plugins_release_hold_data():
 
 
 def _survives(provider: str, mlflow: dict, tmp_path) -> dict[str, str]:
+    """What `nebari mlflow render` prints as "data after", one line per operation."""
     from nebari_mlflow_plugin import preview
 
     config = nb.validate(nb.config_dict(provider, mlflow))
-    return preview.build(config, tmp_path / provider).summary()["data after"]
+    lines = preview.build(config, tmp_path / provider).summary()["data after"]
+    return dict(line.split(" -> ", 1) for line in lines)
 
 
 def test_render_summary_says_what_survives_destroy_per_provider(tmp_path):
