@@ -39,6 +39,7 @@ from support.k8s_cluster import FakeCluster, serving
 from support.pods import LocalPod, database_addresses, database_secrets, last_json_line, pod_spec
 from support.postgres import Postgres
 from support.release import find, render_release
+from support.seed import SCRIPT as SEED_SCRIPT
 from test_artifact_stores import BUCKET, STANDINS
 from typer.testing import CliRunner
 
@@ -50,7 +51,7 @@ KEEP = 1
 COUNTED = ("experiments", "runs", "metrics", "params", "tags", "registered_models",
            "model_versions")  # fmt: skip
 SEED = {
-    "experiment": "backed-up",
+    "experiments": ["backed-up"],
     "model": "backed-up-model",
     "runs": [
         {"name": f"run-{i}", "params": {"alpha": str(i)}, "tags": {"team": "ml"},
@@ -58,26 +59,6 @@ SEED = {
         for i in range(3)
     ],
 }  # fmt: skip
-SEED_SCRIPT = textwrap.dedent(
-    """
-    import json, sys, mlflow
-    from mlflow import MlflowClient
-    data = json.loads(sys.argv[1])
-    mlflow.set_experiment(data["experiment"])
-    ids = []
-    for run in data["runs"]:
-        with mlflow.start_run(run_name=run["name"]) as active:
-            mlflow.log_params(run["params"]); mlflow.set_tags(run["tags"])
-            for step, value in enumerate(run["loss"]):
-                mlflow.log_metric("loss", value, step=step)
-            mlflow.log_text(run["note"], "notes/note.txt")
-            ids.append(active.info.run_id)
-    client = MlflowClient()
-    client.create_registered_model(data["model"])
-    client.create_model_version(data["model"], client.get_run(ids[0]).info.artifact_uri, ids[0])
-    print(json.dumps(ids))
-    """
-)
 
 
 def counts(postgres) -> dict[str, int]:
@@ -229,7 +210,7 @@ def test_backups_land_beside_the_artifacts_in_the_cloud_store(
 
 def check_serves_seed(dep, run_ids: list[str]) -> None:
     """Every seeded run (params, tags, metric history, artifact) and the model version."""
-    experiment = dep.api(f"experiments/get-by-name?experiment_name={SEED['experiment']}")
+    experiment = dep.api(f"experiments/get-by-name?experiment_name={SEED['experiments'][0]}")
     found = dep.api("runs/search", {"experiment_ids": [experiment["experiment"]["experiment_id"]]})
     runs = {r["info"]["run_name"]: r for r in found["runs"]}
     assert sorted(r["info"]["run_id"] for r in runs.values()) == sorted(run_ids)

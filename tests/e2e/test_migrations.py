@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from support import nebari as nb
-from support import public_plugin
+from support import public_plugin, seed
 from support.deployment import (
     MLFLOW_BIN,
     launch,
@@ -48,30 +48,6 @@ RUNS = [
     for i in range(3)
 ]
 
-# Logs RUNS (params, metric history, tags, an artifact) and registers a model version
-# through an old MLflow server; prints the run ids.
-LOG_OLD_RUNS = """
-import json, sys
-import mlflow
-from mlflow import MlflowClient
-
-data = json.loads(sys.argv[1])
-mlflow.set_experiment(data["experiment"])
-run_ids = []
-for run in data["runs"]:
-    with mlflow.start_run(run_name=run["name"]) as active:
-        mlflow.log_params(run["params"])
-        mlflow.set_tags(run["tags"])
-        for step, value in enumerate(run["loss"]):
-            mlflow.log_metric("loss", value, step=step)
-        mlflow.log_text(run["note"], "notes/note.txt")
-        run_ids.append(active.info.run_id)
-client = MlflowClient()
-client.create_registered_model(data["model"])
-source = client.get_run(run_ids[0]).info.artifact_uri + "/notes"
-client.create_model_version(data["model"], source, run_ids[0])
-print(json.dumps(run_ids))
-"""
 
 # The old MLflow's schema and one run, straight into the database (no server).
 CREATE_OLD_SCHEMA = """
@@ -148,8 +124,8 @@ def test_fresh_install_onto_a_database_the_public_plugin_created_serves_it(tmp_p
     try:
         old = MlflowServer(tmp_path / "old", backend_store_uri=postgres.uri, python=str(OLD_PYTHON))
         with old:
-            data = json.dumps({"experiment": EXPERIMENT, "model": MODEL, "runs": RUNS})
-            run_ids = json.loads(old_mlflow(LOG_OLD_RUNS, data, MLFLOW_TRACKING_URI=old.url))
+            data = json.dumps({"experiments": [EXPERIMENT], "model": MODEL, "runs": RUNS})
+            run_ids = json.loads(old_mlflow(seed.SCRIPT, data, MLFLOW_TRACKING_URI=old.url))
         assert revision(postgres) == [heads[0]]
         # The artifact volume the old server wrote is the one the new server mounts.
         shutil.copytree(old.workdir / "artifacts", server_volume(tmp_path, "artifacts"))

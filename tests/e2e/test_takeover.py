@@ -21,7 +21,7 @@ import types
 from pathlib import Path
 
 import pytest
-from support import emulators, public_plugin
+from support import emulators, public_plugin, seed
 from support import nebari as nb
 from support.deployment import (
     containers_of,
@@ -61,33 +61,10 @@ RUNS = [
     for i in range(3)
 ]  # fmt: skip
 
-# Logs RUNS through the old server (artifacts proxied into its S3 store) and
-# registers two versions of a model; prints the run ids.
-LOG_OLD_RUNS = """
-import json, sys
-import mlflow
-from mlflow import MlflowClient
-
-data = json.loads(sys.argv[1])
-run_ids = []
-for experiment in ("forecasts", "vision"):
-    mlflow.set_experiment(experiment)
-    for run in data["runs"]:
-        with mlflow.start_run(run_name=run["name"]) as active:
-            mlflow.log_params(run["params"])
-            mlflow.set_tags(run["tags"])
-            for step, value in enumerate(run["loss"]):
-                mlflow.log_metric("loss", value, step=step)
-            mlflow.log_text(run["note"], "notes/note.txt")
-            mlflow.log_dict({"run": run["name"]}, "nested/deeper/info.json")
-            run_ids.append(active.info.run_id)
-client = MlflowClient()
-client.create_registered_model("forecaster")
-for run_id in run_ids[:2]:
-    client.create_model_version("forecaster", client.get_run(run_id).info.artifact_uri + "/notes",
-                                run_id)
-print(json.dumps(run_ids))
-"""
+# What the old server gets (artifacts proxied into its S3 store): RUNS in two
+# experiments, a nested artifact each, two versions of a model.
+OLD_DATA = {"experiments": ["forecasts", "vision"], "runs": RUNS, "nested": True,
+            "model": "forecaster", "versions": 2}  # fmt: skip
 
 
 def old_state(values: list[str]) -> dict:
@@ -140,7 +117,7 @@ def old_deployment(tmp_path_factory):
             server = MlflowServer(work / "old", backend_store_uri=old_pg.uri,
                                   python=str(OLD_PYTHON), extra_args=args, env=env)  # fmt: skip
             with server:
-                result = _run_old(LOG_OLD_RUNS, json.dumps({"runs": RUNS}), server.url)
+                result = _run_old(seed.SCRIPT, json.dumps(OLD_DATA), server.url)
             yield work, old_pg, s3, json.loads(result)
         finally:
             old_pg.__exit__()
