@@ -56,31 +56,9 @@ def package_files() -> dict[str, str]:
     return {path.name: path.read_text() for path in sorted(_NOTEBOOK_DIR.glob("*.py"))}
 
 
-def _source_entry_points() -> dict[str, dict[str, str]] | None:
-    """The entry points of pyproject.toml when running from a source tree: an editable
-    install's metadata keeps the entry points of when it was installed."""
-    pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
-    if not pyproject.is_file():
-        return None
-    try:
-        import tomllib
-    except ImportError:  # Python 3.10: the installed metadata
-        return None
-    project = tomllib.loads(pyproject.read_text()).get("project", {})
-    if project.get("name") != "nebari-mlflow-plugin":
-        return None
-    return {
-        group: dict(items)
-        for group, items in project.get("entry-points", {}).items()
-        if group.startswith("mlflow.")
-    }
-
-
 def _mlflow_entry_points() -> dict[str, dict[str, str]]:
-    """This distribution's `mlflow.*` entry points (pyproject.toml is the one source)."""
-    source = _source_entry_points()
-    if source is not None:
-        return source
+    """This distribution's `mlflow.*` entry points, as installed (from pyproject.toml;
+    `make install` reinstalls when it changes)."""
     groups: dict[str, dict[str, str]] = {}
     for entry in importlib.metadata.distribution("nebari-mlflow-plugin").entry_points:
         if entry.group.startswith("mlflow."):
