@@ -107,11 +107,15 @@ def state_addresses(directory: str) -> set[str]:
     return {line.strip() for line in ANSI.sub("", out).splitlines() if line.strip()}
 
 
-def adopt(directory: str, var_file: str, imports: list[tuple[str, str]]) -> list[str]:
-    """Import each (address, id) not yet in the state; return the addresses adopted."""
+def adopt(
+    directory: str, var_file: str, imports: list[tuple[str, str]], in_state: set[str] | None = None
+) -> list[str]:
+    """Import each (address, id) not yet in the state (`in_state`: its addresses, when
+    the caller has listed them); return the addresses adopted."""
     if not imports:
         return []
-    in_state = state_addresses(directory)
+    if in_state is None:
+        in_state = state_addresses(directory)
     adopted = []
     for address, object_id in imports:
         if address in in_state:

@@ -114,14 +114,15 @@ class MlflowStage(NebariTerraformStage):
             json.dump(self.input_vars(stage_outputs), var_file)
             var_file.flush()
             try:
+                # The state is listed once; adoption and forgetting keep the set current.
+                in_state = adoption.state_addresses(directory)
                 if mlflow.enabled:
-                    adoption.adopt(
-                        directory, var_file.name, self.provider.state_imports(self.config)
-                    )
+                    imports = self.provider.state_imports(self.config)
+                    in_state |= set(adoption.adopt(directory, var_file.name, imports, in_state))
                 elif not mlflow.force_destroy:
-                    self.forget_retained()
+                    in_state -= set(self.forget_retained(in_state))
                 if not mlflow.force_destroy:
-                    state_guard.check(directory, var_file.name)
+                    state_guard.check(directory, var_file.name, in_state)
             except (adoption.AdoptionError, state_guard.DataLossRefused) as exc:
                 print(f"ERROR: {exc}")
                 sys.exit(1)
@@ -142,14 +143,17 @@ class MlflowStage(NebariTerraformStage):
             if not self.config.mlflow.force_destroy:
                 self.forget_retained()
 
-    def forget_retained(self) -> list[str]:
+    def forget_retained(self, in_state: set[str] | None = None) -> list[str]:
+        """Remove the kept storage from the state (`in_state`: its addresses, when the
+        caller has listed them); return what was forgotten."""
         retained = self.provider.retained_addresses()
         if not retained:
             return []
         from nebari_mlflow_plugin.adoption import state_addresses
 
         directory = str(self.output_directory / self.stage_prefix)
-        in_state = state_addresses(directory)
+        if in_state is None:
+            in_state = state_addresses(directory)
         forget = [address for address in retained if address in in_state]
         if forget:
             opentofu.run_tofu_subprocess(["state", "rm", *forget], cwd=directory, prefix="tofu")

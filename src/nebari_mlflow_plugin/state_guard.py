@@ -103,10 +103,13 @@ def refusal(found: list[Deletion]) -> str:
     )
 
 
-def check(directory: str, var_file: str) -> list[Deletion]:
+def check(directory: str, var_file: str, in_state: set[str] | None = None) -> list[Deletion]:
     """Plan the stage; raise DataLossRefused if the plan deletes data. Skipped (no plan)
-    when the state holds nothing of a data-holding type: nothing can be lost."""
-    if not any(holds_data(address) for address in state_addresses(directory)):
+    when the state (`in_state`: its addresses, when the caller has listed them) holds
+    nothing of a data-holding type: nothing can be lost."""
+    if in_state is None:
+        in_state = state_addresses(directory)
+    if not any(holds_data(address) for address in in_state):
         return []
     with tempfile.TemporaryDirectory() as scratch:
         plan_file = str(Path(scratch) / "mlflow.tfplan")

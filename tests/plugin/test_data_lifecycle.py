@@ -126,10 +126,12 @@ def test_disable_forgets_the_storage_and_enable_adopts_it_again(monkeypatch, tmp
     # workload stays for apply to remove.
     assert sorted(tofu.state) == sorted(workload) and len(applied) == 1
     assert not any(call[0] in ("import", "plan") for call in tofu.calls)
+    assert [call[:2] for call in tofu.calls].count(["state", "list"]) == 1  # listed once
 
     tofu.calls.clear()
     _stage_deploy(monkeypatch, tmp_path, tofu, provider, {})
     imported = [call[-2] for call in tofu.calls if call[0] == "import"]
+    assert [call[:2] for call in tofu.calls].count(["state", "list"]) == 1  # adopt + guard
     assert (
         set(imported) <= set(retained)
         and provider_for(provider).retained_addresses()[0] in imported
