@@ -21,6 +21,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from nebari_mlflow_plugin import naming
+from nebari_mlflow_plugin.kube_target import KubeTarget
 
 BACKUP_TEMPLATE = f"{naming.RELEASE_NAME}-backup"
 RESTORE_TEMPLATE = f"{naming.RELEASE_NAME}-restore"
@@ -45,10 +46,9 @@ class Cluster:
     """The Kubernetes calls of these commands (the client nebari installs)."""
 
     def __init__(self, namespace: str, kubeconfig: str | None, context: str | None):
-        from kubernetes import client, config
+        from kubernetes import client
 
-        config.load_kube_config(config_file=kubeconfig, context=context)
-        self._api = client.ApiClient()
+        self._api = KubeTarget(kubeconfig, context).api_client()
         self._batch = client.BatchV1Api(self._api)
         self._apps = client.AppsV1Api(self._api)
         self._core = client.CoreV1Api(self._api)

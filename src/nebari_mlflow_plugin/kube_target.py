@@ -28,6 +28,13 @@ class KubeTarget:
     kubeconfig: str | None  # None: the kubernetes client's default ($KUBECONFIG, ~/.kube/config)
     context: str | None  # None: the kubeconfig's current-context
 
+    def api_client(self) -> Any:
+        """A kubernetes ApiClient for this cluster; the client's process-wide default
+        configuration is left alone (nebari's own code may use it)."""
+        from kubernetes import config
+
+        return config.new_client_from_config(config_file=self.kubeconfig, context=self.context)
+
 
 def _provider(config: Any) -> str:
     return str(getattr(config.provider, "value", config.provider))

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from nebari_mlflow_plugin import health, naming
+from nebari_mlflow_plugin.kube_target import KubeTarget
 
 POSTGRES_SUFFIX = "-postgres"
 
@@ -83,10 +84,9 @@ class KubernetesSource:
     """Reads a live cluster with the kubernetes client nebari installs."""
 
     def __init__(self, namespace: str, kubeconfig: str | None = None, context: str | None = None):
-        from kubernetes import client, config
+        from kubernetes import client
 
-        config.load_kube_config(config_file=kubeconfig, context=context)
-        self._api = client.ApiClient()
+        self._api = KubeTarget(kubeconfig, context).api_client()
         self._apps = client.AppsV1Api(self._api)
         self._core = client.CoreV1Api(self._api)
         self.namespace = namespace

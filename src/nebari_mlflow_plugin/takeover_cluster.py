@@ -18,6 +18,7 @@ import json
 from typing import Any
 
 from nebari_mlflow_plugin import naming, takeover
+from nebari_mlflow_plugin.kube_target import KubeTarget
 from nebari_mlflow_plugin.takeover import OldDeployment, TakeoverError
 
 TAKEOVER_CONTAINERS = ("takeover-database", "takeover-artifacts")
@@ -46,10 +47,9 @@ class Cluster:
     """The namespace, read and changed with the kubernetes client nebari installs."""
 
     def __init__(self, namespace: str, kubeconfig: str | None = None, context: str | None = None):
-        from kubernetes import client, config
+        from kubernetes import client
 
-        config.load_kube_config(config_file=kubeconfig, context=context)
-        self.api = client.ApiClient()
+        self.api = KubeTarget(kubeconfig, context).api_client()
         self.core, self.apps = client.CoreV1Api(self.api), client.AppsV1Api(self.api)
         self.namespace = namespace
 
