@@ -14,8 +14,9 @@ both at once; one keep-alive connection to each, requests alternating:
   owner, then their admin flag and groups) and syncs the user's grants.
 
 It prints p50/p95 per case and the added p50 (on minus off). Added on a hit
-includes MLflow's own authorization (its permission store lookups), not only
-Nebari's authorization function; that function alone on a hit is timed too, in
+includes MLflow's own authorization (its gate, with its permission lookups
+remembered: server/lookups.py), not only Nebari's authorization function; that
+function alone on a hit is timed too, in
 the MLflow virtualenv, inside Flask request contexts (a request's headers, a
 verified identity in the cache).
 

@@ -20,6 +20,7 @@ import uuid
 import pytest
 from support import nebari as nb
 from support.deployment import MLFLOW_BIN, running_deployment
+from support.podrun import process_env
 
 pytestmark = pytest.mark.slow
 
@@ -308,3 +309,85 @@ def test_hub_down_keeps_verified_callers_for_the_cache_time_then_503(short_cache
     finally:
         short_cache.hub.start()
     assert call(short_cache, "experiments/search?max_results=1", headers=alice)[0] == 200
+
+
+# Another replica of the server (or another worker) writing to the same permission
+# store: what this server's worker did not see happen.
+ANOTHER_REPLICA = """
+import os, sys
+from mlflow.server.auth.sqlalchemy_store import SqlAlchemyStore
+action, experiment_id, user = sys.argv[1:4]
+store = SqlAlchemyStore()
+store.init_db(os.environ["MLFLOW_BACKEND_STORE_URI"])
+if action == "grant":
+    store.grant_user_permission(user, "experiment", experiment_id, sys.argv[4])
+else:
+    store.revoke_user_resource_permission(user, "experiment", experiment_id)
+"""
+
+
+def another_replica(dep, *args: str) -> None:
+    env = {**process_env(dep.server), "PATH": f"{MLFLOW_BIN}:{os.environ['PATH']}"}
+    result = subprocess.run([str(MLFLOW_BIN / "python"), "-c", ANOTHER_REPLICA, *args],
+                            env=env, cwd=dep.workdir, capture_output=True, text=True,
+                            timeout=120)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+def permission(dep, action: str, experiment_id: str, user: str, level: str = "") -> None:
+    """An admin grants or revokes through this server's permission API."""
+    body = {"username": user, "resource_type": "experiment", "resource_id": experiment_id}
+    if level:
+        body["permission"] = level
+    prefix = dep.config.mlflow.route_path
+    status, answer = call(dep, f"{prefix}/api/3.0/mlflow/users/permissions/{action}", body,
+                          dep.auth_header())  # fmt: skip
+    assert status == 200, answer
+
+
+def bob_creates_a_run(dep, experiment_id: str) -> int:
+    return call(dep, "runs/create", {"experiment_id": experiment_id}, as_user(dep, "bob"))[0]
+
+
+def test_a_grant_made_elsewhere_applies_at_once(short_cache):
+    """The server remembers permission lookups, but never refuses on what it remembers:
+    a new grant from another replica works on the next request."""
+    experiment_id = create_experiment(short_cache, "alice")
+    assert bob_creates_a_run(short_cache, experiment_id) == 403  # READ: bob's grants known
+    status, _ = call(short_cache, f"experiments/get?experiment_id={experiment_id}",
+                     headers=as_user(short_cache, "bob"))  # fmt: skip
+    assert status == 200
+    another_replica(short_cache, "grant", experiment_id, "bob", "EDIT")
+    assert bob_creates_a_run(short_cache, experiment_id) == 200
+
+
+def test_a_withdrawn_grant_stops_allowing_within_the_cache_time(short_cache):
+    experiment_id = create_experiment(short_cache, "alice")
+    # Withdrawn through this server: refused at once.
+    permission(short_cache, "grant", experiment_id, "bob", "EDIT")
+    assert bob_creates_a_run(short_cache, experiment_id) == 200
+    permission(short_cache, "revoke", experiment_id, "bob")
+    assert bob_creates_a_run(short_cache, experiment_id) == 403
+    # Withdrawn by another replica: this one still remembers the grant, for at most
+    # cache_seconds after it last looked.
+    permission(short_cache, "grant", experiment_id, "bob", "EDIT")
+    assert bob_creates_a_run(short_cache, experiment_id) == 200
+    looked = time.monotonic()
+    another_replica(short_cache, "revoke", experiment_id, "bob")
+    assert bob_creates_a_run(short_cache, experiment_id) == 200  # remembered
+    time.sleep(max(0.0, looked + CACHE_SECONDS + 0.5 - time.monotonic()))
+    assert bob_creates_a_run(short_cache, experiment_id) == 403
+
+
+def test_a_nebari_admin_demoted_in_the_hub_stops_being_admin_within_the_cache_time(short_cache):
+    short_cache.hub.add_users("eve")
+    short_cache.hub.api("PATCH", "/users/eve", {"admin": True})
+    experiment_id = create_experiment(short_cache, "alice")
+    eve = fresh(short_cache, "eve")
+    rename = {"experiment_id": experiment_id, "new_name": f"eve-was-here-{experiment_id}"}
+    assert call(short_cache, "experiments/update", rename, eve)[0] == 200
+    demoted = time.monotonic()
+    short_cache.hub.api("PATCH", "/users/eve", {"admin": False})
+    time.sleep(max(0.0, demoted + CACHE_SECONDS + 0.5 - time.monotonic()))
+    rename["new_name"] += "-again"
+    assert call(short_cache, "experiments/update", rename, eve)[0] == 403

@@ -88,3 +88,51 @@ def _stdlib(name: str) -> bool:
     import sys
 
     return name in sys.stdlib_module_names
+
+
+class Decision:
+    def __init__(self, status_code: int) -> None:
+        self.status_code = status_code
+
+
+def test_the_gate_allows_on_remembered_grants_and_refuses_only_on_fresh_ones():
+    from nebari_mlflow_plugin.server.lookups import Lookups
+
+    lookups = Lookups(ttl=60, max_size=100)
+    grants = {"bob": ["READ"]}  # the permission store
+    reads = []
+
+    def list_grants(user):
+        reads.append(user)
+        return list(grants[user])
+
+    remembered = lookups.remembered("grants", list_grants)
+    gate = lookups.gated(lambda: None if "EDIT" in remembered("bob") else Decision(403))
+    assert remembered("bob") == ["READ"] and reads == ["bob"]  # outside the gate: fresh
+    assert gate().status_code == 403  # refused on fresh data (looked up twice)
+    assert reads == ["bob"] * 3
+    grants["bob"] = ["READ", "EDIT"]  # granted by another replica
+    assert gate() is None  # remembered READ refuses, so it looked again
+    assert len(reads) == 4
+    grants["bob"] = ["READ"]  # withdrawn elsewhere: remembered for the TTL
+    assert gate() is None and len(reads) == 4
+    lookups.forgetting(lambda: None)()  # a write through this worker
+    assert gate().status_code == 403
+
+
+def test_remembered_lookups_keep_no_absence_and_hand_out_copies():
+    from nebari_mlflow_plugin.server import lookups as module
+
+    lookups = module.Lookups(ttl=60, max_size=100)
+    calls = []
+    users = lookups.remembered("user", lambda name: calls.append(name) or None)
+    rows = lookups.remembered("grants", lambda user_id, types: [(user_id, sorted(types))])
+    token = module._mode.set("remember")
+    try:
+        users("carol"), users("carol")
+        assert calls == ["carol", "carol"]  # a missing user is looked up again
+        first = rows(1, {"experiment"})
+        first.append("extended by a caller")
+        assert rows(1, {"experiment"}) == [(1, ["experiment"])]
+    finally:
+        module._mode.reset(token)

@@ -108,7 +108,15 @@ class JourneyResult:
         if self.returncode == 0 and not failed and not errors:
             return None
         lines = [f"journey exited {self.returncode}; steps done: {self.steps()}"]
-        lines += [f"step {e['step']!r} failed: {e.get('error')}" for e in failed]
+        for e in failed:
+            lines.append(f"step {e['step']!r} failed at {e.get('url')}: {e.get('error')}")
+            lines += [f"  still waiting for: {w}" for w in e.get("waiting", [])]
+            lines.append(f"  the page showed: {e.get('page', '')!r}")
+        lines += [
+            f"request failed: {e['method']} {e['url']}: {e.get('failure')}"
+            for e in self.events
+            if e.get("event") == "request-failed"
+        ]
         lines += [
             f"HTTP {e['status']} {e['method']} {e['url']}: {e.get('body', '')[:300]}"
             for e in errors

@@ -73,7 +73,11 @@ class JupyterHub:
         return f"http://127.0.0.1:{self.port}/hub/api"
 
     def config(self) -> str:
-        services = [*self.services, {"name": ADMIN_SERVICE, "api_token": self.admin_token}]
+        # The harness's own client, a hub admin (only an admin may change the admin flag).
+        services = [
+            *self.services,
+            {"name": ADMIN_SERVICE, "api_token": self.admin_token, "admin": True},
+        ]
         roles = [*self.roles, {
             "name": ADMIN_SERVICE, "services": [ADMIN_SERVICE],
             "scopes": ["admin:users", "tokens", "admin:groups", "list:users"],

@@ -13,6 +13,8 @@ Anything else: 401. A verifier that cannot answer: 503, never "allow".
 Then MLflow's basic-auth app authorizes the request against its permission store
 (admins, creators' MANAGE, `default_permission`), which `grants.sync` keeps in step
 with Nebari, and `attribution.stamp` makes the run writes carry the caller's name.
+`lookups` lets that check remember its store lookups for `cache_seconds` (a refusal
+is always decided on fresh data).
 """
 
 from __future__ import annotations
@@ -21,10 +23,10 @@ import logging
 import os
 import threading
 
-from flask import Response, g, make_response, request
+from flask import Response, current_app, g, has_request_context, make_response, request
 from werkzeug.datastructures import Authorization
 
-from . import attribution, grants, upstream
+from . import attribution, grants, lookups, upstream
 from .identity import Identity, IdentityCache
 from .settings import Settings
 
@@ -61,8 +63,12 @@ def _state() -> tuple[Settings, IdentityCache]:
     if _cache is None:
         with _init_lock:
             if _cache is None:
-                _settings = Settings.from_env()
-                _cache = IdentityCache(_settings.cache_seconds, _settings.cache_size)
+                settings = Settings.from_env()
+                if has_request_context():  # the server's first request: its app is set up
+                    app = current_app._get_current_object()
+                    lookups.install(app, settings.cache_seconds, settings.cache_size)
+                _settings = settings
+                _cache = IdentityCache(settings.cache_seconds, settings.cache_size)
     return _settings, _cache
 
 

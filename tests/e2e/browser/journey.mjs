@@ -50,6 +50,17 @@ page.on("response", (response) => {
   }));
 });
 
+// Requests that never got a response (reset, truncated, aborted): a page waiting on
+// one shows nothing wrong by status, so they are reported like HTTP errors.
+const inFlight = new Map();
+page.on("request", (request) => inFlight.set(request, Date.now()));
+page.on("requestfinished", (request) => inFlight.delete(request));
+page.on("requestfailed", (request) => {
+  inFlight.delete(request);
+  emit({ event: "request-failed", method: request.method(), url: request.url(),
+         failure: request.failure()?.errorText });
+});
+
 async function step(name, action) {
   const started = Date.now();
   try {
@@ -58,9 +69,11 @@ async function step(name, action) {
   } catch (error) {
     const shot = path.join(plan.screenshots, `journey-failed-${name}.png`);
     await page.screenshot({ path: shot }).catch(() => {});
+    const text = await page.locator("body").innerText({ timeout: 2_000 }).catch(() => "");
+    const waiting = [...inFlight].map(([r, since]) => `${r.method()} ${r.url()} (${Date.now() - since} ms)`);
     emit({ event: "step", step: name, ok: false, ms: Date.now() - started,
            error: String(error.message || error).split("\n").slice(0, 6).join("\n"),
-           url: page.url(), screenshot: shot });
+           url: page.url(), screenshot: shot, page: text.slice(0, 1500), waiting });
     throw error;
   }
 }

@@ -1,0 +1,153 @@
+"""MLflow basic-auth's per-request permission lookups, remembered per worker.
+
+On every request MLflow's gate (`_before_request`) reads the caller's user row
+(twice) and their grants, and for a run write it loads the whole run to learn its
+experiment: 3 to 10 SQL queries, about +6 ms on a read and +16 ms on a run write
+(benchmarks/auth_latency.py). Here the gate runs with those lookups remembered for
+`cache_seconds`, under rules that keep the permissions true:
+
+- What the gate allows on remembered data is allowed. A withdrawn grant or admin
+  flag therefore still allows for at most `cache_seconds`: the promise the identity
+  cache already makes for a revoked token.
+- What it would refuse is decided again on fresh data, which is then remembered. A
+  new grant (such as the MANAGE that MLflow gives the creator of an experiment, in
+  whichever worker or replica created it) applies at once.
+- A write to the permission store in this worker (MLflow's permission API,
+  `grants.sync`) forgets everything remembered, so this worker applies it at once.
+- A run's experiment never changes; a missing user or run is never remembered.
+
+Only the gate uses remembered data. Listings that MLflow filters after the request
+(search results) always read fresh grants.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import logging
+import threading
+from collections.abc import Callable, Hashable
+from typing import Any
+
+from .expiring import ExpiringCache
+
+_logger = logging.getLogger(__name__)
+
+# What a lookup does in the current request: "off" (call through: everything outside
+# the gate), "remember" (answer from memory when it can) or "refresh" (call through,
+# then remember the answer).
+_mode: contextvars.ContextVar[str] = contextvars.ContextVar("nebari_lookups", default="off")
+
+# Permission-store methods that only read; every other public method writes.
+_READ_PREFIXES = ("get_", "list_", "has_", "is_", "authenticate_", "user_has_")
+
+
+def _freeze(value: Any) -> Hashable:
+    if isinstance(value, set | frozenset | list | tuple):
+        return frozenset(value) if isinstance(value, set | frozenset) else tuple(value)
+    return value
+
+
+def _copy(value: Any) -> Any:
+    """A fresh container around remembered items: callers may extend what they got."""
+    if isinstance(value, list):
+        return list(value)
+    if isinstance(value, tuple) and value and isinstance(value[-1], list):
+        return (*value[:-1], list(value[-1]))
+    return value
+
+
+class Lookups:
+    """The remembered answers of one worker, and the wrappers that use them."""
+
+    def __init__(self, ttl: float, max_size: int) -> None:
+        self.memory: ExpiringCache[Hashable, Any] = ExpiringCache(ttl, max_size)
+
+    def remembered(self, name: str, lookup: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(lookup)
+        def call(*args: Any) -> Any:
+            mode = _mode.get()
+            if mode == "off":
+                return lookup(*args)
+            key = (name, *map(_freeze, args))
+            if mode == "remember":
+                known = self.memory.get(key)
+                if known is not None:
+                    return _copy(known)
+            value = lookup(*args)
+            if value is not None:
+                self.memory.put(key, _copy(value))
+            return value
+
+        return call
+
+    def forgetting(self, write: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(write)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return write(*args, **kwargs)
+            finally:
+                self.memory.clear()
+
+        return call
+
+    def gated(self, gate: Callable[[], Any]) -> Callable[[], Any]:
+        """MLflow's gate, on remembered data first; a refusal is decided again on fresh."""
+
+        @functools.wraps(gate)
+        def call() -> Any:
+            token = _mode.set("remember")
+            try:
+                decision = gate()
+            finally:
+                _mode.reset(token)
+            if getattr(decision, "status_code", None) != 403:
+                return decision
+            token = _mode.set("refresh")
+            try:
+                return gate()
+            finally:
+                _mode.reset(token)
+
+        return call
+
+
+_installed: Lookups | None = None
+_install_lock = threading.Lock()
+
+
+def install(app: Any, ttl: float, max_size: int) -> Lookups | None:
+    """Put remembered lookups under MLflow's gate of `app` (once per worker).
+
+    None when `app` does not run MLflow's basic-auth gate (nothing to speed up), or
+    when this MLflow lacks a lookup this module knows: the gate then stays as MLflow
+    wrote it, correct and slower.
+    """
+    global _installed
+    with _install_lock:
+        if _installed is not None:
+            return _installed
+        from mlflow.server import auth as mlflow_auth
+
+        gate = getattr(mlflow_auth, "_before_request", None)
+        gates = app.before_request_funcs.get(None, [])
+        store = getattr(mlflow_auth, "store", None)
+        run_requirement = getattr(mlflow_auth, "_run_requirement", None)
+        if gate not in gates or store is None or run_requirement is None:
+            return None
+        if not all(callable(getattr(store, name, None)) for name in ("get_user", "list_grants")):
+            _logger.warning("nebari-mlflow: this MLflow's auth store is unknown; not caching")
+            return None
+        lookups = Lookups(ttl, max_size)
+        for name in dir(type(store)):
+            if name.startswith("_") or name.startswith(_READ_PREFIXES) or name == "init_db":
+                continue
+            method = getattr(store, name)
+            if callable(method):
+                setattr(store, name, lookups.forgetting(method))
+        store.get_user = lookups.remembered("user", store.get_user)
+        store.list_grants = lookups.remembered("grants", store.list_grants)
+        mlflow_auth._run_requirement = lookups.remembered("run", run_requirement)
+        gates[gates.index(gate)] = lookups.gated(gate)
+        _installed = lookups
+        return lookups
