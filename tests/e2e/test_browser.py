@@ -16,6 +16,7 @@ import subprocess
 import textwrap
 import urllib.error
 import urllib.parse
+from pathlib import Path
 
 import pytest
 from support.browser import missing_browser_tools, run_journey, self_signed
@@ -109,6 +110,18 @@ def journey_plan(deployment, origin: str, seeded: dict, suffix: str) -> dict:
     }
 
 
+def server_side_account(deployment, origin: str) -> str:
+    """The TLS proxy's error log and the server's worker restarts: where a request the
+    browser saw cut off (net::ERR_CONTENT_LENGTH_MISMATCH) was cut."""
+    lines = [f"proxy ({origin}) errors:"]
+    for log in sorted(Path(deployment.workdir).parent.glob("browser-nginx*/error.log")):
+        lines += log.read_text().splitlines()[-20:]
+    server = Path(deployment.log).read_text(errors="replace").splitlines()
+    lines.append("server worker restarts:")
+    lines += [line for line in server if "died" in line or "Child process" in line][-10:]
+    return "\n".join(lines)
+
+
 @pytest.mark.timeout(600)  # alone, it also starts (and stops) the deployment
 def test_browser_journey_through_the_ui(deployment, browser_route):
     """Every UI action a user takes succeeds, and really changes the server's state."""
@@ -131,7 +144,7 @@ def test_browser_journey_through_the_ui(deployment, browser_route):
 
     failure = result.failure()
     if failure:
-        pytest.fail(failure, pytrace=False)
+        pytest.fail(f"{failure}\n{server_side_account(deployment, browser_route)}", pytrace=False)
     assert result.steps() == [
         "login", "signed-in-as", "runs-table", "run-page-metric-chart", "run-page-image-artifact",
         "register-model-version", "create-experiment", "rename-experiment",

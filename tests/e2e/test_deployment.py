@@ -7,6 +7,7 @@ import json
 import re
 import subprocess
 import textwrap
+import time
 import urllib.parse
 from pathlib import Path
 
@@ -87,6 +88,25 @@ def test_with_a_session_the_ui_and_its_static_assets_load(deployment):
         assert url.startswith("/mlflow/"), url
         response = public(deployment, url, cookie=True)
         assert response.status == 200, url
+
+
+def test_a_slow_browser_gets_the_whole_ui_bundle(deployment):
+    """A browser on a busy machine reads slower than the server sends: the proxy spills
+    the response to disk and must still deliver all of it (the UI is blank otherwise)."""
+    html = public(deployment, "/mlflow/", cookie=True).body.decode()
+    (bundle,) = re.findall(r'src="([^"]*/main\.[0-9a-f]+\.js)"', html)
+    path = urllib.parse.urljoin("/mlflow/", bundle)
+    size = len(request(deployment.server_port, path, host="mlflow.dev.svc:5000").body)
+    assert size > 1_000_000, size  # larger than what the proxy holds in memory
+    host = deployment.nginx.route.host
+    connection = http.client.HTTPConnection("127.0.0.1", deployment.nginx.port, timeout=30)
+    cookie = deployment.forward_auth.cookie("alice", host)
+    connection.request("GET", path, headers={"Host": host, "Cookie": f"{SESSION_COOKIE}={cookie}"})
+    time.sleep(1.5)  # not reading yet
+    response = connection.getresponse()
+    assert response.status == 200
+    assert len(response.read()) == size == int(response.getheader("Content-Length"))
+    connection.close()
 
 
 def test_login_flow_sets_session_and_returns(deployment):

@@ -9,6 +9,9 @@ exactly `https://<host>`, as on a real Nebari (MLflow checks it on POSTs).
 
 from __future__ import annotations
 
+import grp
+import os
+import pwd
 import re
 import shutil
 import signal
@@ -19,6 +22,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from support.mlflow_server import free_port
+
+
+def worker_user() -> str:
+    """Workers as the test's own user. Started as root (to listen on 443), nginx would
+    run them as `nobody`, who cannot write the temp files it spills a response to when
+    the client reads slower than the server sends (then it cuts the response)."""
+    if os.geteuid() != 0:
+        return ""  # workers run as the master's user already
+    return f"user {pwd.getpwuid(os.getuid()).pw_name} {grp.getgrgid(os.getgid()).gr_name};"
 
 
 @dataclass
@@ -117,6 +129,7 @@ class Nginx:
             )
         return f"""
 daemon off;
+{worker_user()}
 pid {self.workdir}/nginx.pid;
 error_log {self.workdir}/error.log warn;
 worker_processes 1;
