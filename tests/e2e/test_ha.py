@@ -14,6 +14,7 @@ after its headers), and every acknowledged metric point is stored.
 from __future__ import annotations
 
 import dataclasses
+import os
 import shutil
 import signal
 import time
@@ -133,7 +134,8 @@ def test_killing_one_replica_loses_no_request_and_no_point(replicated, tmp_path)
         dep.nginx.set_upstreams(both)  # ...it rejoins
         result = collect(procs, outputs, SECONDS, timeout=SECONDS + 240)
     finally:
-        other.send_signal(signal.SIGKILL)
+        # The whole pod: `mlflow server` and the uvicorn it started (its own session).
+        os.killpg(other.pid, signal.SIGKILL)
         other.wait(timeout=30)
 
     assert result["errors"] <= CLIENTS, result

@@ -120,8 +120,7 @@ def wait_for_text(path: Path, text: str, process, timeout: float) -> None:
 def test_fresh_install_onto_a_database_the_public_plugin_created_serves_it(tmp_path, heads):
     """A new release (install, no hook) on a kept database and volume from MLflow 3.3.2."""
     release = render(config(), tmp_path)  # an install: Helm's is_install
-    postgres = release.postgres(tmp_path).__enter__()
-    try:
+    with release.postgres(tmp_path) as postgres:  # stopped after the new server too
         old = MlflowServer(tmp_path / "old", backend_store_uri=postgres.uri, python=str(OLD_PYTHON))
         with old:
             data = json.dumps({"experiments": [EXPERIMENT], "model": MODEL, "runs": RUNS})
@@ -140,55 +139,52 @@ def test_fresh_install_onto_a_database_the_public_plugin_created_serves_it(tmp_p
         assert backup["upgrade"] == {"from": heads[0], "to": heads[1]}
         assert backup["counts"]["runs"] == len(RUNS)
         assert backup["counts"]["metrics"] == sum(len(r["loss"]) for r in RUNS)
-    except BaseException:
-        postgres.__exit__()
-        raise
 
-    with running_deployment(tmp_path, config(), release=release, postgres=postgres) as dep:
-        assert revision(postgres) == [heads[1]]
-        assert len(pre_upgrade_backups(tmp_path)) == 1  # a current schema gets none
-        experiment = dep.api(f"experiments/get-by-name?experiment_name={EXPERIMENT}")
-        experiment_id = experiment["experiment"]["experiment_id"]
-        found = dep.api("runs/search", {"experiment_ids": [experiment_id], "max_results": 100})
-        runs = {r["info"]["run_name"]: r for r in found["runs"]}
-        assert sorted(runs) == sorted(r["name"] for r in RUNS)
-        for logged in RUNS:
-            run = runs[logged["name"]]
-            params = {p["key"]: p["value"] for p in run["data"]["params"]}
-            tags = {t["key"]: t["value"] for t in run["data"]["tags"]}
-            assert params == logged["params"]
-            assert tags.items() >= logged["tags"].items()
-            run_id = run["info"]["run_id"]
-            history = dep.api(f"metrics/get-history?run_id={run_id}&metric_key=loss")["metrics"]
-            assert [(m["step"], m["value"]) for m in sorted(history, key=lambda m: m["step"])] == [
-                (step, value) for step, value in enumerate(logged["loss"])
-            ]
-            assert dep.artifact(run["info"], "notes/note.txt") == logged["note"]
-        assert sorted(run["info"]["run_id"] for run in runs.values()) == sorted(run_ids)
-        model = dep.api(f"registered-models/get?name={MODEL}")["registered_model"]
-        assert model["name"] == MODEL
-        version = dep.api(f"model-versions/get?name={MODEL}&version=1")["model_version"]
-        assert version["run_id"] == run_ids[0]
-        # And the upgraded schema takes new writes.
-        dep.api("runs/log-metric", {"run_id": run_ids[0], "key": "after", "value": 2.0,
-                                    "timestamp": 0, "step": 0})  # fmt: skip
-        after = dep.api(f"runs/get?run_id={run_ids[0]}")["run"]["data"]["metrics"]
-        assert {m["key"]: m["value"] for m in after}["after"] == 2.0
-        # It ran without auth; now auth is on (the default): everything is visible per
-        # default_permission (READ) to every user, changeable by Nebari admins only.
-        assert dep.auth_enabled
-        seen = dep.api(f"experiments/get?experiment_id={experiment_id}", user="alice")
-        assert seen["experiment"]["name"] == EXPERIMENT
-        assert dep.api(f"registered-models/get?name={MODEL}", user="alice")["registered_model"]
-        with pytest.raises(urllib.error.HTTPError) as refused:
-            dep.api("experiments/update", {"experiment_id": experiment_id, "new_name": "x"},
-                    user="alice")  # fmt: skip
-        assert refused.value.code == 403
-        dep.api("experiments/update",
-                {"experiment_id": experiment_id, "new_name": f"{EXPERIMENT}-admin"},
-                user="ada")  # fmt: skip
-        renamed = dep.api(f"experiments/get?experiment_id={experiment_id}", user="alice")
-        assert renamed["experiment"]["name"] == f"{EXPERIMENT}-admin"
+        with running_deployment(tmp_path, config(), release=release, postgres=postgres) as dep:
+            assert revision(postgres) == [heads[1]]
+            assert len(pre_upgrade_backups(tmp_path)) == 1  # a current schema gets none
+            experiment = dep.api(f"experiments/get-by-name?experiment_name={EXPERIMENT}")
+            experiment_id = experiment["experiment"]["experiment_id"]
+            found = dep.api("runs/search", {"experiment_ids": [experiment_id], "max_results": 100})
+            runs = {r["info"]["run_name"]: r for r in found["runs"]}
+            assert sorted(runs) == sorted(r["name"] for r in RUNS)
+            for logged in RUNS:
+                run = runs[logged["name"]]
+                params = {p["key"]: p["value"] for p in run["data"]["params"]}
+                tags = {t["key"]: t["value"] for t in run["data"]["tags"]}
+                assert params == logged["params"]
+                assert tags.items() >= logged["tags"].items()
+                run_id = run["info"]["run_id"]
+                history = dep.api(f"metrics/get-history?run_id={run_id}&metric_key=loss")["metrics"]
+                assert [
+                    (m["step"], m["value"]) for m in sorted(history, key=lambda m: m["step"])
+                ] == [(step, value) for step, value in enumerate(logged["loss"])]
+                assert dep.artifact(run["info"], "notes/note.txt") == logged["note"]
+            assert sorted(run["info"]["run_id"] for run in runs.values()) == sorted(run_ids)
+            model = dep.api(f"registered-models/get?name={MODEL}")["registered_model"]
+            assert model["name"] == MODEL
+            version = dep.api(f"model-versions/get?name={MODEL}&version=1")["model_version"]
+            assert version["run_id"] == run_ids[0]
+            # And the upgraded schema takes new writes.
+            dep.api("runs/log-metric", {"run_id": run_ids[0], "key": "after", "value": 2.0,
+                                        "timestamp": 0, "step": 0})  # fmt: skip
+            after = dep.api(f"runs/get?run_id={run_ids[0]}")["run"]["data"]["metrics"]
+            assert {m["key"]: m["value"] for m in after}["after"] == 2.0
+            # It ran without auth; now auth is on (the default): everything is visible per
+            # default_permission (READ) to every user, changeable by Nebari admins only.
+            assert dep.auth_enabled
+            seen = dep.api(f"experiments/get?experiment_id={experiment_id}", user="alice")
+            assert seen["experiment"]["name"] == EXPERIMENT
+            assert dep.api(f"registered-models/get?name={MODEL}", user="alice")["registered_model"]
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                dep.api("experiments/update", {"experiment_id": experiment_id, "new_name": "x"},
+                        user="alice")  # fmt: skip
+            assert refused.value.code == 403
+            dep.api("experiments/update",
+                    {"experiment_id": experiment_id, "new_name": f"{EXPERIMENT}-admin"},
+                    user="ada")  # fmt: skip
+            renamed = dep.api(f"experiments/get?experiment_id={experiment_id}", user="alice")
+            assert renamed["experiment"]["name"] == f"{EXPERIMENT}-admin"
 
 
 @pytest.fixture

@@ -144,33 +144,35 @@ def taken_over(old_deployment):
     release.secret_values[f"{OLD_RELEASE}-minio"] = {"root-user": MINIO_USER,
                                                      "root-password": MINIO_PASSWORD}  # fmt: skip
     new_pg = release.postgres(work).__enter__()
-    # The artifact volume is one claim, mounted by the takeover and the server alike.
-    shared = server_volume(work, "artifacts")
-    shared.mkdir(parents=True, exist_ok=True)
-    (work / "takeover-artifacts" / "volumes").mkdir(parents=True, exist_ok=True)
-    (work / "takeover-artifacts" / "volumes" / "artifacts").symlink_to(shared)
-    path = f"{postgres_bin_dir()}:{os.environ['PATH']}"
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("PATH", path)  # the postgres image's pg_dump and psql
+    try:
+        # The artifact volume is one claim, mounted by the takeover and the server alike.
+        shared = server_volume(work, "artifacts")
+        shared.mkdir(parents=True, exist_ok=True)
+        (work / "takeover-artifacts" / "volumes").mkdir(parents=True, exist_ok=True)
+        (work / "takeover-artifacts" / "volumes" / "artifacts").symlink_to(shared)
+        path = f"{postgres_bin_dir()}:{os.environ['PATH']}"
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("PATH", path)  # the postgres image's pg_dump and psql
 
-        def run_init(only: tuple[str, ...] = ()) -> dict[str, tuple[int, str, str]]:
-            """The init containers in order (`only` these), each to its end."""
-            results = {}
-            names = [c["name"] for c in containers_of(server_deployment(release.manifests))[0]]
-            for name, init in zip(names, release.init_containers(work, new_pg), strict=True):
-                if only and name not in only:
-                    continue
-                log = work / f"{name}.termination-log"
-                local_takeover(init, old_pg, s3, log)
-                done = run_container(init, work, timeout=180)
-                results[name] = (done.returncode, done.stdout + done.stderr,
-                                 log.read_text() if log.exists() else "")  # fmt: skip
-                assert done.returncode == 0, f"{name}: {done.stdout}\n{done.stderr}"
-            return results
+            def run_init(only: tuple[str, ...] = ()) -> dict[str, tuple[int, str, str]]:
+                """The init containers in order (`only` these), each to its end."""
+                results = {}
+                names = [c["name"] for c in containers_of(server_deployment(release.manifests))[0]]
+                for name, init in zip(names, release.init_containers(work, new_pg), strict=True):
+                    if only and name not in only:
+                        continue
+                    log = work / f"{name}.termination-log"
+                    local_takeover(init, old_pg, s3, log)
+                    done = run_container(init, work, timeout=180)
+                    results[name] = (done.returncode, done.stdout + done.stderr,
+                                     log.read_text() if log.exists() else "")  # fmt: skip
+                    assert done.returncode == 0, f"{name}: {done.stdout}\n{done.stderr}"
+                return results
 
-        first = run_init()
-        yield release, config, new_pg, first, run_init, run_ids
-    new_pg.__exit__()
+            first = run_init()
+            yield release, config, new_pg, first, run_init, run_ids
+    finally:
+        new_pg.__exit__()
 
 
 def test_takeover_containers_run_before_the_migration(taken_over):
