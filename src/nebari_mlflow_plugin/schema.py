@@ -357,7 +357,9 @@ class Auth(schema.Base):
     default_permission: DefaultPermission = DefaultPermission.READ
     # Seconds a verified token or session is trusted before JupyterHub / forward-auth is
     # asked again: how long a revoked token keeps working, and how long verified users
-    # keep working while JupyterHub is down (then 503).
+    # keep working while JupyterHub is down (then 503). Each worker also remembers its
+    # permission lookups this long, but refuses only on fresh ones: a withdrawn grant
+    # keeps allowing at most this long, a new grant applies at once.
     cache_seconds: Annotated[int, Field(ge=5, le=600)] = 60
 
 

@@ -312,26 +312,42 @@ def test_hub_down_keeps_verified_callers_for_the_cache_time_then_503(short_cache
 
 
 # Another replica of the server (or another worker) writing to the same permission
-# store: what this server's worker did not see happen.
+# store: what this server's worker did not see happen. It starts once (importing MLflow
+# takes seconds on a busy machine) and then writes at once, line by line.
 ANOTHER_REPLICA = """
 import os, sys
 from mlflow.server.auth.sqlalchemy_store import SqlAlchemyStore
-action, experiment_id, user = sys.argv[1:4]
 store = SqlAlchemyStore()
 store.init_db(os.environ["MLFLOW_BACKEND_STORE_URI"])
-if action == "grant":
-    store.grant_user_permission(user, "experiment", experiment_id, sys.argv[4])
-else:
-    store.revoke_user_resource_permission(user, "experiment", experiment_id)
+print("ready", flush=True)
+for line in sys.stdin:
+    action, experiment_id, user, *level = line.split()
+    if action == "grant":
+        store.grant_user_permission(user, "experiment", experiment_id, level[0])
+    else:
+        store.revoke_user_resource_permission(user, "experiment", experiment_id)
+    print("done", flush=True)
 """
 
 
-def another_replica(dep, *args: str) -> None:
-    env = {**process_env(dep.server), "PATH": f"{MLFLOW_BIN}:{os.environ['PATH']}"}
-    result = subprocess.run([str(MLFLOW_BIN / "python"), "-c", ANOTHER_REPLICA, *args],
-                            env=env, cwd=dep.workdir, capture_output=True, text=True,
-                            timeout=120)  # fmt: skip
-    assert result.returncode == 0, result.stderr[-2000:]
+@pytest.fixture(scope="module")
+def another_replica(short_cache):
+    env = {**process_env(short_cache.server), "PATH": f"{MLFLOW_BIN}:{os.environ['PATH']}"}
+    process = subprocess.Popen([str(MLFLOW_BIN / "python"), "-c", ANOTHER_REPLICA], env=env,
+                               cwd=short_cache.workdir, stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, text=True)  # fmt: skip
+
+    def write(*args: str) -> None:
+        process.stdin.write(" ".join(args) + "\n")
+        process.stdin.flush()
+        assert process.stdout.readline().strip() == "done"
+
+    try:
+        assert process.stdout.readline().strip() == "ready"
+        yield write
+    finally:
+        process.kill()
+        process.wait(timeout=30)
 
 
 def permission(dep, action: str, experiment_id: str, user: str, level: str = "") -> None:
@@ -349,7 +365,7 @@ def bob_creates_a_run(dep, experiment_id: str) -> int:
     return call(dep, "runs/create", {"experiment_id": experiment_id}, as_user(dep, "bob"))[0]
 
 
-def test_a_grant_made_elsewhere_applies_at_once(short_cache):
+def test_a_grant_made_elsewhere_applies_at_once(short_cache, another_replica):
     """The server remembers permission lookups, but never refuses on what it remembers:
     a new grant from another replica works on the next request."""
     experiment_id = create_experiment(short_cache, "alice")
@@ -357,11 +373,11 @@ def test_a_grant_made_elsewhere_applies_at_once(short_cache):
     status, _ = call(short_cache, f"experiments/get?experiment_id={experiment_id}",
                      headers=as_user(short_cache, "bob"))  # fmt: skip
     assert status == 200
-    another_replica(short_cache, "grant", experiment_id, "bob", "EDIT")
+    another_replica("grant", experiment_id, "bob", "EDIT")
     assert bob_creates_a_run(short_cache, experiment_id) == 200
 
 
-def test_a_withdrawn_grant_stops_allowing_within_the_cache_time(short_cache):
+def test_a_withdrawn_grant_stops_allowing_within_the_cache_time(short_cache, another_replica):
     experiment_id = create_experiment(short_cache, "alice")
     # Withdrawn through this server: refused at once.
     permission(short_cache, "grant", experiment_id, "bob", "EDIT")
@@ -373,7 +389,7 @@ def test_a_withdrawn_grant_stops_allowing_within_the_cache_time(short_cache):
     permission(short_cache, "grant", experiment_id, "bob", "EDIT")
     assert bob_creates_a_run(short_cache, experiment_id) == 200
     looked = time.monotonic()
-    another_replica(short_cache, "revoke", experiment_id, "bob")
+    another_replica("revoke", experiment_id, "bob")
     assert bob_creates_a_run(short_cache, experiment_id) == 200  # remembered
     time.sleep(max(0.0, looked + CACHE_SECONDS + 0.5 - time.monotonic()))
     assert bob_creates_a_run(short_cache, experiment_id) == 403
