@@ -134,5 +134,10 @@ def test_remembered_lookups_keep_no_absence_and_hand_out_copies():
         first = rows(1, {"experiment"})
         first.append("extended by a caller")
         assert rows(1, {"experiment"}) == [(1, ["experiment"])]
+        known = lookups.remembered("user", lambda name: calls.append(name) or {"name": name})
+        known("dana")
+        with module.fresh():  # verifying an identity compares against the store itself
+            known("dana")
+        assert calls[-2:] == ["dana", "dana"]
     finally:
         module._mode.reset(token)

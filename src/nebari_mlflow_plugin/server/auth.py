@@ -131,7 +131,8 @@ def identify() -> Identity | Response:
     identity = cache.get(key)
     if identity is None:
         try:
-            identity = _verify(settings, *credential)
+            with lookups.fresh():
+                identity = _verify(settings, *credential)
         except upstream.Refused as exc:
             return _response(401, f"Not authenticated: {exc}.\n\n{UNAUTHENTICATED}")
         except upstream.Unavailable as exc:

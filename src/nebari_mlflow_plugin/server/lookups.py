@@ -22,11 +22,12 @@ Only the gate uses remembered data. Listings that MLflow filters after the reque
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import functools
 import logging
 import threading
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator
 from typing import Any
 
 from .expiring import ExpiringCache
@@ -110,6 +111,17 @@ class Lookups:
                 _mode.reset(token)
 
         return call
+
+
+@contextlib.contextmanager
+def fresh() -> Iterator[None]:
+    """Lookups call through, whatever the gate remembers: verifying an identity and
+    syncing its grants compare against the store as it is."""
+    token = _mode.set("off")
+    try:
+        yield
+    finally:
+        _mode.reset(token)
 
 
 _installed: Lookups | None = None
