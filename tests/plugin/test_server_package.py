@@ -126,7 +126,9 @@ def test_remembered_lookups_keep_no_absence_and_hand_out_copies():
     lookups = module.Lookups(ttl=60, max_size=100)
     calls = []
     users = lookups.remembered("user", lambda name: calls.append(name) or None)
-    rows = lookups.remembered("grants", lambda user_id, types: [(user_id, sorted(types))])
+    rows = lookups.remembered(
+        "grants", lambda user_id, types: [(user_id, sorted(types))], copy=list
+    )
     token = module._mode.set("remember")
     try:
         users("carol"), users("carol")

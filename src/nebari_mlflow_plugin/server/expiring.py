@@ -46,7 +46,3 @@ class ExpiringCache(Generic[K, V]):
     def clear(self) -> None:
         with self._lock:
             self._items.clear()
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._items)

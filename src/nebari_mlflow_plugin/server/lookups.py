@@ -44,18 +44,23 @@ _READ_PREFIXES = ("get_", "list_", "has_", "is_", "authenticate_", "user_has_")
 
 
 def _freeze(value: Any) -> Hashable:
-    if isinstance(value, set | frozenset | list | tuple):
-        return frozenset(value) if isinstance(value, set | frozenset) else tuple(value)
+    """An argument as part of a key (MLflow passes resource types as a set or list)."""
+    if isinstance(value, set | frozenset):
+        return frozenset(value)
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _same(value: Any) -> Any:
     return value
 
 
-def _copy(value: Any) -> Any:
-    """A fresh container around remembered items: callers may extend what they got."""
-    if isinstance(value, list):
-        return list(value)
-    if isinstance(value, tuple) and value and isinstance(value[-1], list):
-        return (*value[:-1], list(value[-1]))
-    return value
+@contextlib.contextmanager
+def _in_mode(mode: str) -> Iterator[None]:
+    token = _mode.set(mode)
+    try:
+        yield
+    finally:
+        _mode.reset(token)
 
 
 class Lookups:
@@ -64,7 +69,12 @@ class Lookups:
     def __init__(self, ttl: float, max_size: int) -> None:
         self.memory: ExpiringCache[Hashable, Any] = ExpiringCache(ttl, max_size)
 
-    def remembered(self, name: str, lookup: Callable[..., Any]) -> Callable[..., Any]:
+    def remembered(
+        self, name: str, lookup: Callable[..., Any], copy: Callable[[Any], Any] = _same
+    ) -> Callable[..., Any]:
+        """`lookup`, answered from memory in the gate; `copy` gives each caller its own
+        containers around the remembered items (callers may extend what they got)."""
+
         @functools.wraps(lookup)
         def call(*args: Any) -> Any:
             mode = _mode.get()
@@ -74,10 +84,10 @@ class Lookups:
             if mode == "remember":
                 known = self.memory.get(key)
                 if known is not None:
-                    return _copy(known)
+                    return copy(known)
             value = lookup(*args)
             if value is not None:
-                self.memory.put(key, _copy(value))
+                self.memory.put(key, copy(value))
             return value
 
         return call
@@ -97,59 +107,49 @@ class Lookups:
 
         @functools.wraps(gate)
         def call() -> Any:
-            token = _mode.set("remember")
-            try:
+            with _in_mode("remember"):
                 decision = gate()
-            finally:
-                _mode.reset(token)
             if getattr(decision, "status_code", None) != 403:
                 return decision
-            token = _mode.set("refresh")
-            try:
+            with _in_mode("refresh"):
                 return gate()
-            finally:
-                _mode.reset(token)
 
         return call
 
 
-@contextlib.contextmanager
-def fresh() -> Iterator[None]:
+def fresh() -> contextlib.AbstractContextManager[None]:
     """Lookups call through, whatever the gate remembers: verifying an identity and
     syncing its grants compare against the store as it is."""
-    token = _mode.set("off")
-    try:
-        yield
-    finally:
-        _mode.reset(token)
+    return _in_mode("off")
 
 
 _installed: Lookups | None = None
 _install_lock = threading.Lock()
 
 
-def install(app: Any, ttl: float, max_size: int) -> Lookups | None:
+def install(app: Any, ttl: float, max_size: int) -> bool:
     """Put remembered lookups under MLflow's gate of `app` (once per worker).
 
-    None when `app` does not run MLflow's basic-auth gate (nothing to speed up), or
-    when this MLflow lacks a lookup this module knows: the gate then stays as MLflow
-    wrote it, correct and slower.
+    False when `app` does not run MLflow's basic-auth gate (nothing to speed up), or,
+    with a warning, when this MLflow lacks a lookup this module knows: the gate then
+    stays as MLflow wrote it, correct and slower.
     """
     global _installed
     with _install_lock:
         if _installed is not None:
-            return _installed
+            return True
         from mlflow.server import auth as mlflow_auth
 
         gate = getattr(mlflow_auth, "_before_request", None)
         gates = app.before_request_funcs.get(None, [])
+        if gate is None or gate not in gates:
+            return False
         store = getattr(mlflow_auth, "store", None)
         run_requirement = getattr(mlflow_auth, "_run_requirement", None)
-        if gate not in gates or store is None or run_requirement is None:
-            return None
-        if not all(callable(getattr(store, name, None)) for name in ("get_user", "list_grants")):
-            _logger.warning("nebari-mlflow: this MLflow's auth store is unknown; not caching")
-            return None
+        reads = ("get_user", "list_grants")
+        if run_requirement is None or not all(callable(getattr(store, r, None)) for r in reads):
+            _logger.warning("nebari-mlflow: unknown MLflow auth internals; lookups not remembered")
+            return False
         lookups = Lookups(ttl, max_size)
         for name in dir(type(store)):
             if name.startswith("_") or name.startswith(_READ_PREFIXES) or name == "init_db":
@@ -158,8 +158,10 @@ def install(app: Any, ttl: float, max_size: int) -> Lookups | None:
             if callable(method):
                 setattr(store, name, lookups.forgetting(method))
         store.get_user = lookups.remembered("user", store.get_user)
-        store.list_grants = lookups.remembered("grants", store.list_grants)
-        mlflow_auth._run_requirement = lookups.remembered("run", run_requirement)
+        store.list_grants = lookups.remembered("grants", store.list_grants, copy=list)
+        mlflow_auth._run_requirement = lookups.remembered(  # (anchor, [requirements])
+            "run", run_requirement, copy=lambda found: (found[0], list(found[1]))
+        )
         gates[gates.index(gate)] = lookups.gated(gate)
         _installed = lookups
-        return lookups
+        return True
