@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from nebari_mlflow_plugin import naming
+from nebari_mlflow_plugin.config import naming
 from nebari_mlflow_plugin.kube_target import KubeTarget
 
 BACKUP_TEMPLATE = f"{naming.RELEASE_NAME}-backup"

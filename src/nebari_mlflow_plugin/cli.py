@@ -83,7 +83,7 @@ def status(config_path: Path, kubeconfig: Path | None, context: str | None) -> N
     from rich.table import Table
     from rich.text import Text
 
-    from nebari_mlflow_plugin import naming
+    from nebari_mlflow_plugin.config import naming
     from nebari_mlflow_plugin.kube_target import kube_target
     from nebari_mlflow_plugin.status import KubernetesSource, collect
 

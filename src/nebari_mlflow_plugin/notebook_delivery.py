@@ -29,8 +29,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from nebari_mlflow_plugin import naming
 from nebari_mlflow_plugin.__about__ import __version__
+from nebari_mlflow_plugin.config import naming
 
 PYTHON_DIR = "/opt/nebari-mlflow/python"
 PACKAGE_MOUNT = f"{PYTHON_DIR}/nebari_mlflow_plugin/notebook"

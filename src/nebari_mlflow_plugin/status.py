@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from nebari_mlflow_plugin import health, naming
+from nebari_mlflow_plugin import health
+from nebari_mlflow_plugin.config import naming
 from nebari_mlflow_plugin.kube_target import KubeTarget
 
 POSTGRES_SUFFIX = "-postgres"

@@ -17,7 +17,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from nebari_mlflow_plugin import naming, takeover
+from nebari_mlflow_plugin import takeover
+from nebari_mlflow_plugin.config import naming
 from nebari_mlflow_plugin.kube_target import KubeTarget
 from nebari_mlflow_plugin.takeover import OldDeployment, TakeoverError
 

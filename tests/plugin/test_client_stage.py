@@ -15,8 +15,8 @@ from support import terraform as tf
 
 from nebari_mlflow_plugin import notebook_delivery
 from nebari_mlflow_plugin.client_stage import NotebookClientStage
+from nebari_mlflow_plugin.config.stage_outputs import KUBECONFIG
 from nebari_mlflow_plugin.stage import MlflowStage
-from nebari_mlflow_plugin.stage_outputs import KUBECONFIG
 
 
 @pytest.fixture(autouse=True)

@@ -12,8 +12,8 @@ from support import k8s_api
 from support import nebari as nb
 
 from nebari_mlflow_plugin.client_stage import NotebookClientStage
+from nebari_mlflow_plugin.config.stage_outputs import KUBECONFIG
 from nebari_mlflow_plugin.providers import provider_for
-from nebari_mlflow_plugin.stage_outputs import KUBECONFIG
 from nebari_mlflow_plugin.volumes import planned_volumes
 
 

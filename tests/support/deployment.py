@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nebari_mlflow_plugin import naming
+from nebari_mlflow_plugin.config import naming
 from support import cluster_dns
 from support import nebari as nb
 from support.forward_auth import ForwardAuth

@@ -17,7 +17,7 @@ import re
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # schema.py imports quantity() from here
-    from nebari_mlflow_plugin.schema import Resources
+    from nebari_mlflow_plugin.config.schema import Resources
 
 MIB = 1024 * 1024
 

@@ -17,9 +17,10 @@ from nebari import schema
 from pydantic import Field, StringConstraints, field_validator, model_validator
 from ruamel.yaml import yaml_object
 
-from nebari_mlflow_plugin import routes, versions
-from nebari_mlflow_plugin.providers.settings import AwsSettings, AzureSettings, GcpSettings
-from nebari_mlflow_plugin.sizing import quantity
+from nebari_mlflow_plugin import versions
+from nebari_mlflow_plugin.config import routes
+from nebari_mlflow_plugin.config.provider_settings import AwsSettings, AzureSettings, GcpSettings
+from nebari_mlflow_plugin.config.sizing import quantity
 
 # Kubernetes resource quantities, e.g. 500m, 2, 1.5, 512Mi, 20Gi, 1e3.
 QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei|e[0-9]+)?$"
@@ -416,7 +417,7 @@ class MLflow(schema.Base):
     @model_validator(mode="before")
     @classmethod
     def _no_2025_10_keys(cls, data: Any) -> Any:
-        from nebari_mlflow_plugin import legacy_config
+        from nebari_mlflow_plugin.config import legacy_config
 
         return legacy_config.check(data)
 
@@ -484,7 +485,7 @@ class InputSchema(schema.Base):
     @model_validator(mode="after")
     def _check_provider_and_inject_user_pods(self) -> Any:
         # Imported here: schema.py is imported on every nebari command.
-        from nebari_mlflow_plugin import overrides
+        from nebari_mlflow_plugin.config import overrides
         from nebari_mlflow_plugin.injection import add_hub_service, inject_user_pods
         from nebari_mlflow_plugin.providers import provider_for
         from nebari_mlflow_plugin.values import build_values
