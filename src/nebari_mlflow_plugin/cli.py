@@ -32,7 +32,7 @@ def _validation_message(exc) -> str:
 def one_line_errors() -> Iterator[None]:
     import pydantic
 
-    from nebari_mlflow_plugin.manifests import ChartError
+    from nebari_mlflow_plugin.render.manifests import ChartError
 
     def fail(message: str) -> typer.Exit:
         typer.secho(f"error: {' '.join(message.split())}", fg="red", err=True)

@@ -29,9 +29,9 @@ from typing import Any
 from _nebari.stages.base import NebariTerraformStage
 from _nebari.stages.tf_objects import NebariKubernetesProvider, NebariTerraformState
 
-from nebari_mlflow_plugin import notebook_delivery
 from nebari_mlflow_plugin.assets import terraform_dir
 from nebari_mlflow_plugin.config import naming
+from nebari_mlflow_plugin.render import notebook_delivery
 
 
 class NotebookClientStage(NebariTerraformStage):

@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 from _nebari.stages.infrastructure import _calculate_node_groups
 
-from nebari_mlflow_plugin import backups, notebook_delivery, server_delivery, tfvalues
+from nebari_mlflow_plugin import backups
 from nebari_mlflow_plugin.client_stage import NotebookClientStage
 from nebari_mlflow_plugin.config import naming
 from nebari_mlflow_plugin.config.schema import ArtifactsType, DatabaseType
@@ -24,8 +24,9 @@ from nebari_mlflow_plugin.config.stage_outputs import (
     KUBECONFIG,
     NODE_SELECTORS,
 )
-from nebari_mlflow_plugin.injection import user_env
-from nebari_mlflow_plugin.manifests import PreviewUnavailable, merge_values, render_chart
+from nebari_mlflow_plugin.render import notebook_delivery, server_delivery, tfvalues
+from nebari_mlflow_plugin.render.injection import user_env
+from nebari_mlflow_plugin.render.manifests import PreviewUnavailable, merge_values, render_chart
 from nebari_mlflow_plugin.stage import MlflowStage
 from nebari_mlflow_plugin.survival import what_survives
 

@@ -26,7 +26,7 @@ from nebari_mlflow_plugin.config.scheduling import node_selector
 from nebari_mlflow_plugin.config.schema import DatabaseType, InputSchema
 from nebari_mlflow_plugin.config.stage_outputs import DOMAIN, FORWARD_AUTH
 from nebari_mlflow_plugin.providers import Provider, provider_for
-from nebari_mlflow_plugin.values import build_values
+from nebari_mlflow_plugin.render.values import build_values
 
 CHECK_TIMEOUT_SECONDS = 600
 CHECK_POLL_SECONDS = 5

@@ -41,7 +41,7 @@ def planned_volumes(mlflow: Any, provider: Any) -> list[PlannedVolume]:
     """Claims the chart will create and manage for this config (clouds keep artifacts
     in their object store; an existing claim is the admin's, never changed)."""
     from nebari_mlflow_plugin.config import naming
-    from nebari_mlflow_plugin.values import build_values
+    from nebari_mlflow_plugin.render.values import build_values
 
     values = build_values(mlflow, provider)
     planned = []

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from nebari_mlflow_plugin import tfvalues
-from nebari_mlflow_plugin.manifests import merge_values, render_chart
+from nebari_mlflow_plugin.render import tfvalues
+from nebari_mlflow_plugin.render.manifests import merge_values, render_chart
 from nebari_mlflow_plugin.stage import MlflowStage
 
 

@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 
 from nebari_mlflow_plugin.assets import chart_dir
-from nebari_mlflow_plugin.manifests import merge_values
+from nebari_mlflow_plugin.render.manifests import merge_values
 
 # Value path -> why it is not overridable and what to use instead.
 PROTECTED: dict[tuple[str, ...], str] = {

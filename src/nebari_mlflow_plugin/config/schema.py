@@ -486,9 +486,9 @@ class InputSchema(schema.Base):
     def _check_provider_and_inject_user_pods(self) -> Any:
         # Imported here: schema.py is imported on every nebari command.
         from nebari_mlflow_plugin.config import overrides
-        from nebari_mlflow_plugin.injection import add_hub_service, inject_user_pods
         from nebari_mlflow_plugin.providers import provider_for
-        from nebari_mlflow_plugin.values import build_values
+        from nebari_mlflow_plugin.render.injection import add_hub_service, inject_user_pods
+        from nebari_mlflow_plugin.render.values import build_values
 
         taken = routes.collisions(self.mlflow.route_path, routes.extension_rules(self))
         if taken:

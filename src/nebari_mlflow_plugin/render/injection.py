@@ -18,9 +18,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from nebari_mlflow_plugin import notebook_delivery
 from nebari_mlflow_plugin.config.naming import internal_tracking_uri
 from nebari_mlflow_plugin.notebook import auth as hub_auth
+from nebari_mlflow_plugin.render import notebook_delivery
 
 # Variables holding a path list: the admin's value is extended, not kept as is.
 PATH_LISTS = {"PYTHONPATH"}
