@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from nebari_mlflow_plugin.config import naming
-from nebari_mlflow_plugin.kube_target import KubeTarget
+from nebari_mlflow_plugin.lifecycle.kube_target import KubeTarget
 
 BACKUP_TEMPLATE = f"{naming.RELEASE_NAME}-backup"
 RESTORE_TEMPLATE = f"{naming.RELEASE_NAME}-restore"
@@ -364,7 +364,7 @@ def describe(backup: dict) -> dict[str, str]:
 
 def _open(config_path, kubeconfig, context, timeout: float) -> tuple[Any, Backups]:
     from nebari_mlflow_plugin.cli import _load
-    from nebari_mlflow_plugin.kube_target import kube_target
+    from nebari_mlflow_plugin.lifecycle.kube_target import kube_target
 
     config = _load(config_path)
     target = kube_target(config, kubeconfig=kubeconfig, context=context)

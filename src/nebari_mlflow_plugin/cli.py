@@ -84,8 +84,8 @@ def status(config_path: Path, kubeconfig: Path | None, context: str | None) -> N
     from rich.text import Text
 
     from nebari_mlflow_plugin.config import naming
-    from nebari_mlflow_plugin.kube_target import kube_target
-    from nebari_mlflow_plugin.status import KubernetesSource, collect
+    from nebari_mlflow_plugin.lifecycle.kube_target import kube_target
+    from nebari_mlflow_plugin.lifecycle.status import KubernetesSource, collect
 
     with one_line_errors():
         config = _load(config_path)

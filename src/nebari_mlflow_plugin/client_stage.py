@@ -71,10 +71,10 @@ class NotebookClientStage(NebariTerraformStage):
     def refuse_volume_changes(self, stage_outputs: dict[str, Any]) -> None:
         """Exit before anything is applied when the config asks for a volume change
         the cluster's existing claims cannot take."""
-        from nebari_mlflow_plugin.kube_target import kube_target
+        from nebari_mlflow_plugin.lifecycle.kube_target import kube_target
+        from nebari_mlflow_plugin.lifecycle.status import KubernetesSource
+        from nebari_mlflow_plugin.lifecycle.volumes import planned_volumes, volume_problems
         from nebari_mlflow_plugin.providers import provider_for
-        from nebari_mlflow_plugin.status import KubernetesSource
-        from nebari_mlflow_plugin.volumes import planned_volumes, volume_problems
 
         planned = planned_volumes(self.config.mlflow, provider_for(self.config.provider))
         if not planned:

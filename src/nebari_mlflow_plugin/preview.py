@@ -24,11 +24,11 @@ from nebari_mlflow_plugin.config.stage_outputs import (
     KUBECONFIG,
     NODE_SELECTORS,
 )
+from nebari_mlflow_plugin.lifecycle.survival import what_survives
 from nebari_mlflow_plugin.render import notebook_delivery, server_delivery, tfvalues
 from nebari_mlflow_plugin.render.injection import user_env
 from nebari_mlflow_plugin.render.manifests import PreviewUnavailable, merge_values, render_chart
 from nebari_mlflow_plugin.stage import MlflowStage
-from nebari_mlflow_plugin.survival import what_survives
 
 
 def placeholder(what: str) -> str:

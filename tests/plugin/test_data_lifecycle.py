@@ -19,7 +19,7 @@ from support import nebari as nb
 from support import terraform as tf
 from support.tofu import FakeTofu
 
-from nebari_mlflow_plugin import state_guard
+from nebari_mlflow_plugin.lifecycle import state_guard
 from nebari_mlflow_plugin.providers import provider_for
 
 PROVIDERS = ["local", "existing", "aws", "gcp", "azure"]

@@ -13,8 +13,8 @@ from support import nebari as nb
 
 from nebari_mlflow_plugin.client_stage import NotebookClientStage
 from nebari_mlflow_plugin.config.stage_outputs import KUBECONFIG
+from nebari_mlflow_plugin.lifecycle.volumes import planned_volumes
 from nebari_mlflow_plugin.providers import provider_for
-from nebari_mlflow_plugin.volumes import planned_volumes
 
 
 @pytest.fixture(autouse=True)
