@@ -89,7 +89,7 @@ def plugin_import_ms(nebari: str) -> float:
     python = str(Path(nebari).with_name("python"))
     code = (
         "import _nebari.stages.base, _nebari.stages.tf_objects, nebari.plugins, typer;"
-        "import nebari_mlflow_plugin.plugin, nebari_mlflow_plugin.stage, nebari_mlflow_plugin.cli"
+        "import nebari_mlflow_plugin.plugin, nebari_mlflow_plugin.stages.mlflow_stage, nebari_mlflow_plugin.cli"
     )
     err = subprocess.run(
         [python, "-X", "importtime", "-c", code], capture_output=True, text=True, check=True
@@ -98,7 +98,7 @@ def plugin_import_ms(nebari: str) -> float:
     for line in err.splitlines():
         parts = [p.strip() for p in line.split("|")]
         if len(parts) == 3 and parts[2] in (
-            "nebari_mlflow_plugin.plugin", "nebari_mlflow_plugin.stage", "nebari_mlflow_plugin.cli"
+            "nebari_mlflow_plugin.plugin", "nebari_mlflow_plugin.stages.mlflow_stage", "nebari_mlflow_plugin.cli"
         ):  # fmt: skip
             total += int(parts[1])
     return total / 1000

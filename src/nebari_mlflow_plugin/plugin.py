@@ -11,8 +11,8 @@ from nebari.hookspecs import hookimpl
 
 @hookimpl
 def nebari_stage():
-    from nebari_mlflow_plugin.client_stage import NotebookClientStage
-    from nebari_mlflow_plugin.stage import MlflowStage
+    from nebari_mlflow_plugin.stages.client_stage import NotebookClientStage
+    from nebari_mlflow_plugin.stages.mlflow_stage import MlflowStage
 
     return [NotebookClientStage, MlflowStage]
 

@@ -15,7 +15,6 @@ import yaml
 from _nebari.stages.infrastructure import _calculate_node_groups
 
 from nebari_mlflow_plugin import backups
-from nebari_mlflow_plugin.client_stage import NotebookClientStage
 from nebari_mlflow_plugin.config import naming
 from nebari_mlflow_plugin.config.schema import ArtifactsType, DatabaseType
 from nebari_mlflow_plugin.config.stage_outputs import (
@@ -28,7 +27,8 @@ from nebari_mlflow_plugin.lifecycle.survival import what_survives
 from nebari_mlflow_plugin.render import notebook_delivery, server_delivery, tfvalues
 from nebari_mlflow_plugin.render.injection import user_env
 from nebari_mlflow_plugin.render.manifests import PreviewUnavailable, merge_values, render_chart
-from nebari_mlflow_plugin.stage import MlflowStage
+from nebari_mlflow_plugin.stages.client_stage import NotebookClientStage
+from nebari_mlflow_plugin.stages.mlflow_stage import MlflowStage
 
 
 def placeholder(what: str) -> str:

@@ -14,8 +14,8 @@ import pytest
 import tomllib
 from support import nebari as nb
 
-from nebari_mlflow_plugin.client_stage import NotebookClientStage
 from nebari_mlflow_plugin.render import notebook_delivery
+from nebari_mlflow_plugin.stages.client_stage import NotebookClientStage
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from nebari_mlflow_plugin.render import tfvalues
 from nebari_mlflow_plugin.render.manifests import merge_values, render_chart
-from nebari_mlflow_plugin.stage import MlflowStage
+from nebari_mlflow_plugin.stages.mlflow_stage import MlflowStage
 
 
 def values_documents(
