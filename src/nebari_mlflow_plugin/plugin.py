@@ -19,6 +19,6 @@ def nebari_stage():
 
 @hookimpl
 def nebari_subcommand(cli):
-    from nebari_mlflow_plugin.cli import nebari_subcommand as add_mlflow_commands
+    from nebari_mlflow_plugin.cli.app import nebari_subcommand as add_mlflow_commands
 
     add_mlflow_commands(cli)

@@ -47,7 +47,7 @@ def one_line_errors() -> Iterator[None]:
 
 
 def _load(config_path: Path):
-    from nebari_mlflow_plugin.offline import read_config
+    from nebari_mlflow_plugin.cli.offline import read_config
 
     return read_config(config_path, offline=True)
 
@@ -58,7 +58,7 @@ def render(config_path: Path, output: Path) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    from nebari_mlflow_plugin import preview
+    from nebari_mlflow_plugin.cli import preview
 
     with one_line_errors():
         config = _load(config_path)
@@ -143,7 +143,7 @@ def migrate(config_path: Path, finish: bool, state: Path | None, offline: bool,
     from rich import print as rprint
     from rich.text import Text
 
-    from nebari_mlflow_plugin import migrate_command
+    from nebari_mlflow_plugin.cli import migrate_command
 
     with one_line_errors():
         config = _load(config_path)
@@ -205,7 +205,7 @@ def nebari_subcommand(cli: typer.Typer) -> None:
         target = {"kubeconfig": kubeconfig, "context": context}
         migrate(config, finish, state, offline, delete_volumes, target)
 
-    from nebari_mlflow_plugin import backups
+    from nebari_mlflow_plugin.cli import backups
 
     kubeconfig_option = typer.Option(None, "--kubeconfig", help="kubeconfig file")
     context_option = typer.Option(None, "--context", help="kubeconfig context")

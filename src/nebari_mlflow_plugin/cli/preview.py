@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 from _nebari.stages.infrastructure import _calculate_node_groups
 
-from nebari_mlflow_plugin import backups
+from nebari_mlflow_plugin.cli import backups
 from nebari_mlflow_plugin.config import naming
 from nebari_mlflow_plugin.config.schema import ArtifactsType, DatabaseType
 from nebari_mlflow_plugin.config.stage_outputs import (
