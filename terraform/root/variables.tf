@@ -50,3 +50,19 @@ variable "helm_overrides" {
   description = "The admin's mlflow.overrides as JSON."
   type        = string
 }
+
+variable "keycloak_realm_id" {
+  description = "Nebari's Keycloak realm (output realm_id of stage 06)."
+  type        = string
+}
+
+variable "hub_access_role" {
+  description = "Keycloak client role giving users MLflow's JupyterHub scope, with its groups; null with auth off."
+  type = object({
+    name        = string
+    description = string
+    attributes  = map(string)
+    groups      = list(string)
+  })
+  default = null
+}

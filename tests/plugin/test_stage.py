@@ -37,7 +37,7 @@ def test_stage_contains_root_module_shared_module_and_chart(rendered):
     assert (stage_dir / "chart/mlflow/values.yaml").is_file()
     # The module is referenced where it was copied, the chart where the root says.
     root = tf.module_blocks(stage_dir)
-    module = root["module"][0]["mlflow"]
+    module = tf.module_call(root, "mlflow")
     assert (stage_dir / module["source"]).resolve() == (stage_dir / "modules/mlflow").resolve()
     chart_path = module["chart_path"].replace("${path.module}", str(stage_dir))
     assert Path(chart_path, "Chart.yaml").is_file()
@@ -69,7 +69,9 @@ def test_terraform_loads_the_rendered_module_and_its_provider_requirements(rende
         assert code == 0, f"terraform {command}: {err}"
     required = set(re.findall(r"provider\[registry\.terraform\.io/([\w-]+/[\w-]+)\]", out))
     cloud = CLOUD_PROVIDER.get(config.provider.value)
-    assert required == {"hashicorp/helm", "hashicorp/kubernetes", "hashicorp/random"} | (
+    assert required == {
+        "hashicorp/helm", "hashicorp/kubernetes", "hashicorp/random", "mrparkers/keycloak",
+    } | (
         {cloud} if cloud else set()
     ), out
 
@@ -78,7 +80,7 @@ def test_every_local_used_by_the_root_is_defined(rendered):
     _, stage_dir = rendered
     blocks = tf.module_blocks(stage_dir)
     defined = {name for block in blocks.get("locals", []) for name in block}
-    call = blocks["module"][0]["mlflow"]
+    call = tf.module_call(blocks, "mlflow")
     used = {m for v in call.values() if isinstance(v, str) for m in re.findall(r"local\.(\w+)", v)}
     # What each provider's files must hand to modules/mlflow.
     assert used == {
@@ -109,7 +111,7 @@ def test_input_vars_match_declared_variables(rendered, tmp_path):
 def test_module_call_supplies_every_required_module_variable(rendered):
     _, stage_dir = rendered
     module_vars = tf.variables(stage_dir / "modules/mlflow")
-    call = tf.module_blocks(stage_dir)["module"][0]["mlflow"]
+    call = tf.module_call(tf.module_blocks(stage_dir), "mlflow")
     arguments = set(call) - {"source", "count", "depends_on", "providers"}
     assert arguments <= set(module_vars), arguments - set(module_vars)
     required = {name for name, spec in module_vars.items() if "default" not in spec}

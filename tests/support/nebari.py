@@ -76,6 +76,7 @@ STAGE_OUTPUTS: dict[str, Any] = {
         "project_id": {"value": "my-gcp-project"},
     },
     "stages/04-kubernetes-ingress": {"domain": "nebari.example.com"},
+    "stages/06-kubernetes-keycloak-configuration": {"realm_id": {"value": "nebari"}},
     "stages/07-kubernetes-services": {
         "forward-auth-middleware": {"value": {"name": "traefik-forward-auth"}},
         "forward-auth-service": {"value": {"name": "forwardauth-service"}},

@@ -44,6 +44,12 @@ def module_blocks(module_dir: Path) -> dict[str, list]:
     return blocks
 
 
+def module_call(blocks: dict[str, list], name: str) -> dict:
+    """The arguments of the `module "<name>"` block among `blocks`."""
+    (call,) = [block[name] for block in blocks.get("module", []) if name in block]
+    return call
+
+
 def variables(module_dir: Path) -> dict[str, dict]:
     declared: dict[str, dict] = {}
     for block in module_blocks(module_dir).get("variable", []):

@@ -96,6 +96,8 @@ memory-backed emptyDir by the init container below, never rendered. */}}
       key: flask-secret-key
 - name: NEBARI_MLFLOW_HUB_API
   value: {{ default (printf "http://hub.%s.svc:8081/hub/api" $ns) $auth.hub.apiUrl | quote }}
+- name: NEBARI_MLFLOW_HUB_SERVICE
+  value: {{ $auth.hub.serviceName | quote }}
 - name: NEBARI_MLFLOW_HUB_TOKEN
   valueFrom:
     secretKeyRef:

@@ -21,6 +21,7 @@ from nebari_mlflow_plugin.config.schema import ArtifactsType, DatabaseType
 from nebari_mlflow_plugin.config.stage_outputs import (
     DOMAIN,
     FORWARD_AUTH,
+    KEYCLOAK_REALM,
     KUBECONFIG,
     NODE_SELECTORS,
 )
@@ -44,6 +45,8 @@ def placeholder_outputs(config: Any, stage: MlflowStage) -> dict[str, Any]:
         # Stage 07 names its middleware after this variable; the value is fixed in nebari.
         FORWARD_AUTH.nested("traefik-forward-auth"),
         KUBECONFIG.nested(placeholder("kubeconfig")),
+        # Stage 06's realm: nebari's default name, fixed in its stage.
+        KEYCLOAK_REALM.nested("nebari"),
         # Computed by nebari's stage 02 from the config alone: the preview shows the real one.
         NODE_SELECTORS.nested(_calculate_node_groups(config)),
         stage.provider.placeholder_outputs(),

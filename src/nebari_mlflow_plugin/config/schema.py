@@ -26,6 +26,8 @@ K8S_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$"
 K8sName = Annotated[str, StringConstraints(pattern=K8S_NAME_PATTERN)]
 # Keys inside a Secret.
 SecretKey = Annotated[str, StringConstraints(pattern=r"^[-._a-zA-Z0-9]{1,253}$")]
+# A top-level Keycloak group by name, as Nebari's own stages name theirs ("developer").
+KeycloakGroup = Annotated[str, StringConstraints(pattern=r"^[^/\s][^/]{0,254}$")]
 # A URL path of one or more segments, no trailing slash: what `--static-prefix` takes.
 ROUTE_PATH_PATTERN = r"^(/[A-Za-z0-9._~-]+)+$"
 # What KubeSpawner expands in user-pod environment values.
@@ -354,10 +356,20 @@ class Auth(schema.Base):
     default_permission: DefaultPermission = DefaultPermission.READ
     # Seconds a verified token or session is trusted before JupyterHub / forward-auth is
     # asked again: how long a revoked token keeps working, and how long verified users
-    # keep working while JupyterHub is down (then 503). Each worker also remembers its
-    # permission lookups this long, but refuses only on fresh ones: a withdrawn grant
-    # keeps allowing at most this long, a new grant applies at once.
+    # keep working while JupyterHub is down, on every worker and replica (then a fast
+    # refusal naming the outage). Each worker also remembers its permission lookups this
+    # long, but refuses only on fresh ones: a withdrawn grant keeps allowing at most this
+    # long, a new grant applies at once.
     cache_seconds: Annotated[int, Field(ge=5, le=600)] = 60
+    # Lifetime of the workflow tokens users mint for Argo workflows and scheduled jobs
+    # (README: Credentials); a server's own token dies when the server stops.
+    workflow_token_hours: Annotated[int, Field(ge=1, le=24 * 90)] = 36
+    # Keycloak groups whose members get the JupyterHub scope that MLflow requires
+    # (a client role on Nebari's `jupyterhub` client; Nebari puts every user in one of
+    # these by default). Members of no listed group cannot use MLflow with their tokens.
+    hub_access_groups: Annotated[list[KeycloakGroup], Field(min_length=1)] = [
+        "admin", "developer", "analyst",
+    ]  # fmt: skip
 
 
 class MLflow(schema.Base):
@@ -430,6 +442,18 @@ class MLflow(schema.Base):
     @classmethod
     def _known_placeholders(cls, value: str | None) -> str | None:
         return _check_placeholders("user_experiment", value)
+
+    @model_validator(mode="after")
+    def _auth_needs_the_client(self) -> MLflow:
+        if self.enabled and self.auth.enabled and self.inject_env and not self.notebook.client:
+            raise ValueError(
+                "mlflow.notebook.client: false with mlflow.auth.enabled: true gives user pods "
+                "the tracking URI but no credential: every MLflow call from a notebook would "
+                "get 401. Set mlflow.notebook.client: true (it sends the pod's JupyterHub "
+                "token to MLflow), or mlflow.inject_env: false if users configure MLflow "
+                "themselves (MLFLOW_TRACKING_TOKEN)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _capture_needs_injection(self) -> MLflow:

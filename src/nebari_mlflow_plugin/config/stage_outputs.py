@@ -57,3 +57,5 @@ DOMAIN = StageOutput("stages/04-kubernetes-ingress", ("domain",))
 FORWARD_AUTH = StageOutput(
     "stages/07-kubernetes-services", ("forward-auth-middleware", "value", "name")
 )
+# Nebari's Keycloak realm, where the stage creates MLflow's JupyterHub access role.
+KEYCLOAK_REALM = StageOutput("stages/06-kubernetes-keycloak-configuration", ("realm_id", "value"))

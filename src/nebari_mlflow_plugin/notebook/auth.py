@@ -10,12 +10,16 @@ $JUPYTERHUB_API_TOKEN`, read at each request, only when:
   token never leaves for another host, whatever the code sets as tracking URI;
 - the request has no Authorization of its own (explicit MLflow credentials,
   MLFLOW_TRACKING_TOKEN or USERNAME/PASSWORD, win).
+A workflow token the user made (notebook/tokens.py), while valid, goes before the
+pod's token: it outlives the server, whose token JupyterHub deletes when it stops.
 """
 
 from __future__ import annotations
 
 import os
 from urllib.parse import urlsplit
+
+from .tokens import saved_token
 
 PROVIDER_NAME = "nebari-jupyterhub"
 SERVER_ENV = "NEBARI_MLFLOW_SERVER"
@@ -32,14 +36,14 @@ class HubTokenAuth:
 
     def __call__(self, request):
         server = os.environ.get(SERVER_ENV, "")
-        token = os.environ.get(TOKEN_ENV, "")
         if (
             server
-            and token
             and "Authorization" not in request.headers
             and _origin(request.url) == _origin(server)
         ):
-            request.headers["Authorization"] = f"Bearer {token}"
+            token = saved_token() or os.environ.get(TOKEN_ENV, "")
+            if token:
+                request.headers["Authorization"] = f"Bearer {token}"
         return request
 
 

@@ -14,6 +14,11 @@ Recipe (what kedro-kubeflow did with `kubeflow_run_id`):
 
 Every step must use the same experiment (`MLFLOW_EXPERIMENT_NAME`/`_ID`, or
 `--experiment-name`), since the run is looked up inside it.
+
+0. Before submitting, in JupyterLab: `... workflow token` makes a workflow token
+   (notebook/tokens.py). Steps copy the server's JUPYTERHUB_API_TOKEN, which
+   JupyterHub deletes when the server stops; they send the workflow token instead
+   while it is valid, so a workflow outlives its user's server.
 """
 
 from __future__ import annotations
@@ -181,7 +186,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     end.add_argument("--experiment-name")
     end.add_argument("--workflow-uid", help="default: $ARGO_WORKFLOW_UID")
 
+    token = commands.add_parser(
+        "token", help="make a workflow token (run in JupyterLab before submitting)"
+    )
+    token.add_argument("--hours", type=float, help="lifetime (default: the deployment's)")
+
     args = parser.parse_args(argv)
+    if args.command == "token":
+        from .tokens import main as token_main
+
+        return token_main(["--hours", str(args.hours)] if args.hours else [])
     try:
         # MLflow prints "View run ..." links; keep stdout for the run id alone.
         with contextlib.redirect_stdout(sys.stderr):

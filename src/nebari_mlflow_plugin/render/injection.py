@@ -18,8 +18,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from nebari_mlflow_plugin.config import hub_access
 from nebari_mlflow_plugin.config.naming import internal_tracking_uri
 from nebari_mlflow_plugin.notebook import auth as hub_auth
+from nebari_mlflow_plugin.notebook import tokens as hub_tokens
 from nebari_mlflow_plugin.render import notebook_delivery
 
 # Variables holding a path list: the admin's value is extended, not kept as is.
@@ -53,6 +55,9 @@ def user_env(config: Any) -> dict[str, str]:
         # to this server, and only to it (notebook/auth.py).
         env["MLFLOW_TRACKING_AUTH"] = hub_auth.PROVIDER_NAME
         env[hub_auth.SERVER_ENV] = env["MLFLOW_TRACKING_URI"]
+        # What the notebook package's workflow tokens are made with (notebook/tokens.py).
+        env[hub_tokens.SERVICE_ENV] = hub_access.HUB_SERVICE_NAME
+        env[hub_tokens.LIFETIME_ENV] = str(mlflow.auth.workflow_token_hours * 3600)
     experiment = user_experiment(mlflow)
     if experiment:
         env["MLFLOW_EXPERIMENT_NAME"] = notebook_delivery.readable_user(experiment)
@@ -61,8 +66,8 @@ def user_env(config: Any) -> dict[str, str]:
 
 
 # Key of our entry in hub.services, and the name shown in the menu.
-HUB_SERVICE_KEY = "mlflow"
-HUB_SERVICE_NAME = "MLflow"
+HUB_SERVICE_KEY = hub_access.HUB_SERVICE_KEY
+HUB_SERVICE_NAME = hub_access.HUB_SERVICE_NAME
 
 
 # The role (hub.loadRoles, which z2jh hands to c.JupyterHub.load_roles) giving the MLflow
@@ -163,3 +168,26 @@ def inject_user_pods(config: Any) -> None:
                                 "custom.extra-mounts")  # fmt: skip
         for path, volume in mounts.items():
             extra_mounts.setdefault(path, volume)
+
+
+# Where z2jh takes traitlets config from (`hub.config.<Class>.<trait>`); KubeSpawner
+# (and jhub-apps' spawner, its subclass) read `Spawner` settings unless a more specific
+# class sets its own.
+SPAWNER_CLASSES = ("Spawner", "KubeSpawner")
+
+
+def add_server_token_scopes(config: Any) -> None:
+    """Pods' JUPYTERHUB_API_TOKEN carries MLflow's access scope (and may mint workflow
+    tokens): `hub.config.Spawner.server_token_scopes`, unless the admin set it (on
+    Spawner or KubeSpawner); their list then decides (README: Credentials)."""
+    jupyterhub = getattr(config, "jupyterhub", None)
+    mlflow = config.mlflow
+    if jupyterhub is None or not (mlflow.enabled and mlflow.auth.enabled):
+        return
+    hub_config = _mapping(_mapping(jupyterhub.overrides, "hub", "hub"), "config", "hub.config")
+    for cls in SPAWNER_CLASSES:
+        section = hub_config.get(cls)
+        if isinstance(section, dict) and "server_token_scopes" in section:
+            return
+    spawner = _mapping(hub_config, "Spawner", "hub.config.Spawner")
+    spawner["server_token_scopes"] = hub_access.server_token_scopes()

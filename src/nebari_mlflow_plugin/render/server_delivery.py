@@ -13,6 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from nebari_mlflow_plugin.config.hub_access import HUB_SERVICE_NAME
+
 _SERVER_DIR = Path(__file__).resolve().parents[1] / "server"
 
 
@@ -28,6 +30,7 @@ def auth_values(mlflow: Any) -> dict[str, Any]:
         values.update(
             defaultPermission=auth.default_permission.value,
             cacheSeconds=auth.cache_seconds,
+            hub={"serviceName": HUB_SERVICE_NAME},
             package=package_files(),
         )
     return values

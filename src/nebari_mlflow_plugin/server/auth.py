@@ -8,17 +8,20 @@ Who is calling, in order:
    verified against MLflow's own user store.
 3. Nebari's session cookie: a browser through Traefik, verified by asking Nebari's
    forward-auth about that cookie. A client's `X-Forwarded-User` is never trusted.
-Anything else: 401. A verifier that cannot answer: 503, never "allow".
+Anything else: 401. A JupyterHub token must be meant for MLflow (`scopes`). A verifier
+that cannot answer: 424 with the reason, never "allow" (see `_unverifiable`).
 
 Then MLflow's basic-auth app authorizes the request against its permission store
 (admins, creators' MANAGE, `default_permission`), which `grants.sync` keeps in step
 with Nebari, and `attribution.stamp` makes the run writes carry the caller's name.
 `lookups` lets that check remember its store lookups for `cache_seconds` (a refusal
-is always decided on fresh data).
+is always decided on fresh data). Verified identities are shared by every worker and
+replica through MLflow's database (`shared`).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -26,7 +29,7 @@ import threading
 from flask import Response, current_app, g, has_request_context, make_response, request
 from werkzeug.datastructures import Authorization
 
-from . import attribution, grants, lookups, upstream
+from . import attribution, grants, lookups, scopes, shared, upstream
 from .identity import Identity, IdentityCache
 from .settings import Settings
 
@@ -53,13 +56,18 @@ def _open_paths() -> set[str]:
     return {METRICS_PATH, f"{prefix}/version"}
 
 
+# Credentials whose identities every worker and replica shares (an MLflow user's
+# password is checked against MLflow's own database anyway).
+SHARED_KINDS = ("hub", "session")
+
 _settings: Settings | None = None
 _cache: IdentityCache | None = None
+_shared: shared.SharedIdentities | None = None
 _init_lock = threading.Lock()
 
 
 def _state() -> tuple[Settings, IdentityCache]:
-    global _settings, _cache
+    global _settings, _cache, _shared
     if _cache is None:
         with _init_lock:
             if _cache is None:
@@ -67,6 +75,7 @@ def _state() -> tuple[Settings, IdentityCache]:
                 if has_request_context():  # the server's first request: its app is set up
                     app = current_app._get_current_object()
                     lookups.install(app, settings.cache_seconds, settings.cache_size)
+                _shared = shared.open_store(settings.secret_key)
                 _settings = settings
                 _cache = IdentityCache(settings.cache_seconds, settings.cache_size)
     return _settings, _cache
@@ -77,6 +86,26 @@ def _response(status: int, message: str) -> Response:
     response.mimetype = "text/plain"
     if status == 401:
         response.headers["WWW-Authenticate"] = 'Basic realm="mlflow"'
+    return response
+
+
+# Who the caller is cannot be verified now (JupyterHub or forward-auth down). Never
+# "allow"; and not 503: MLflow's client retries 408/429/5xx-gateway answers for about
+# five minutes and then shows only "too many 503 error responses". 424 (Failed
+# Dependency: the request failed because a service it depends on did) is retried by no
+# client and keeps the reason; its body is an MLflow error, so the client raises
+# `RestException: TEMPORARILY_UNAVAILABLE: <reason>` at once.
+UNVERIFIABLE_STATUS = 424
+
+
+def _unverifiable(reason: str) -> Response:
+    message = (
+        f"MLflow cannot verify who you are right now ({reason}); try again in a minute. "
+        "Requests of users verified in the last cache_seconds keep working."
+    )
+    body = json.dumps({"error_code": "TEMPORARILY_UNAVAILABLE", "message": message})
+    response = make_response(body, UNVERIFIABLE_STATUS)
+    response.mimetype = "application/json"
     return response
 
 
@@ -127,21 +156,35 @@ def identify() -> Identity | Response:
     if credential is None:
         return _response(401, UNAUTHENTICATED)
     # A session is vouched for per host (its cookie domain): the host is part of the key.
-    key = cache.key(*credential, request.host if credential[0] == "session" else "")
+    scope = request.host if credential[0] == "session" else ""
+    key = cache.key(*credential, scope)
     identity = cache.get(key)
     if identity is None:
-        try:
-            with lookups.fresh():
-                identity = _verify(settings, *credential)
-        except upstream.Refused as exc:
-            return _response(401, f"Not authenticated: {exc}.\n\n{UNAUTHENTICATED}")
-        except upstream.Unavailable as exc:
-            _logger.warning("nebari-mlflow: cannot verify a %s credential: %s", credential[0], exc)
-            return _response(
-                503,
-                f"MLflow cannot verify who you are right now ({exc}); try again shortly.",
-            )
-        cache.put(key, identity)
+        store = _shared if credential[0] in SHARED_KINDS else None
+        shared_key = store.key(*credential, scope) if store else ""
+        recalled = store.recall(shared_key, settings.cache_seconds) if store else None
+        if recalled is not None:
+            # Verified by another worker or replica within cache_seconds.
+            identity, seconds_left = recalled
+            cache.put(key, identity, ttl=seconds_left)
+        else:
+            try:
+                with lookups.fresh():
+                    identity = _verify(settings, *credential)
+            except upstream.UnknownToken as exc:
+                last = store.last_known(shared_key) if store else None
+                reason = scopes.stopped_server(last.name) if last and last.source == "server" \
+                    else str(exc)  # fmt: skip
+                return _response(401, f"Not authenticated: {reason}.\n\n{UNAUTHENTICATED}")
+            except upstream.Refused as exc:
+                return _response(401, f"Not authenticated: {exc}.\n\n{UNAUTHENTICATED}")
+            except upstream.Unavailable as exc:
+                _logger.warning("nebari-mlflow: cannot verify a %s credential: %s",
+                                credential[0], exc)  # fmt: skip
+                return _unverifiable(str(exc))
+            cache.put(key, identity)
+            if store:
+                store.remember(shared_key, identity)
     g.nebari_identity = identity
     return identity
 

@@ -36,9 +36,10 @@ class ExpiringCache(Generic[K, V]):
             self._items.move_to_end(key)
             return value
 
-    def put(self, key: K, value: V) -> None:
+    def put(self, key: K, value: V, ttl: float | None = None) -> None:
+        """Remember `value` for `ttl` seconds (default: the cache's)."""
         with self._lock:
-            self._items[key] = (time.monotonic() + self.ttl, value)
+            self._items[key] = (time.monotonic() + (self.ttl if ttl is None else ttl), value)
             self._items.move_to_end(key)
             while len(self._items) > self.max_size:
                 self._items.popitem(last=False)

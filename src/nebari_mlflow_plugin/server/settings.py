@@ -11,6 +11,10 @@ HUB_API = "NEBARI_MLFLOW_HUB_API"
 HUB_TOKEN = "NEBARI_MLFLOW_HUB_TOKEN"
 FORWARD_AUTH = "NEBARI_MLFLOW_FORWARD_AUTH"
 CACHE_SECONDS = "NEBARI_MLFLOW_AUTH_CACHE_SECONDS"
+# MLflow's service name in JupyterHub: a token is for MLflow with access:services!service=<it>.
+HUB_SERVICE = "NEBARI_MLFLOW_HUB_SERVICE"
+# Key of the shared identity store's hashes (the Flask secret of MLflow's auth app).
+SECRET_KEY = "MLFLOW_FLASK_SERVER_SECRET_KEY"
 # MLflow's own variable: the built-in admin (break-glass credential, never a person).
 ADMIN_USERNAME = "MLFLOW_AUTH_ADMIN_USERNAME"
 
@@ -22,6 +26,8 @@ class Settings:
     forward_auth: str
     cache_seconds: float
     admin_username: str
+    hub_service: str = "MLflow"
+    secret_key: str = ""
     # Upstream calls (hub, forward-auth): a slow hub must not hold a worker long.
     timeout: float = 5.0
     cache_size: int = 10000
@@ -35,4 +41,6 @@ class Settings:
             forward_auth=env.get(FORWARD_AUTH, ""),
             cache_seconds=float(env.get(CACHE_SECONDS, "60")),
             admin_username=env.get(ADMIN_USERNAME, ""),
+            hub_service=env.get(HUB_SERVICE) or "MLflow",
+            secret_key=env.get(SECRET_KEY, ""),
         )

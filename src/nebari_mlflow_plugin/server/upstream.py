@@ -13,6 +13,7 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
+from . import scopes
 from .identity import Identity
 from .settings import Settings
 
@@ -22,6 +23,10 @@ SESSION_COOKIE = "_forward_auth"
 
 class Refused(Exception):
     """The credential is not (or no longer) valid."""
+
+
+class UnknownToken(Refused):
+    """JupyterHub does not know the token (expired, revoked, or its server stopped)."""
 
 
 class Unavailable(Exception):
@@ -60,11 +65,14 @@ def _hub_json(settings: Settings, path: str, token: str) -> tuple[int, Any]:
 
 def hub_user(settings: Settings, name: str) -> tuple[bool, tuple[str, ...]]:
     """(admin, groups) of a JupyterHub user, read with the server's own service token.
-    A user JupyterHub does not know (never logged in there) has neither."""
+    A user JupyterHub does not know (outside its allowed groups: never let in) is refused."""
     status, model = _hub_json(settings, f"/users/{urllib.parse.quote(name, safe='')}",
                               settings.hub_token)  # fmt: skip
     if status == 404:
-        return False, ()
+        raise Refused(
+            f"JupyterHub does not know the user {name!r}: only users JupyterHub lets in "
+            "(members of its allowed groups, who have logged in to Nebari) may use MLflow"
+        )
     if status != 200:
         raise Unavailable(
             f"JupyterHub refused the MLflow service's token ({status}): check hub.services.mlflow "
@@ -74,16 +82,23 @@ def hub_user(settings: Settings, name: str) -> tuple[bool, tuple[str, ...]]:
 
 
 def verify_hub_token(settings: Settings, token: str) -> Identity:
-    """The JupyterHub user a token belongs to (`JUPYTERHUB_API_TOKEN` of a user pod)."""
+    """The JupyterHub user a token belongs to, if the token was meant for MLflow
+    (`scopes.meant_for_mlflow`); a server's own token is remembered as one."""
     status, model = _hub_json(settings, "/user", token)
     if status in (401, 403, 404):
-        raise Refused("JupyterHub does not accept this token (expired, revoked or not a token)")
+        raise UnknownToken(scopes.UNKNOWN_TOKEN)
     if status != 200 or not isinstance(model, dict) or not model.get("name"):
         raise Unavailable(f"JupyterHub answered {status} without a user")
     if model.get("kind", "user") != "user":
         raise Refused(f"a JupyterHub {model.get('kind')} token is not a user's")
-    admin, groups = hub_user(settings, model["name"])
-    return Identity(name=model["name"], admin=admin, groups=groups, source="hub")
+    name = model["name"]
+    granted = model.get("scopes") or []
+    if not scopes.meant_for_mlflow(granted, name, settings.hub_service):
+        raise Refused(scopes.not_meant_for_mlflow(name, settings.hub_service))
+    admin, groups = hub_user(settings, name)
+    server = scopes.own_server(granted, name)
+    return Identity(name=name, admin=admin, groups=groups,
+                    source="server" if server else "hub")  # fmt: skip
 
 
 def verify_session(settings: Settings, cookie: str, host: str, uri: str, method: str) -> Identity:

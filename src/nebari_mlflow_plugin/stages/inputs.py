@@ -26,7 +26,11 @@ class InputSchema(schema.Base):
         # Imported here: this module is imported on every nebari command.
         from nebari_mlflow_plugin.config import overrides
         from nebari_mlflow_plugin.providers import provider_for
-        from nebari_mlflow_plugin.render.injection import add_hub_service, inject_user_pods
+        from nebari_mlflow_plugin.render.injection import (
+            add_hub_service,
+            add_server_token_scopes,
+            inject_user_pods,
+        )
         from nebari_mlflow_plugin.render.values import build_values
 
         taken = routes.collisions(self.mlflow.route_path, routes.extension_rules(self))
@@ -44,4 +48,5 @@ class InputSchema(schema.Base):
             builder.preflight(self)
         inject_user_pods(self)
         add_hub_service(self)
+        add_server_token_scopes(self)
         return self

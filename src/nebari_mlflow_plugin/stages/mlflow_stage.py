@@ -22,9 +22,10 @@ from _nebari.stages.tf_objects import (
 from nebari_mlflow_plugin.__about__ import __version__
 from nebari_mlflow_plugin.assets import chart_dir, stamped_chart_yaml, terraform_dir
 from nebari_mlflow_plugin.config import naming
+from nebari_mlflow_plugin.config.hub_access import keycloak_role
 from nebari_mlflow_plugin.config.scheduling import node_selector
 from nebari_mlflow_plugin.config.schema import DatabaseType
-from nebari_mlflow_plugin.config.stage_outputs import DOMAIN, FORWARD_AUTH
+from nebari_mlflow_plugin.config.stage_outputs import DOMAIN, FORWARD_AUTH, KEYCLOAK_REALM
 from nebari_mlflow_plugin.providers import Provider, provider_for
 from nebari_mlflow_plugin.render.values import build_values
 from nebari_mlflow_plugin.stages.inputs import InputSchema
@@ -71,6 +72,7 @@ class MlflowStage(NebariTerraformStage):
             (tf / "root", prefix),
             *((tf / folder, prefix) for folder in self.provider.terraform_dirs),
             (tf / "modules" / "mlflow", prefix / "modules" / "mlflow"),
+            (tf / "modules" / "hub-access", prefix / "modules" / "hub-access"),
             (chart_dir(), prefix / "chart" / "mlflow"),
         ]
         return [pair for source, dest in sources for pair in _files(source, dest)]
@@ -172,12 +174,14 @@ class MlflowStage(NebariTerraformStage):
         takeover_values = self.takeover_from.chart_values() if self.takeover_from else None
         if takeover_values:
             values["takeover"] = takeover_values
+        access_role = keycloak_role(mlflow) if mlflow.enabled and mlflow.auth.enabled else None
         if mlflow.enabled:
             domain = DOMAIN.read(stage_outputs)
             middleware = FORWARD_AUTH.read(stage_outputs)
         else:
             domain = DOMAIN.get(stage_outputs, "")
             middleware = ""
+        realm = KEYCLOAK_REALM.read(stage_outputs) if access_role else ""
         return {
             "enabled": mlflow.enabled,
             "name": naming.RELEASE_NAME,
@@ -189,6 +193,9 @@ class MlflowStage(NebariTerraformStage):
             "internal_database": mlflow.database.type == DatabaseType.internal,
             "helm_values": json.dumps(values),
             "helm_overrides": json.dumps(mlflow.overrides),
+            # MLflow's JupyterHub access role in Keycloak (config/hub_access.py).
+            "keycloak_realm_id": realm or KEYCLOAK_REALM.get(stage_outputs, ""),
+            "hub_access_role": access_role,
             **self.provider.terraform_vars(self.config, stage_outputs),
         }
 

@@ -1,0 +1,180 @@
+"""Workflow tokens: MLflow credentials that outlive the JupyterLab server.
+
+A server's `JUPYTERHUB_API_TOKEN` is deleted by JupyterHub when the server stops
+(Nebari stops idle servers after 30 minutes), so an Argo workflow or scheduled job
+that copied it (`jupyterflow-override`) loses MLflow part-way. In JupyterLab, run
+
+    python -m nebari_mlflow_plugin.notebook.tokens          # or mint_workflow_token()
+
+It asks JupyterHub (POST /hub/api/users/<you>/tokens, with the server's own token) for
+a token that is good for MLflow only (`access:services!service=MLflow`) and expires
+after the lifetime the admin chose (`mlflow.auth.workflow_token_hours`), and keeps it
+in a file of your home directory (mode 0600), which workflow steps and scheduled jobs
+mount too. The package's auth provider (notebook/auth.py) sends that token while it is
+valid, else the pod's own: nothing to pass to the workflow. `--print` also writes it
+to stdout, for a job that takes it as MLFLOW_TRACKING_TOKEN.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+# Set in user pods by the plugin (render/injection.py).
+SERVICE_ENV = "NEBARI_MLFLOW_HUB_SERVICE"
+LIFETIME_ENV = "NEBARI_MLFLOW_WORKFLOW_TOKEN_SECONDS"
+# Where the token is kept (default under $HOME, which workflow steps mount too).
+FILE_ENV = "NEBARI_MLFLOW_TOKEN_FILE"
+DEFAULT_LIFETIME = 36 * 3600
+# A token this close to its expiry is no longer handed out.
+MARGIN_SECONDS = 60
+
+
+class TokenError(RuntimeError):
+    """JupyterHub did not make the token; the message says why and what to do."""
+
+
+def token_file() -> Path:
+    configured = os.environ.get(FILE_ENV)
+    if configured:
+        return Path(configured)
+    return Path.home() / ".config" / "nebari-mlflow" / "workflow-token.json"
+
+
+def _service() -> str:
+    return os.environ.get(SERVICE_ENV) or "MLflow"
+
+
+def _lifetime() -> int:
+    try:
+        return int(os.environ.get(LIFETIME_ENV) or DEFAULT_LIFETIME)
+    except ValueError:
+        return DEFAULT_LIFETIME
+
+
+def _post(url: str, token: str, body: dict) -> dict:
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={"Authorization": f"token {token}", "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        detail = exc.read().decode(errors="replace")
+        with contextlib.suppress(ValueError, AttributeError):
+            detail = json.loads(detail).get("message", detail)
+        raise _explain(exc.code, detail) from None
+    except OSError as exc:
+        raise TokenError(f"JupyterHub did not answer at {url}: {exc}") from None
+
+
+def _explain(status: int, detail: str) -> TokenError:
+    scope = f"access:services!service={_service()}"
+    if status == 400 and "not held" in detail:
+        return TokenError(
+            f"you do not hold the JupyterHub scope {scope!r} yet: log out of Nebari and in "
+            "again (Nebari applies your roles at login); if it persists, ask an admin to "
+            f"add you to one of mlflow.auth.hub_access_groups. ({detail})"
+        )
+    if status == 403:
+        return TokenError(
+            "this server's token may not make tokens (it lacks `tokens!user`): restart your "
+            "server after the admin deployed the MLflow plugin, or make a token on "
+            f"/hub/token with the scope {scope!r}. ({detail})"
+        )
+    return TokenError(f"JupyterHub refused to make the token ({status}): {detail}")
+
+
+def mint_workflow_token(
+    expires_in: int | None = None, note: str | None = None, save: bool = True
+) -> str:
+    """A new MLflow-only JupyterHub token of the pod's user, expiring after `expires_in`
+    seconds (default: the deployment's `mlflow.auth.workflow_token_hours`); kept in
+    `token_file()` unless `save` is false."""
+    api = os.environ.get("JUPYTERHUB_API_URL", "").rstrip("/")
+    user = os.environ.get("JUPYTERHUB_USER", "")
+    token = os.environ.get("JUPYTERHUB_API_TOKEN", "")
+    if not (api and user and token):
+        raise TokenError(
+            "run this in a JupyterLab server of Nebari (JUPYTERHUB_API_URL, JUPYTERHUB_USER "
+            "and JUPYTERHUB_API_TOKEN are not all set)"
+        )
+    lifetime = int(expires_in if expires_in is not None else _lifetime())
+    body = {
+        "scopes": [f"access:services!service={_service()}"],
+        "expires_in": lifetime,
+        "note": note or "MLflow workflow token (nebari-mlflow-plugin)",
+    }
+    made = _post(f"{api}/users/{urllib.parse.quote(user, safe='')}/tokens", token, body)
+    if save:
+        _save(made["token"], time.time() + lifetime)
+    return made["token"]
+
+
+def _save(token: str, expires_at: float) -> None:
+    path = token_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    fd = os.open(str(partial), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        json.dump({"token": token, "expires_at": expires_at}, out)
+    os.replace(str(partial), str(path))
+
+
+_read: tuple = (None, None)  # ((mtime, size), (token, expires_at)) of the file last read
+
+
+def saved_token() -> str | None:
+    """The kept workflow token while it is valid (re-read only when the file changes)."""
+    global _read
+    path = token_file()
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    signature = (stat.st_mtime_ns, stat.st_size)
+    if _read[0] != signature:
+        try:
+            data = json.loads(path.read_text())
+            _read = (signature, (str(data["token"]), float(data["expires_at"])))
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+    token, expires_at = _read[1]
+    return token if expires_at - MARGIN_SECONDS > time.time() else None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m nebari_mlflow_plugin.notebook.tokens",
+        description="Make an MLflow workflow token that outlives this JupyterLab server.",
+    )
+    parser.add_argument("--hours", type=float, help="lifetime (default: the deployment's)")
+    parser.add_argument("--print", action="store_true", help="also print the token")
+    args = parser.parse_args(argv)
+    expires_in = int(args.hours * 3600) if args.hours else None
+    try:
+        token = mint_workflow_token(expires_in)
+    except TokenError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    hours = (expires_in or _lifetime()) / 3600
+    print(f"MLflow workflow token kept in {token_file()} (valid {hours:g} h); workflow steps "
+          "and scheduled jobs of yours use it.", file=sys.stderr)  # fmt: skip
+    if args.print:
+        print(token)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
