@@ -29,7 +29,7 @@ from nebari_mlflow_plugin.config import naming
 from support import cluster_dns
 from support import nebari as nb
 from support.forward_auth import ForwardAuth
-from support.jupyterhub import JupyterHub, hub_config, missing_hub
+from support.jupyterhub import JupyterHub, hub_config, missing_hub, traitlets_config
 from support.mlflow_server import free_port
 from support.nginx import Nginx, nginx_binary, route_from_manifests
 from support.podrun import LocalContainer, local_container, process_env
@@ -416,15 +416,27 @@ def render(
     return Release(manifests, secret_values, config.namespace)
 
 
+def keycloak_client_roles(config: Any, workdir: Path) -> list[dict]:
+    """The Keycloak client roles on `jupyterhub` the stage's Terraform creates (its input
+    variable `hub_access_role`), as Nebari's authenticator would read them."""
+    role = nb.stage_for(config, workdir).input_vars(nb.STAGE_OUTPUTS)["hub_access_role"]
+    return [role] if role else []
+
+
 def launch_hub(release: Release, config: Any, workdir: Path) -> JupyterHub:
-    """The JupyterHub the plugin configures, launched (`wait` for it): services and roles
-    from jupyterhub.overrides, the MLflow service's token as z2jh keeps it in its Secret
-    `hub`."""
+    """The JupyterHub the plugin configures, launched (`wait` for it): services, roles and
+    hub.config from jupyterhub.overrides, the MLflow service's token as z2jh keeps it in
+    its Secret `hub`, and the Keycloak role the stage creates, as Nebari applies it."""
     container = server_container(server_deployment(release.manifests))
     (ref,) = [e["valueFrom"]["secretKeyRef"] for e in container["env"]
               if e["name"] == "NEBARI_MLFLOW_HUB_TOKEN"]  # fmt: skip
-    services, roles = hub_config(config.jupyterhub.overrides, release.secret_values[ref["name"]])
-    return JupyterHub(workdir, services, roles, admins=HUB_ADMINS, groups=HUB_GROUPS).launch()
+    overrides = config.jupyterhub.overrides
+    services, roles = hub_config(overrides, release.secret_values[ref["name"]])
+    return JupyterHub(
+        workdir, services, roles, admins=HUB_ADMINS, groups=HUB_GROUPS,
+        managed_roles=keycloak_client_roles(config, workdir / "stage"),
+        traitlets=traitlets_config(overrides),
+    ).launch()  # fmt: skip
 
 
 @contextlib.contextmanager

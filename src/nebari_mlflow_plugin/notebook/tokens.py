@@ -35,7 +35,7 @@ LIFETIME_ENV = "NEBARI_MLFLOW_WORKFLOW_TOKEN_SECONDS"
 FILE_ENV = "NEBARI_MLFLOW_TOKEN_FILE"
 DEFAULT_LIFETIME = 36 * 3600
 # A token this close to its expiry is no longer handed out.
-MARGIN_SECONDS = 60
+MARGIN_SECONDS = 5
 
 
 class TokenError(RuntimeError):

@@ -1,0 +1,193 @@
+"""Only credentials meant for MLflow act for their user, as the user and the attacker stand.
+
+The deployment runs as rendered (auth on) against a real JupyterHub 5.3 configured from
+the plugin's `jupyterhub.overrides` (`Spawner.server_token_scopes` included) with
+Nebari's role mechanism: the Keycloak client role the stage's Terraform declares is
+applied to its groups as Nebari's authenticator applies it (support/jupyterhub.py).
+Users' servers are real processes the hub spawns, OAuth clients of the hub as
+JupyterLab is. 4 workers: what one worker verified, every worker knows.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+from support import nebari as nb
+from support.deployment import MLFLOW_BIN, delivered_pythonpath, running_deployment
+
+from nebari_mlflow_plugin.render.injection import user_env
+
+pytestmark = pytest.mark.slow
+
+CACHE_SECONDS = 10
+SEARCH = "experiments/search?max_results=1"
+
+
+@pytest.fixture(scope="module")
+def dep(tmp_path_factory):
+    from support.deployment import missing_tools
+
+    reason = missing_tools()
+    if reason:
+        pytest.skip(reason)
+    config = nb.validate(
+        nb.config_dict("local", {"workers": 4, "auth": {"cache_seconds": CACHE_SECONDS}})
+    )
+    with running_deployment(tmp_path_factory.mktemp("credentials"), config) as running:
+        yield running
+
+
+def call(dep, path: str, token: str | None = None, headers: dict | None = None):
+    """GET `<prefix>/api/2.0/mlflow/<path>` (or `path` from /) at the in-cluster URL."""
+    prefix = dep.config.mlflow.route_path
+    url = path if path.startswith("/") else f"{prefix}/api/2.0/mlflow/{path}"
+    bearer = {"Authorization": f"Bearer {token}"} if token else {}
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{dep.server_port}{url}",
+        headers={"Host": f"mlflow.{dep.namespace}.svc:5000", **bearer, **(headers or {})},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def whoami(dep, token: str) -> str:
+    prefix = dep.config.mlflow.route_path
+    status, body = call(dep, f"{prefix}/ajax-api/2.0/mlflow/users/current", token)
+    assert status == 200, body
+    return json.loads(body)["user"]["username"]
+
+
+def test_a_token_that_only_names_its_user_is_refused(dep):
+    token, _ = dep.hub.token("bob", scopes=["read:users:name!user=bob"])
+    assert dep.hub.api("GET", "/user", token=token)["name"] == "bob"  # the hub knows it
+    status, body = call(dep, SEARCH, token)
+    assert status == 401, body
+    assert b"access:services!service=MLflow" in body  # names what is missing
+
+
+def test_a_servers_own_token_acts_for_its_user(dep):
+    token = dep.hub.start_server("bob")
+    try:
+        assert whoami(dep, token) == "bob"
+    finally:
+        dep.hub.stop_server("bob")
+
+
+def test_the_token_a_visitor_hands_another_users_server_is_refused(dep):
+    """bob opens alice's server (shared with him): JupyterHub's OAuth flow gives alice's
+    server a token for bob. Replayed to MLflow, it must not act as bob."""
+    dep.hub.start_server("alice")
+    try:
+        held = dep.hub.visitor_token("alice", "bob")
+        assert held["name"] == "bob"
+        status, body = call(dep, SEARCH, held["token"])
+    finally:
+        dep.hub.stop_server("alice")  # (stopping it also revokes the tokens it holds)
+    assert status == 401, body
+    assert b"access:services!service=MLflow" in body
+
+
+def test_a_stopped_servers_token_is_refused_with_what_to_do(dep):
+    token = dep.hub.start_server("dana")
+    assert whoami(dep, token) == "dana"
+    dep.hub.stop_server("dana")  # as Nebari's culler does after 30 idle minutes
+    time.sleep(CACHE_SECONDS + 0.5)
+    status, body = call(dep, SEARCH, token)
+    assert status == 401, body
+    assert b"server of 'dana'" in body and b"has stopped" in body, body
+    assert b"nebari_mlflow_plugin.notebook.tokens" in body
+
+
+CLIENT = """
+import mlflow
+print(mlflow.MlflowClient().search_experiments(max_results=1)[0].name)
+"""
+
+
+def pod_process_env(dep, tmp_path, **extra: str) -> dict[str, str]:
+    """A process of a user pod (or an Argo step with its env): the injected env, the
+    delivered package, the cluster's DNS."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "JUPYTERHUB_"))}
+    env.update(user_env(dep.config))
+    env.update(dep.client_env(), PATH=f"{MLFLOW_BIN}:{os.environ['PATH']}")
+    env["PYTHONPATH"] = f"{delivered_pythonpath(tmp_path / 'python')}:{env['PYTHONPATH']}"
+    env.update(extra)
+    return env
+
+
+def run(env: dict, argv: list[str], tmp_path, timeout: float = 120):
+    return subprocess.run(argv, env=env, cwd=tmp_path, capture_output=True, text=True,
+                          timeout=timeout)  # fmt: skip
+
+
+def test_a_workflow_token_outlives_the_server_until_it_expires(dep, tmp_path):
+    """In JupyterLab the user makes a workflow token; an Argo step (the pod's env, the
+    server's token long gone) logs to MLflow with it until it expires."""
+    server_token = dep.hub.start_server("alice")
+    token_file = tmp_path / "home" / "workflow-token.json"
+    pod = pod_process_env(
+        dep, tmp_path, JUPYTERHUB_API_URL=dep.hub.api_url, JUPYTERHUB_USER="alice",
+        JUPYTERHUB_API_TOKEN=server_token, NEBARI_MLFLOW_TOKEN_FILE=str(token_file),
+    )  # fmt: skip
+    lifetime = 25
+    minted = run(pod, [str(MLFLOW_BIN / "python"), "-m", "nebari_mlflow_plugin.notebook.tokens",
+                       "--hours", str(lifetime / 3600), "--print"], tmp_path)  # fmt: skip
+    made_at = time.monotonic()
+    assert minted.returncode == 0, minted.stderr
+    assert oct(token_file.stat().st_mode & 0o777) == "0o600"
+    workflow_token = minted.stdout.strip()
+    scopes = dep.hub.api("GET", "/user", token=workflow_token)["scopes"]
+    assert "access:services!service=MLflow" in scopes and "tokens!user=alice" not in scopes
+    dep.hub.stop_server("alice")
+
+    step = run(pod, [str(MLFLOW_BIN / "python"), "-c", CLIENT], tmp_path)
+    assert step.returncode == 0, step.stderr[-2000:]
+    # Past its expiry (and the server's cache), it is refused.
+    time.sleep(max(0.0, made_at + lifetime + CACHE_SECONDS + 1 - time.monotonic()))
+    assert call(dep, SEARCH, workflow_token)[0] == 401
+    assert run(pod, [str(MLFLOW_BIN / "python"), "-c", CLIENT], tmp_path).returncode != 0
+
+
+def test_a_user_the_hub_does_not_know_gets_nothing(dep):
+    """A Keycloak user outside JupyterHub's allowed groups has a Nebari session but no
+    JupyterHub user: no access at all (before: READ on everything)."""
+    host = dep.nginx.route.host
+    cookie = dep.forward_auth.cookie("mallory", host)
+    status, body = call(dep, SEARCH, headers={"Cookie": f"_forward_auth={cookie}", "Host": host})
+    assert status == 401, body
+    assert b"does not know the user 'mallory'" in body
+
+
+def test_hub_paused_verified_users_keep_working_others_fail_fast(dep, tmp_path):
+    """JupyterHub frozen (SIGSTOP): a user verified just before keeps working on every
+    worker; a user not yet verified gets the server's reason within seconds, not after
+    MLflow's five-minute retry loop."""
+    alice, _ = dep.hub.token("alice")
+    bob, _ = dep.hub.token("bob")
+    assert call(dep, SEARCH, alice)[0] == 200  # verified by one worker
+    verified = time.monotonic()
+    pod = pod_process_env(dep, tmp_path, MLFLOW_TRACKING_TOKEN=bob)
+    os.killpg(dep.hub.proc.pid, signal.SIGSTOP)
+    try:
+        # Each request on a new connection: uvicorn's workers take them in turn.
+        statuses = [call(dep, SEARCH, alice)[0] for _ in range(20)]
+        assert time.monotonic() - verified < CACHE_SECONDS
+        assert statuses == [200] * 20, statuses
+        started = time.monotonic()
+        result = run(pod, [str(MLFLOW_BIN / "python"), "-c", CLIENT], tmp_path, timeout=90)
+        took = time.monotonic() - started
+    finally:
+        os.killpg(dep.hub.proc.pid, signal.SIGCONT)
+    assert result.returncode != 0
+    assert "cannot verify who you are" in result.stderr, result.stderr[-2000:]
+    assert took < 20, took  # the server's 5 s wait for the hub, once, and Python's start
