@@ -70,10 +70,11 @@ def test_terraform_loads_the_rendered_module_and_its_provider_requirements(rende
     required = set(re.findall(r"provider\[registry\.terraform\.io/([\w-]+/[\w-]+)\]", out))
     cloud = CLOUD_PROVIDER.get(config.provider.value)
     assert required == {
-        "hashicorp/helm", "hashicorp/kubernetes", "hashicorp/random", "mrparkers/keycloak",
-    } | (
-        {cloud} if cloud else set()
-    ), out
+        "hashicorp/helm",
+        "hashicorp/kubernetes",
+        "hashicorp/random",
+        "mrparkers/keycloak",
+    } | ({cloud} if cloud else set()), out
 
 
 def test_every_local_used_by_the_root_is_defined(rendered):
