@@ -82,8 +82,8 @@ def test_terraform_accepts_the_input_vars_and_creates_every_mounted_config_map(t
 
 @pytest.mark.parametrize(
     ("mlflow", "applies"),
-    [({}, True), ({"notebook": {"client": False}}, False), ({"enabled": False}, False),
-     ({"inject_env": False}, False)],
+    [({}, True), ({"notebook": {"client": False}, "auth": {"enabled": False}}, False),
+     ({"enabled": False}, False), ({"inject_env": False}, False)],
 )  # fmt: skip
 def test_nothing_is_applied_while_the_client_is_off(monkeypatch, tmp_path, mlflow, applies):
     """Off: existing ConfigMaps stay (no spawn between this stage and 07 can miss one),

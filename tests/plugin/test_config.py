@@ -112,6 +112,9 @@ def test_injection_into_absent_overrides():
         "MLFLOW_EXPERIMENT_NAME": "users/{unescaped_username}",
         "MLFLOW_TRACKING_AUTH": "nebari-jupyterhub",
         "NEBARI_MLFLOW_SERVER": "http://mlflow.dev.svc:5000/mlflow",
+        # what the notebook package's workflow tokens are made with
+        "NEBARI_MLFLOW_HUB_SERVICE": "MLflow",
+        "NEBARI_MLFLOW_WORKFLOW_TOKEN_SECONDS": "129600",
         "PYTHONPATH": "/opt/nebari-mlflow/python",
     }
 
@@ -147,6 +150,9 @@ def test_injection_adds_to_dict_form():
         "MLFLOW_EXPERIMENT_NAME": "users/{unescaped_username}",
         "MLFLOW_TRACKING_AUTH": "nebari-jupyterhub",
         "NEBARI_MLFLOW_SERVER": "http://mlflow.dev.svc:5000/mlflow",
+        # what the notebook package's workflow tokens are made with
+        "NEBARI_MLFLOW_HUB_SERVICE": "MLflow",
+        "NEBARI_MLFLOW_WORKFLOW_TOKEN_SECONDS": "129600",
         "PYTHONPATH": "/opt/nebari-mlflow/python",
     }
 
@@ -186,7 +192,7 @@ def test_injection_is_idempotent_and_configs_do_not_share_state():
     first.namespace = "dev"
     second = nb.validate(nb.config_dict(mlflow={"enabled": False}))
     assert user_env(first)["MLFLOW_TRACKING_URI"] == "http://mlflow.dev.svc:5000/mlflow"
-    assert len(first.jupyterhub.overrides["singleuser"]["extraEnv"]) == 7
+    assert len(first.jupyterhub.overrides["singleuser"]["extraEnv"]) == 9
     assert len(first.jupyterhub.overrides["custom"]["extra-mounts"]) == 2
     assert second.jupyterhub.overrides == {}
 
@@ -227,7 +233,12 @@ def test_notebook_package_is_mounted_by_default():
 
 
 @pytest.mark.parametrize(
-    "block", [{"notebook": {"client": False}}, {"inject_env": False}, {"enabled": False}]
+    "block",
+    [
+        {"notebook": {"client": False}, "auth": {"enabled": False}},
+        {"inject_env": False},
+        {"enabled": False},
+    ],
 )
 def test_no_mounts_or_pythonpath_when_off(block):
     config = nb.validate(nb.config_dict(mlflow=block))

@@ -114,7 +114,7 @@ def test_ipython_config_loads_capture_only_when_capturing(capturing):
 
 
 def test_no_mounts_when_the_client_is_off():
-    config, _ = release_for({"notebook": {"client": False}})
+    config, _ = release_for({"notebook": {"client": False}, "auth": {"enabled": False}})
     assert notebook_delivery.extra_mounts(config.mlflow, config.namespace) == {}
 
 
