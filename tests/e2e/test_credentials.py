@@ -191,3 +191,25 @@ def test_hub_paused_verified_users_keep_working_others_fail_fast(dep, tmp_path):
     assert result.returncode != 0
     assert "cannot verify who you are" in result.stderr, result.stderr[-2000:]
     assert took < 20, took  # the server's 5 s wait for the hub, once, and Python's start
+
+
+def test_the_shared_identities_reveal_no_token_and_a_forged_row_is_ignored(dep):
+    """What every worker shares sits in MLflow's database: someone who can read it learns
+    no token; someone who can write it cannot make a row say another user."""
+    bob, _ = dep.hub.token("bob")
+    assert call(dep, SEARCH, bob)[0] == 200  # one worker verified bob and shared it
+    rows = dep.postgres.query("SELECT credential || ' ' || name FROM nebari_mlflow_identities")
+    assert bob not in rows and "bob" in rows
+    dep.postgres.query(
+        "UPDATE nebari_mlflow_identities SET name = 'ada', admin = true WHERE name = 'bob'"
+    )
+    os.killpg(dep.hub.proc.pid, signal.SIGSTOP)  # the other workers can only read the row
+    try:
+        prefix = dep.config.mlflow.route_path
+        answers = [call(dep, f"{prefix}/ajax-api/2.0/mlflow/users/current", bob)
+                   for _ in range(8)]  # fmt: skip
+    finally:
+        os.killpg(dep.hub.proc.pid, signal.SIGCONT)
+    users = {json.loads(body)["user"]["username"] for status, body in answers if status == 200}
+    assert users <= {"bob"}, answers
+    assert any(status == 424 for status, _ in answers), answers  # the forged row was read

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from nebari_mlflow_plugin.server import attribution, identity
+from nebari_mlflow_plugin.server import attribution, identity, scopes
 from nebari_mlflow_plugin.server.identity import Identity, IdentityCache
 
 SERVER_DIR = Path(identity.__file__).parent
@@ -143,3 +143,33 @@ def test_remembered_lookups_keep_no_absence_and_hand_out_copies():
         assert calls[-2:] == ["dana", "dana"]
     finally:
         module._mode.reset(token)
+
+
+# Scopes as /hub/api/user returns them (JupyterHub 5.3, measured in e2e/test_credentials.py).
+SERVER_TOKEN = [
+    "access:servers!server=alice/",
+    "users:activity!user=alice",
+    "access:services!service=MLflow",
+    "read:users:name!user=alice",
+]
+VISITOR = [
+    "access:servers!server=alice/",
+    "read:users:name!user=bob",
+    "read:users:groups!user=bob",
+]  # bob's OAuth token held by alice's server
+
+
+@pytest.mark.parametrize(("owner", "granted", "meant"), [
+    ("alice", SERVER_TOKEN, True),
+    ("alice", ["access:servers!server=alice/"], True),  # a server's token before the role
+    ("alice", ["access:servers!server=alice/lab"], True),  # a named server of hers
+    ("bob", VISITOR, False),  # the visited server is alice's, the token bob's
+    ("bob", ["access:servers!server=bobby/"], False),  # another user's name, same prefix
+    ("bob", ["read:users:name!user=bob"], False),
+    ("bob", ["access:servers!user=bob"], False),  # access to servers is not to MLflow
+    ("bob", ["access:services!service=conda-store"], False),
+    ("bob", ["access:services!service=MLflow"], True),
+    ("ada", ["access:services"], True),  # admins' tokens
+], ids=str)  # fmt: skip
+def test_a_token_is_meant_for_mlflow_as_jupyterhub_decides_for_services(owner, granted, meant):
+    assert scopes.meant_for_mlflow(granted, owner, "MLflow") is meant
