@@ -26,7 +26,7 @@ import threading
 from flask import Response, current_app, g, has_request_context, make_response, request
 from werkzeug.datastructures import Authorization
 
-from . import attribution, grants, lookups, upstream
+from . import attribution, grants, lookups, request_metrics, upstream
 from .identity import Identity, IdentityCache
 from .settings import Settings
 
