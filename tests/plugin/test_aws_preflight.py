@@ -15,8 +15,8 @@ from botocore.stub import Stubber
 from support import nebari as nb
 from typer.testing import CliRunner
 
-from nebari_mlflow_plugin.providers import aws_preflight, preflight, provider_for
 from nebari_mlflow_plugin.config.cloud_names import aws_names
+from nebari_mlflow_plugin.providers import aws_preflight, preflight, provider_for
 
 ACCOUNT = "123456789012"
 USER = f"arn:aws:iam::{ACCOUNT}:user/deployer"

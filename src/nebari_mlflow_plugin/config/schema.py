@@ -14,7 +14,7 @@ from pydantic import Field, StringConstraints, field_validator, model_validator
 from ruamel.yaml import yaml_object
 
 from nebari_mlflow_plugin import versions
-from nebari_mlflow_plugin.config import routes
+from nebari_mlflow_plugin.config import pod_hosts, routes
 from nebari_mlflow_plugin.config.provider_settings import AwsSettings, AzureSettings, GcpSettings
 from nebari_mlflow_plugin.config.quantities import quantity
 
@@ -392,6 +392,10 @@ class MLflow(schema.Base):
     # Serve Prometheus metrics at /metrics (the server's root, not under route_path);
     # with Nebari's monitoring.enabled, also the dashboard and alerts (README: Monitoring).
     prometheus: bool = True
+    # Pod address ranges beyond 10/8, 172.16/12 and 192.168/16 that MLflow must accept
+    # in the Host header (Prometheus and probes reach pods by IP), as IPv4 CIDRs or
+    # host patterns, e.g. ['100.64.0.0/10'] for EKS custom networking.
+    allowed_hosts_extra: list[str] = []
     # MLflow's AI Gateway (LLM provider endpoints and stored provider API keys). Off:
     # everyone who reaches the server could use the keys stored there. Stored keys are
     # encrypted with a passphrase generated per deployment (Secret mlflow-crypto).
@@ -408,6 +412,11 @@ class MLflow(schema.Base):
     azure: AzureSettings = AzureSettings()
     # Helm values for the chart, deep-merged last (lists replace).
     overrides: dict[str, Any] = {}
+
+    @field_validator("allowed_hosts_extra")
+    @classmethod
+    def _pod_hosts(cls, value: list[str]) -> list[str]:
+        return [pod_hosts.check(entry) for entry in value]
 
     # Keys of the 2025.10.x plugin, named with what replaces them (legacy_config.py).
     @model_validator(mode="before")

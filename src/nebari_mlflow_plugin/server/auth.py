@@ -31,6 +31,7 @@ from .identity import Identity, IdentityCache
 from .settings import Settings
 
 _logger = logging.getLogger(__name__)
+request_metrics.install()  # latency by kind of route, for the alerts (request_metrics.py)
 
 UNAUTHENTICATED = (
     "Not authenticated. MLflow on Nebari accepts: a JupyterHub token "

@@ -9,8 +9,8 @@ their failures still count in the 5xx ratio.
 
 Measured as prometheus_flask_exporter measures MLflow's: from Flask's request_started
 to request_finished (the gate's verification included, the response body's streaming
-not). Connected through Flask's signals at import (auth.py imports it), so no app setup
-is touched. In `mlflow server --expose-prometheus` the workers share
+not). Connected through Flask's signals by `install()` (auth.py calls it at import), so
+no app setup is touched. In `mlflow server --expose-prometheus` the workers share
 PROMETHEUS_MULTIPROC_DIR, and /metrics exports this histogram beside MLflow's.
 """
 
@@ -64,6 +64,9 @@ def _finished(sender: Any, response: Any, **extra: Any) -> None:
     )
 
 
-if DURATION is not None:  # weak=False: module-level functions, kept for the process's life
-    request_started.connect(_started, weak=False)
-    request_finished.connect(_finished, weak=False)
+def install() -> None:
+    """Measure every request of this process's Flask apps (idempotent: blinker keeps
+    one connection per receiver)."""
+    if DURATION is not None:  # weak=False: module-level functions, kept for the process's life
+        request_started.connect(_started, weak=False)
+        request_finished.connect(_finished, weak=False)
