@@ -152,7 +152,7 @@ class Database(schema.Base):
     # Secret holding the URI, e.g. postgresql+psycopg2://user:pass@host:5432/mlflow.
     external_secret: SecretRef | None = None
     # An existing PersistentVolumeClaim for the in-cluster PostgreSQL instead of the one
-    # the plugin creates: how the database moves to another storage class (README).
+    # the plugin creates: how the database moves to another storage class (docs: Volumes).
     existing_claim: K8sName | None = None
 
     @model_validator(mode="after")
@@ -213,7 +213,7 @@ class Artifacts(schema.Base):
     # first deploy (Volumes).
     access_mode: VolumeAccessMode = VolumeAccessMode.ReadWriteOnce
     # An existing PersistentVolumeClaim instead of the one the plugin creates: how
-    # artifacts move to another storage class or access mode (README).
+    # artifacts move to another storage class or access mode (docs: Volumes).
     existing_claim: K8sName | None = None
     # The store for type s3.
     s3: S3Compatible | None = None
@@ -369,8 +369,8 @@ class DefaultPermission(ConfigEnum):
 
 
 class Auth(schema.Base):
-    """Who may do what in MLflow (README: Authentication). Off: anyone who reaches the
-    server can read, change and delete everything (insecure)."""
+    """Who may do what in MLflow (docs: Authentication and permissions). Off: anyone who
+    reaches the server can read, change and delete everything (insecure)."""
 
     # Every request is a known Nebari user; false turns authentication off (insecure).
     enabled: bool = True
@@ -418,7 +418,7 @@ class MLflow(schema.Base):
     # URL path at https://<domain>; also the server's --static-prefix.
     route_path: Annotated[str, StringConstraints(pattern=ROUTE_PATH_PATTERN)] = "/mlflow"
     # Serve Prometheus metrics at /metrics (the server's root, not under route_path);
-    # with Nebari's monitoring.enabled, also the dashboard and alerts (README: Monitoring).
+    # with Nebari's monitoring.enabled, also the dashboard and alerts (docs: Monitoring).
     prometheus: bool = True
     # Pod address ranges beyond 10/8, 172.16/12 and 192.168/16 that MLflow must accept
     # in the Host header (Prometheus and probes reach pods by IP), as IPv4 CIDRs or
@@ -430,9 +430,9 @@ class MLflow(schema.Base):
     ai_gateway: bool = False
     # Scheduled permanent deletion of deleted runs and their artifacts.
     gc: GarbageCollection = GarbageCollection()
-    # Scheduled and pre-upgrade backups of the in-cluster database (README: Backups and restore).
+    # Scheduled and pre-upgrade backups of the in-cluster database (docs: Backups and restore).
     backup: Backup = Backup()
-    # Authentication and permissions (README: Authentication).
+    # Authentication and permissions (docs: Authentication and permissions).
     auth: Auth = Auth()
     # Per-provider settings; only the deployment's provider's section is used.
     aws: AwsSettings = AwsSettings()
