@@ -235,3 +235,13 @@ def test_without_credentials_nothing_is_asked_and_nothing_passes(monkeypatch, tm
     code, output = cli(tmp_path)
     assert code == 2 and "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are not set" in output
     assert "pre-flight passed" not in output
+
+
+def test_clients_use_nebaris_environment_keys_and_the_clusters_region():
+    """The real client factory (no call is made): the keys nebari deploys with, never a
+    profile or the instance metadata service; bounded time-outs."""
+    client = aws_preflight._aws_client("sts", "us-west-2")
+    credentials = client._request_signer._credentials
+    assert (credentials.access_key, credentials.secret_key) == ("AKIDEXAMPLE", "secret")
+    assert client.meta.region_name == "us-west-2"
+    assert client.meta.config.connect_timeout == 5 and client.meta.config.read_timeout == 20

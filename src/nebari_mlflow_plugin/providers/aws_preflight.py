@@ -11,6 +11,7 @@ machine (tests stub its clients with botocore's Stubber).
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from typing import Any
@@ -45,21 +46,30 @@ IAM_ACTIONS = ("iam:CreateRole", "iam:PutRolePolicy", "iam:GetRole")
 DENIED_CODES = {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation"}
 
 
+@functools.lru_cache(maxsize=4)
+def _session(key_id: str, secret: str, token: str | None, region: str) -> Any:
+    """One boto3 session per identity and region: loading botocore's data is the slow
+    part, and validation runs on every nebari command."""
+    import boto3
+
+    return boto3.session.Session(
+        aws_access_key_id=key_id,
+        aws_secret_access_key=secret,
+        aws_session_token=token,
+        region_name=region,
+    )
+
+
 def _aws_client(service: str, region: str) -> Any:
     """A boto3 client with nebari's credentials (never the instance metadata service:
     nebari itself deploys only with the environment's keys)."""
     env = os.environ
     if not (env.get("AWS_ACCESS_KEY_ID") and env.get("AWS_SECRET_ACCESS_KEY")):
         raise PreflightSkipped("AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are not set")
-    import boto3
     from botocore.config import Config
 
-    session = boto3.session.Session(
-        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-        aws_session_token=env.get("AWS_SESSION_TOKEN"),
-        region_name=region,
-    )
+    key_id, secret = env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"]
+    session = _session(key_id, secret, env.get("AWS_SESSION_TOKEN"), region)
     config = Config(connect_timeout=5, read_timeout=TIMEOUT_SECONDS, retries={"max_attempts": 2})
     return session.client(service, config=config)
 
