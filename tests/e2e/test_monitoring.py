@@ -492,10 +492,11 @@ def test_database_volume_alert_fires_above_its_threshold(scraped, deployment):
     assert float(series["value"][1]) == pytest.approx(0.85, abs=0.01)
 
 
-@pytest.fixture(scope="module")
-def rendered(tmp_path_factory) -> list[dict]:
-    """The release as `nebari deploy` renders it (Nebari's monitoring on by default)."""
-    config = nb.validate(nb.config_dict("local", {}))
+@pytest.fixture(scope="module", params=["auth on", "auth off"])
+def rendered(request, tmp_path_factory) -> list[dict]:
+    """The release as `nebari deploy` renders it (Nebari's monitoring on by default); with
+    auth off the latency rule falls back to MLflow's own histogram."""
+    config = nb.validate(nb.config_dict("local", {"auth": {"enabled": request.param == "auth on"}}))
     return render_release(nb.stage_for(config, tmp_path_factory.mktemp("render")), nb.STAGE_OUTPUTS)
 
 
@@ -559,6 +560,7 @@ def alert_cases(rendered: list[dict]) -> dict[str, tuple[dict[str, str], set[str
             f'{request}{{{srv}, method="GET", status="200"}}': ok,
             f'{request}{{{srv}, method="GET", status="500"}}': failed,
             f'{mlflow_bucket}{{{srv}, le="0.5"}}': fast,
+            f'{mlflow_bucket}{{{srv}, le="5"}}': "0+60x20",
             f'{mlflow_bucket}{{{srv}, le="+Inf"}}': "0+60x20",
             **latency("api", fast),
             f"pg_up{{{pg}}}": "1x20" if healthy else "0x20",
