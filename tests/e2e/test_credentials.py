@@ -107,6 +107,10 @@ def test_a_token_that_only_names_its_user_is_refused(dep):
 def test_a_servers_own_token_acts_for_its_user(dep):
     token = dep.hub.start_server("bob")
     try:
+        # As rendered, the hub gives the server MLflow's scope (bob's group holds it).
+        assert (
+            "access:services!service=MLflow" in dep.hub.api("GET", "/user", token=token)["scopes"]
+        )
         assert whoami(dep, token) == "bob"
     finally:
         dep.hub.stop_server("bob")
