@@ -108,7 +108,7 @@ def status(config_path: Path, kubeconfig: Path | None, context: str | None) -> N
     if report.version:
         rprint(Text(f"MLflow version: {report.version}"))
     domain = config.domain or "<domain>"
-    rprint(Text(f"URL: {naming.public_url(domain, config.mlflow.route_path)}"))
+    rprint(Text(f"URL: {naming.public_url(config.mlflow.host or domain, config.mlflow.route_path)}"))
     if not report.healthy:
         raise typer.Exit(1)
 

@@ -29,6 +29,8 @@ K8S_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$"
 K8sName = Annotated[str, StringConstraints(pattern=K8S_NAME_PATTERN)]
 # Keys inside a Secret.
 SecretKey = Annotated[str, StringConstraints(pattern=r"^[-._a-zA-Z0-9]{1,253}$")]
+# A DNS host name (lower case, at least two labels): a host of MLflow's own.
+HOST_PATTERN = r"^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.)+[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
 # A URL path of one or more segments, no trailing slash: what `--static-prefix` takes.
 ROUTE_PATH_PATTERN = r"^(/[A-Za-z0-9._~-]+)+$"
 # What KubeSpawner expands in user-pod environment values.
@@ -392,6 +394,11 @@ class MLflow(schema.Base):
     notebook: Notebook = Notebook()
     # URL path at https://<domain>; also the server's --static-prefix.
     route_path: Annotated[str, StringConstraints(pattern=ROUTE_PATH_PATTERN)] = "/mlflow"
+    # A host of MLflow's own, e.g. mlflow.<domain> (README: Authentication, "Path or
+    # host"): MLflow at https://<host><route_path>/, another origin than the users'
+    # servers and apps under https://<domain>/user/. Its DNS record must point at
+    # Nebari's load balancer; the certificate comes as the domain's does. null: the domain.
+    host: Annotated[str, StringConstraints(pattern=HOST_PATTERN, max_length=253)] | None = None
     # Serve Prometheus metrics at /metrics (the server's root, not under route_path);
     # with Nebari's monitoring.enabled, also the dashboard and alerts (README: Monitoring).
     prometheus: bool = True
@@ -492,6 +499,13 @@ class InputSchema(schema.Base):
         taken = routes.collisions(self.mlflow.route_path, routes.extension_rules(self))
         if taken:
             raise ValueError(routes.route_error(self.mlflow.route_path, taken))
+        domain = getattr(self, "domain", None)
+        if self.mlflow.host and domain and self.mlflow.host == domain.lower():
+            raise ValueError(
+                f"mlflow.host {self.mlflow.host!r} is the Nebari domain: give a host of "
+                f"MLflow's own (e.g. 'mlflow.{domain}'), or remove mlflow.host to serve it at "
+                f"https://{domain}{self.mlflow.route_path}/"
+            )
         provider = getattr(self, "provider", None)
         self.mlflow._replicas_need_shared_storage(getattr(provider, "value", provider))
         builder = provider_for(provider if provider is not None else "local")

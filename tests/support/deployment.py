@@ -416,15 +416,27 @@ def render(
     return Release(manifests, secret_values, config.namespace)
 
 
-def launch_hub(release: Release, config: Any, workdir: Path) -> JupyterHub:
+def mlflow_access_role(services: list[dict]) -> dict:
+    """What Nebari users hold (a Keycloak client role of their groups): access to the
+    MLflow hub service, which its OAuth sign-in requires."""
+    (mlflow,) = [s for s in services if s.get("oauth_redirect_uri")]
+    return {"name": "test-mlflow-access", "description": "Sign in to MLflow",
+            "scopes": [f"access:services!service={mlflow['name']}"]}  # fmt: skip
+
+
+def launch_hub(
+    release: Release, config: Any, workdir: Path, sso_url: str | None = None
+) -> JupyterHub:
     """The JupyterHub the plugin configures, launched (`wait` for it): services and roles
     from jupyterhub.overrides, the MLflow service's token as z2jh keeps it in its Secret
-    `hub`."""
+    `hub`; with `sso_url`, browsers signed in to "Keycloak" are logged in to it."""
     container = server_container(server_deployment(release.manifests))
     (ref,) = [e["valueFrom"]["secretKeyRef"] for e in container["env"]
               if e["name"] == "NEBARI_MLFLOW_HUB_TOKEN"]  # fmt: skip
     services, roles = hub_config(config.jupyterhub.overrides, release.secret_values[ref["name"]])
-    return JupyterHub(workdir, services, roles, admins=HUB_ADMINS, groups=HUB_GROUPS).launch()
+    login_roles = [mlflow_access_role(services)] if sso_url else []
+    return JupyterHub(workdir, services, roles, admins=HUB_ADMINS, groups=HUB_GROUPS,
+                      sso_url=sso_url, login_roles=login_roles).launch()  # fmt: skip
 
 
 @contextlib.contextmanager
@@ -441,13 +453,15 @@ def running_deployment(
     release = release or render(config, workdir)
     manifests = release.manifests
     route = route_from_manifests(manifests, FORWARD_AUTH)
-    auth = ForwardAuth(cookie_domain=route.host).__enter__()
+    # Nebari sets forward-auth's COOKIE_DOMAIN to its domain (a host of MLflow's own is
+    # a subdomain of it).
+    auth = ForwardAuth(cookie_domain=config.domain).__enter__()
     hub = None
     with contextlib.ExitStack() as stack:
         stack.callback(auth.__exit__)
         if config.mlflow.auth.enabled:
             # It boots while the database and the init containers do.
-            hub = launch_hub(release, config, workdir / "jupyterhub")
+            hub = launch_hub(release, config, workdir / "jupyterhub", sso_url=auth.url)
             stack.callback(hub.stop)
         if postgres is None:
             postgres = release.postgres(workdir)
@@ -463,7 +477,8 @@ def running_deployment(
         server = release.server(workdir, postgres, port, nebari)
         log = workdir / "server.log"
         process = launch(server, workdir, log)
-        nginx = Nginx(workdir / "nginx", route, upstream_port=port, auth_port=auth.port)
+        nginx = Nginx(workdir / "nginx", route, upstream_port=port, auth_port=auth.port,
+                      hub_port=hub.port if hub else None, domain=config.domain)  # fmt: skip
         tokens = {user: hub.token(user)[0] for user in HUB_USERS} if hub else None
         dep = Deployment(manifests, config, server, port, process, postgres, nginx, workdir,
                          log, release.secret_values, auth, hub, tokens)  # fmt: skip

@@ -5,6 +5,12 @@ z2jh's Secret `hub`, key `hub.services.<key>.apiToken`) and `hub.loadRoles`;
 `manage_roles = True` as Nebari's KeyCloakOAuthenticator sets it. A dummy
 authenticator stands in for Keycloak; users, groups (Keycloak paths, as Nebari's
 manage_groups makes them) and tokens are created through the hub's own API.
+
+With `sso_url` (the forward-auth stand-in: who holds a Keycloak session), the hub
+logs browsers in as Nebari's does, without a prompt: auto-login from the Keycloak
+session, and the user's roles assigned at login (`login_roles`, defined at start
+as Nebari's authenticator loads its Keycloak client roles), so browsers can sign in
+to hub services through the hub's real OAuth.
 """
 
 from __future__ import annotations
@@ -29,6 +35,42 @@ HUB_VENV = Path(os.environ.get("HUB_VENV", REPO / ".venv-hub"))
 CHP = REPO / ".tools" / "node_modules" / ".bin" / "configurable-http-proxy"
 # The test's own service: creates users and groups, mints and revokes tokens.
 ADMIN_SERVICE = "test-admin"
+
+# Nebari's KeyCloakOAuthenticator as a browser meets it: auto-login (a user signed in to
+# Keycloak sees no hub login page), roles assigned at each login (manage_roles: `user`,
+# `admin` for admins, and the user's Keycloak client roles), definitions loaded at start.
+# "Signed in to Keycloak" is the forward-auth stand-in's session cookie.
+SSO_AUTHENTICATOR = """
+import urllib.error, urllib.request
+from jupyterhub.auth import Authenticator
+
+class KeycloakSessionAuthenticator(Authenticator):
+    auto_login = True
+    manage_roles = True
+
+    async def authenticate(self, handler, data=None):
+        cookie = handler.get_cookie("_forward_auth")
+        if not cookie:
+            return None
+        request = urllib.request.Request(SSO_URL, headers={
+            "Cookie": f"_forward_auth={cookie}", "X-Forwarded-Host": handler.request.host,
+            "X-Forwarded-Uri": handler.request.uri, "X-Forwarded-Method": "GET"})
+        try:
+            with urllib.request.urlopen(request, timeout=5) as answer:
+                name = answer.headers.get("X-Forwarded-User")
+        except urllib.error.HTTPError:
+            return None
+        if not name:
+            return None
+        admin = name in self.admin_users
+        roles = [{"name": "user"}, *({"name": r["name"]} for r in LOGIN_ROLES)]
+        return {"name": name, "admin": admin, "roles": roles + ([{"name": "admin"}] if admin else [])}
+
+    async def load_managed_roles(self):
+        return LOGIN_ROLES
+
+c.JupyterHub.authenticator_class = KeycloakSessionAuthenticator
+"""
 
 
 def missing_hub() -> str | None:
@@ -67,6 +109,10 @@ class JupyterHub:
     proxy_api_port: int = field(default_factory=free_port)
     admin_token: str = field(default_factory=lambda: secrets.token_hex(32))
     proc: subprocess.Popen | None = None
+    # Keycloak-session login (see SSO_AUTHENTICATOR): the stand-in's URL, and the
+    # roles every user gets at login (as from Keycloak client roles of their groups).
+    sso_url: str | None = None
+    login_roles: list[dict] = field(default_factory=list)
 
     @property
     def api_url(self) -> str:
@@ -82,6 +128,17 @@ class JupyterHub:
             "name": ADMIN_SERVICE, "services": [ADMIN_SERVICE],
             "scopes": ["admin:users", "tokens", "admin:groups", "list:users"],
         }]  # fmt: skip
+        if self.sso_url:
+            authenticator = [
+                f"SSO_URL = {self.sso_url!r}",
+                f"LOGIN_ROLES = {self.login_roles!r}",
+                SSO_AUTHENTICATOR,
+            ]
+        else:
+            authenticator = [
+                "c.JupyterHub.authenticator_class = 'dummy'",
+                "c.Authenticator.manage_roles = True",  # as Nebari's KeyCloakOAuthenticator
+            ]
         return "\n".join(
             [
                 f"c.JupyterHub.bind_url = 'http://127.0.0.1:{self.proxy_port}'",
@@ -93,9 +150,8 @@ class JupyterHub:
                 f"c.JupyterHub.db_url = 'sqlite:///{self.workdir}/jupyterhub.sqlite'",
                 f"c.JupyterHub.cookie_secret = bytes.fromhex({secrets.token_hex(32)!r})",
                 f"c.JupyterHub.pid_file = '{self.workdir}/jupyterhub.pid'",
-                "c.JupyterHub.authenticator_class = 'dummy'",
+                *authenticator,
                 "c.Authenticator.allow_all = True",
-                "c.Authenticator.manage_roles = True",  # as Nebari's KeyCloakOAuthenticator
                 f"c.Authenticator.admin_users = {sorted(self.admins)!r}",
                 f"c.JupyterHub.services = {services!r}",
                 f"c.JupyterHub.load_roles = {roles!r}",
