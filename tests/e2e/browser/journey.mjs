@@ -83,13 +83,21 @@ const modal = (title) => page.getByRole("dialog", { name: title });
 
 try {
   await step("login", async () => {
-    // No session: nginx's forward-auth sends the browser to the login stand-in,
-    // which sets the session cookie and returns to the UI.
+    // No session: nginx's forward-auth sends the browser to the login stand-in (Keycloak),
+    // which returns to the UI; MLflow sends it through JupyterHub's OAuth (the hub logs
+    // the Keycloak session in, no prompt) and sets its own session cookie.
     const response = await page.goto(base);
     if (!response.ok()) throw new Error(`UI answered ${response.status()}`);
     if (!page.url().startsWith(`${base}/`)) throw new Error(`ended at ${page.url()}`);
-    const cookies = await context.cookies(plan.origin);
-    if (!cookies.some((c) => c.name === plan.sessionCookie)) throw new Error("no session cookie");
+    const cookies = await context.cookies(`${base}/`);
+    const session = cookies.find((c) => c.name === plan.sessionCookie);
+    if (!session) throw new Error(`no ${plan.sessionCookie} cookie: ${JSON.stringify(cookies)}`);
+    const scoped = session.path === plan.prefix && session.httpOnly && session.secure
+      && session.sameSite === "Lax" && session.expires > Date.now() / 1000;
+    if (!scoped) throw new Error(`session cookie not scoped to MLflow: ${JSON.stringify(session)}`);
+    // Pages outside MLflow's route never receive it.
+    const elsewhere = await context.cookies(`${plan.origin}/user/someone/`);
+    if (elsewhere.some((c) => c.name === plan.sessionCookie)) throw new Error("sent outside the route");
   });
 
   await step("signed-in-as", async () => {
