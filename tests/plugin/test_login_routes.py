@@ -72,7 +72,7 @@ def host_mode(tmp_path_factory):
 
 
 def test_api_clients_have_a_route_without_the_login_and_browsers_keep_it(path_mode):
-    config, manifests = path_mode
+    _, manifests = path_mode
     validate_traefik(manifests)
     forward_auth = nb.STAGE_OUTPUTS["stages/07-kubernetes-services"]["forward-auth-middleware"]
     login_name = forward_auth["value"]["name"]
@@ -139,7 +139,7 @@ def test_a_host_of_its_own_is_another_origin(host_mode):
 
 @pytest.mark.parametrize("host", [DOMAIN, "MLflow.Example.com", "mlflow", "a..b.com", "-x.b.com"])
 def test_a_host_that_is_not_one_of_its_own_is_refused(host):
-    with pytest.raises(pydantic.ValidationError, match="mlflow.host"):
+    with pytest.raises(pydantic.ValidationError, match=r"mlflow\.host"):
         nb.validate(nb.config_dict("local", {"host": host}))
 
 
@@ -166,5 +166,8 @@ def test_an_override_replacing_the_sources_is_refused_naming_who_it_cuts_off():
     nb.validate(nb.config_dict("local", {"overrides": {"networkPolicy": {"allowFrom": kept}}}))
     without_prometheus = [p for n, p in NEBARI_CLIENTS.items() if n != "Prometheus"]
     with pytest.raises(pydantic.ValidationError, match=r"cut off Prometheus;"):
-        nb.validate(nb.config_dict(
-            "local", {"overrides": {"networkPolicy": {"allowFrom": without_prometheus}}}))
+        nb.validate(
+            nb.config_dict(
+                "local", {"overrides": {"networkPolicy": {"allowFrom": without_prometheus}}}
+            )
+        )

@@ -79,15 +79,17 @@ def test_mlflow_is_listed_like_nebaris_own_services(tmp_path, route_path):
 def test_admin_services_and_an_admin_mlflow_entry_win():
     admin_entry = {"name": "Tracking", "display": False}
     other = {"name": "my-service", "url": "http://x:8000"}
-    data = nb.config_dict(
-        jupyterhub={"overrides": {"hub": {"services": {"mlflow": admin_entry, "mine": other}}}}
-    )
+    given = copy.deepcopy({"mlflow": admin_entry, "mine": other})
+    data = nb.config_dict(jupyterhub={"overrides": {"hub": {"services": given}}})
     services = nb.validate(data).jupyterhub.overrides["hub"]["services"]
     # The admin's keys stay; only what the browser sign-in needs is added (auth on).
     assert services["mine"] == other
     assert {k: v for k, v in services["mlflow"].items() if k in admin_entry} == admin_entry
     assert set(services["mlflow"]) - set(admin_entry) == {
-        "oauth_client_id", "oauth_redirect_uri", "oauth_no_confirm"}
+        "oauth_client_id",
+        "oauth_redirect_uri",
+        "oauth_no_confirm",
+    }
     mine = {**admin_entry, "oauth_redirect_uri": "https://elsewhere.example.com/cb"}
     data = nb.config_dict(jupyterhub={"overrides": {"hub": {"services": {"mlflow": mine}}}})
     kept = nb.validate(data).jupyterhub.overrides["hub"]["services"]["mlflow"]

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+
 def _shared_data() -> Path:
     """`../shared/data` of the checkout, or of an ancestor (a git worktree nested deeper)."""
     for parent in Path(__file__).resolve().parents[2:]:

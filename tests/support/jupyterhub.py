@@ -64,7 +64,8 @@ class KeycloakSessionAuthenticator(Authenticator):
             return None
         admin = name in self.admin_users
         roles = [{"name": "user"}, *({"name": r["name"]} for r in LOGIN_ROLES)]
-        return {"name": name, "admin": admin, "roles": roles + ([{"name": "admin"}] if admin else [])}
+        roles += [{"name": "admin"}] if admin else []
+        return {"name": name, "admin": admin, "roles": roles}
 
     async def load_managed_roles(self):
         return LOGIN_ROLES

@@ -146,7 +146,9 @@ class Nginx:
         skip_auth = ""
         if r.api_header_regex:
             # Traefik's API route has no forward-auth middleware: its requests pass.
-            api_map = f'map $http_authorization $api_client {{ default 0; "~{r.api_header_regex}" 1; }}'
+            api_map = (
+                f'map $http_authorization $api_client {{ default 0; "~{r.api_header_regex}" 1; }}'
+            )
             skip_auth = "if ($api_client) { return 200; }"
         hub_here = self._hub_locations() if self.domain == r.host else ""
         listen = f"listen 127.0.0.1:{self.port};"

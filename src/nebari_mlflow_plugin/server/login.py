@@ -179,8 +179,12 @@ def exchange_code(token_url: str, settings: LoginSettings, client_secret: str, c
         "client_id": settings.client_id, "client_secret": client_secret,
         "grant_type": "authorization_code", "code": code, "redirect_uri": settings.redirect_uri,
     }).encode()  # fmt: skip
-    request = urllib.request.Request(token_url, data=body, method="POST", headers={
-        "Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"})
+    request = urllib.request.Request(
+        token_url,
+        data=body,
+        method="POST",
+        headers={"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"},
+    )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as answer:
             model = json.loads(answer.read())
@@ -212,8 +216,8 @@ def callback(
     verify(token)
     response = redirect(_local_target(settings, str(state.get("n", ""))), code=302)
     age = int(min(settings.session_seconds, lifetime))
-    _cookie(response, settings, SESSION_COOKIE,
-            seal(settings.key, SESSION_COOKIE, {"t": token, "e": time.time() + age}), age)  # fmt: skip
+    session = seal(settings.key, SESSION_COOKIE, {"t": token, "e": time.time() + age})
+    _cookie(response, settings, SESSION_COOKIE, session, age)
     # One Set-Cookie a response: MLflow 3.17's SecurityHeadersMiddleware keeps only the
     # last of repeated headers. The state cookie expires by itself (STATE_SECONDS), and
     # is worth nothing without the browser and an unused code for it.

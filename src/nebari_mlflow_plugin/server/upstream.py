@@ -16,6 +16,7 @@ from typing import Any
 from .identity import Identity
 from .settings import Settings
 
+
 class Refused(Exception):
     """The credential is not (or no longer) valid."""
 
@@ -79,4 +80,3 @@ def verify_hub_token(settings: Settings, token: str) -> Identity:
         raise Refused(f"a JupyterHub {model.get('kind')} token is not a user's")
     admin, groups = hub_user(settings, model["name"])
     return Identity(name=model["name"], admin=admin, groups=groups, source="hub")
-
