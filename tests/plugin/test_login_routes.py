@@ -19,7 +19,7 @@ from support.crds import TRAEFIK_CRDS, crd_schemas
 from support.deployment import render, server_container, server_deployment
 from support.release import find
 
-from nebari_mlflow_plugin.values import NEBARI_CLIENTS
+from nebari_mlflow_plugin.render.values import NEBARI_CLIENTS
 
 DOMAIN = "nebari.example.com"
 CI = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ci"}}}

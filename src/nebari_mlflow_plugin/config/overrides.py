@@ -24,7 +24,6 @@ from typing import Any
 import yaml
 
 from nebari_mlflow_plugin.assets import chart_dir
-from nebari_mlflow_plugin.manifests import merge_values
 
 # Value path -> why it is not overridable and what to use instead.
 PROTECTED: dict[tuple[str, ...], str] = {
@@ -68,16 +67,15 @@ def _set_paths(value: Any, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]
     return [path for key, item in value.items() for path in _set_paths(item, (*prefix, key))]
 
 
-def dropped_clients(overrides: dict[str, Any]) -> list[str]:
-    """Nebari's clients of MLflow an override of `networkPolicy.allowFrom` leaves out
-    (Helm replaces the list: where NetworkPolicy is enforced they would be cut off)."""
-    from nebari_mlflow_plugin.values import NEBARI_CLIENTS
-
+def dropped_clients(overrides: dict[str, Any], clients: dict[str, dict]) -> list[str]:
+    """Names of `clients` (name -> NetworkPolicy peer: Nebari's clients of MLflow) an
+    override of `networkPolicy.allowFrom` leaves out (Helm replaces the list: where
+    NetworkPolicy is enforced they would be cut off)."""
     policy = overrides.get("networkPolicy")
     if not isinstance(policy, dict) or "allowFrom" not in policy:
         return []
     allowed = policy["allowFrom"] if isinstance(policy["allowFrom"], list) else []
-    return [name for name, peer in NEBARI_CLIENTS.items() if peer not in allowed]
+    return [name for name, peer in clients.items() if peer not in allowed]
 
 
 def protected_paths(overrides: dict[str, Any]) -> list[tuple[tuple[str, ...], str]]:
@@ -112,7 +110,9 @@ def schema_errors(values: dict[str, Any], overrides: dict[str, Any]) -> list[str
     ]
 
 
-def check(overrides: dict[str, Any], values: dict[str, Any]) -> None:
+def check(
+    overrides: dict[str, Any], values: dict[str, Any], clients: dict[str, dict] | None = None
+) -> None:
     """Raise ValueError naming every override the deploy would refuse or that would
     break what pods and Traefik depend on."""
     if not overrides:
@@ -124,7 +124,7 @@ def check(overrides: dict[str, Any], values: dict[str, Any]) -> None:
         f"overrides.{'.'.join(path)} cannot be overridden: {reason}"
         for path, reason in protected_paths(overrides)
     ]
-    dropped = dropped_clients(overrides)
+    dropped = dropped_clients(overrides, clients or {})
     if dropped:
         problems.append(
             f"overrides.networkPolicy.allowFrom replaces the list of who may reach MLflow and "
@@ -137,3 +137,21 @@ def check(overrides: dict[str, Any], values: dict[str, Any]) -> None:
         raise ValueError(
             "mlflow." + "; mlflow.".join(problems) + " (chart values: helm/mlflow/README.md)"
         )
+
+
+def merge_values(*documents: dict[str, Any]) -> dict[str, Any]:
+    """Helm's merge of several values files (`-f a -f b`): maps merge, the rest is replaced."""
+    merged: dict[str, Any] = {}
+    for document in documents:
+        merged = _merge(merged, document)
+    return merged
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    result = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(result.get(key), dict):
+            result[key] = _merge(result[key], value)
+        else:
+            result[key] = value
+    return result

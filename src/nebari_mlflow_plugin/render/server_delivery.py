@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-_SERVER_DIR = Path(__file__).resolve().parent / "server"
+_SERVER_DIR = Path(__file__).resolve().parents[1] / "server"
 
 
 def package_files() -> dict[str, str]:
@@ -25,7 +25,7 @@ def auth_values(mlflow: Any) -> dict[str, Any]:
     auth = mlflow.auth
     values: dict[str, Any] = {"enabled": auth.enabled}
     if auth.enabled:
-        from nebari_mlflow_plugin import injection
+        from nebari_mlflow_plugin.render import injection
 
         values.update(
             defaultPermission=auth.default_permission.value,
