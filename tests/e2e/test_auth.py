@@ -415,3 +415,16 @@ def test_a_nebari_admin_demoted_in_the_hub_stops_being_admin_within_the_cache_ti
     time.sleep(max(0.0, demoted + CACHE_SECONDS + 0.5 - time.monotonic()))
     rename["new_name"] += "-again"
     assert call(short_cache, "experiments/update", rename, eve)[0] == 403
+
+
+def test_logging_out_of_nebari_ends_the_mlflow_session_within_the_cache_time(short_cache):
+    """The hub's logout deletes the OAuth tokens of its session: the MLflow session
+    holding one stops working when it is next verified."""
+    prefix = short_cache.config.mlflow.route_path
+    browser = signed_in(short_cache, "alice")
+    current = f"{prefix}/ajax-api/2.0/mlflow/users/current"
+    accept = {"Accept": "application/json"}
+    assert browser.request("GET", current, accept).status == 200
+    browser.get("/hub/logout")
+    time.sleep(CACHE_SECONDS + 0.5)
+    assert browser.request("GET", current, accept).status == 401

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import base64
 from pathlib import Path
 
 import pytest
@@ -144,3 +145,38 @@ def test_remembered_lookups_keep_no_absence_and_hand_out_copies():
         assert calls[-2:] == ["dana", "dana"]
     finally:
         module._mode.reset(token)
+
+
+def test_a_session_is_unreadable_unforgeable_and_expires():
+    from nebari_mlflow_plugin.server import login
+
+    key, other = b"k" * 32, b"o" * 32
+    sealed = login.seal(key, login.SESSION_COOKIE, {"t": "hub-token-123", "e": 9e9})
+    raw = base64.urlsafe_b64decode(sealed + "=" * (-len(sealed) % 4))
+    assert b"hub-token" not in raw  # encrypted, not only signed
+    assert login.unseal(key, login.SESSION_COOKIE, sealed)["t"] == "hub-token-123"
+    assert login.unseal(other, login.SESSION_COOKIE, sealed) is None  # another deployment
+    assert login.unseal(key, login.STATE_COOKIE, sealed) is None  # not a state cookie
+    assert login.unseal(key, login.SESSION_COOKIE, sealed[:-2] + "AA") is None
+    expired = login.seal(key, login.SESSION_COOKIE, {"t": "x", "e": 1})
+    assert login.unseal(key, login.SESSION_COOKIE, expired) is None
+
+
+@pytest.mark.parametrize(
+    ("target", "back_to"),
+    [
+        ("/mlflow/#/experiments", "/mlflow/#/experiments"),
+        ("/mlflow/?x=1", "/mlflow/?x=1"),
+        ("/mlflow", "/mlflow"),
+        ("/mlflowfoo/", "/mlflow/"),
+        ("https://evil.example.com/mlflow/", "/mlflow/"),
+        ("//evil.example.com/mlflow/", "/mlflow/"),
+        ("/user/alice/", "/mlflow/"),
+    ],
+)
+def test_after_sign_in_the_browser_returns_only_under_the_route(target, back_to):
+    from nebari_mlflow_plugin.server import login
+
+    settings = login.LoginSettings("service-mlflow", "/mlflow/oauth_callback", "/hub/a", "/mlflow",
+                                   600, b"k" * 32)  # fmt: skip
+    assert login._local_target(settings, target) == back_to
