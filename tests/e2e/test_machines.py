@@ -1,6 +1,6 @@
-"""CI outside the cluster, as the README's recipe says, through Traefik with TLS.
+"""CI outside the cluster, as the admin guide's recipe says, through Traefik with TLS.
 
-The recipe's code blocks are read from README.md and run as written: the admin's
+The recipe's code blocks are read from docs/admin/auth.md and run as written: the admin's
 block in a Nebari admin's pod environment, the CI block with bash from "outside"
 (only `https://nebari.example.com/mlflow`, reached through nginx as Traefik with a
 TLS listener; the name resolves to it and its certificate is trusted, as a real
@@ -24,13 +24,13 @@ from support.signin import signed_in
 
 pytestmark = pytest.mark.slow
 
-README = REPO / "README.md"
+GUIDE = REPO / "docs" / "admin" / "auth.md"
 
 
 def recipe(name: str) -> str:
-    """The README's code block marked `<!-- recipe: name -->`."""
-    found = re.search(rf"<!-- recipe: {name} -->\n```\w+\n(.*?)```", README.read_text(), re.S)
-    assert found, f"README.md has no recipe {name!r}"
+    """The guide's code block marked `<!-- recipe: name -->`."""
+    found = re.search(rf"<!-- recipe: {name} -->\n```\w+\n(.*?)```", GUIDE.read_text(), re.S)
+    assert found, f"{GUIDE} has no recipe {name!r}"
     return found.group(1)
 
 
@@ -63,7 +63,7 @@ def ci_runs(deployment) -> list[dict]:
     return deployment.api("runs/search", body).get("runs", [])
 
 
-def test_the_readme_recipe_for_ci_outside_the_cluster(deployment, outside, tmp_path):
+def test_the_guides_recipe_for_ci_outside_the_cluster(deployment, outside, tmp_path):
     env, workdir = outside
     # A Nebari admin, in a notebook: the pod's env and token.
     admin = {**{k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "PYTHONPATH"))},

@@ -73,8 +73,9 @@ def test_run_writes_carry_the_callers_name(api):
 
 def test_the_package_imports_only_mlflow_its_deps_and_itself():
     """It runs in the MLflow image as `nebari_mlflow_server`: relative imports only."""
+    # prometheus_client: in the image with prometheus-flask-exporter (--expose-prometheus);
     # cryptography: a dependency of mlflow itself (AES-GCM of the browser session).
-    allowed = {"mlflow", "flask", "werkzeug", "cryptography"}
+    allowed = {"mlflow", "flask", "werkzeug", "prometheus_client", "cryptography"}
     for path in SERVER_DIR.glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and node.level == 0:
