@@ -17,8 +17,9 @@ import uuid
 import pytest
 from support import cluster_dns
 from support import nebari as nb
-from support.browser import self_signed
-from support.deployment import MLFLOW_BIN, missing_tools, running_deployment
+from support.browser import missing_browser_tools, run_journey, self_signed
+from support.deployment import MLFLOW_BIN, REPO, missing_tools, running_deployment
+from support.forward_auth import DEFAULT_USER
 from support.mlflow_server import free_port
 from support.nginx import Nginx, Tls
 from support.signin import signed_in
@@ -92,3 +93,26 @@ def test_the_host_is_served_with_tls_under_its_own_name(own_host, tmp_path):
                                 capture_output=True, text=True, timeout=120)  # fmt: skip
         assert result.returncode == 0, result.stderr[-2000:]
         assert int(result.stdout.split()[-1]) >= 1  # Default
+
+
+def test_a_real_browser_signs_in_on_the_host_of_its_own(own_host, tmp_path):
+    """Chromium at https://mlflow.<domain>/mlflow/ (port 443, the names on loopback):
+    Keycloak's stand-in, then the hub on the domain, then back with MLflow's session,
+    scoped to MLflow's host and route, and the UI shows who is signed in."""
+    reason = missing_browser_tools()
+    if reason:
+        pytest.skip(reason)
+    route = own_host.nginx.route
+    tls = self_signed(tmp_path / "tls", HOST, DOMAIN)
+    with Nginx(tmp_path / "nginx", route, own_host.server_port, own_host.nginx.auth_port,
+               tls=tls, hub_port=own_host.hub.port, domain=DOMAIN):  # fmt: skip
+        screenshots = REPO / "test-artifacts"
+        screenshots.mkdir(exist_ok=True)
+        result = run_journey({
+            "origin": f"https://{HOST}", "otherHosts": [DOMAIN],
+            "prefix": own_host.config.mlflow.route_path, "sessionCookie": login.SESSION_COOKIE,
+            "user": DEFAULT_USER, "screenshots": str(screenshots), "tolerated": [],
+            "stopAfter": "signed-in-as",
+        })  # fmt: skip
+    assert result.failure() is None, result.failure()
+    assert result.steps() == ["login", "signed-in-as"]
