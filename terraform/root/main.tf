@@ -8,6 +8,7 @@ module "mlflow" {
   name                        = var.name
   namespace                   = var.namespace
   domain                      = var.domain
+  host                        = var.host
   route_path                  = var.route_path
   service_port                = var.service_port
   forward_auth_middleware     = var.forward_auth_middleware

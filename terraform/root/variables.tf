@@ -21,6 +21,12 @@ variable "domain" {
   type        = string
 }
 
+variable "host" {
+  description = "A host of MLflow's own (mlflow.host); empty: the Nebari domain."
+  type        = string
+  default     = ""
+}
+
 variable "route_path" {
   description = "URL path MLflow is served under, without trailing slash."
   type        = string

@@ -21,6 +21,9 @@ import pytest
 from support import nebari as nb
 from support.deployment import MLFLOW_BIN, running_deployment
 from support.podrun import process_env
+from support.signin import signed_in
+
+from nebari_mlflow_plugin.server import login
 
 pytestmark = pytest.mark.slow
 
@@ -93,15 +96,20 @@ def test_a_claimed_user_from_a_pod_is_refused(deployment):
     assert call(deployment, "experiments/search?max_results=1", headers=headers)[0] == 401
 
 
-def test_a_browser_session_is_its_keycloak_user(deployment):
+def test_a_browser_session_is_its_user_and_forward_auth_alone_is_nobody(deployment):
+    """The session MLflow set after the hub's OAuth names its user; Nebari's forward-auth
+    cookie, which every user's server receives, names nobody (test_login.py: the
+    sign-in itself)."""
     host = deployment.nginx.route.host
-    cookie = deployment.forward_auth.cookie("bob", host)
-    status, body = call(deployment, f"{deployment.config.mlflow.route_path}/ajax-api/2.0/mlflow/"
-                        "users/current", headers={"Cookie": f"_forward_auth={cookie}",
-                                                  "Host": host})  # fmt: skip
+    current = f"{deployment.config.mlflow.route_path}/ajax-api/2.0/mlflow/users/current"
+    jar = signed_in(deployment, "bob").cookies[host]
+    session = f"{login.SESSION_COOKIE}={jar[login.SESSION_COOKIE].value}"
+    status, body = call(deployment, current, headers={"Cookie": session, "Host": host})
     assert status == 200, body
     assert json.loads(body)["user"] == {**json.loads(body)["user"], "username": "bob",
                                         "is_admin": False}  # fmt: skip
+    keycloak = f"_forward_auth={deployment.forward_auth.cookie('bob', host)}"
+    assert call(deployment, current, headers={"Cookie": keycloak, "Host": host})[0] == 401
 
 
 def test_creator_manages_others_read_admins_manage(deployment):
@@ -411,3 +419,16 @@ def test_a_nebari_admin_demoted_in_the_hub_stops_being_admin_within_the_cache_ti
     time.sleep(max(0.0, demoted + CACHE_SECONDS + 0.5 - time.monotonic()))
     rename["new_name"] += "-again"
     assert call(short_cache, "experiments/update", rename, eve)[0] == 403
+
+
+def test_logging_out_of_nebari_ends_the_mlflow_session_within_the_cache_time(short_cache):
+    """The hub's logout deletes the OAuth tokens of its session: the MLflow session
+    holding one stops working when it is next verified."""
+    prefix = short_cache.config.mlflow.route_path
+    browser = signed_in(short_cache, "alice")
+    current = f"{prefix}/ajax-api/2.0/mlflow/users/current"
+    accept = {"Accept": "application/json"}
+    assert browser.request("GET", current, accept).status == 200
+    browser.get("/hub/logout")
+    time.sleep(CACHE_SECONDS + 0.5)
+    assert browser.request("GET", current, accept).status == 401

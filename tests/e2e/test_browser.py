@@ -1,7 +1,9 @@
 """A user's journey through the MLflow UI in a real browser (support/browser.py).
 
 A client in the cluster logs runs; then headless Chromium, through nginx as
-Traefik with the forward-auth stand-in at https://<domain>, logs in, browses the
+Traefik with the forward-auth stand-in at https://<domain>, logs in to Nebari
+(Keycloak's stand-in) and is signed in to MLflow by the real JupyterHub's OAuth
+(an MLflow session cookie; forward-auth's cookie is no credential), browses the
 runs, opens a run (metric chart, image artifact), creates and renames an
 experiment, registers a model version and deletes a run. Any response with
 status >= 400 that the page receives fails the journey. The REST API then
@@ -21,9 +23,11 @@ from pathlib import Path
 import pytest
 from support.browser import missing_browser_tools, run_journey, self_signed
 from support.deployment import MLFLOW_BIN
-from support.forward_auth import DEFAULT_USER, SESSION_COOKIE
+from support.forward_auth import DEFAULT_USER
 from support.nginx import Nginx
 from test_deployment import ARTIFACTS_DIR
+
+from nebari_mlflow_plugin.server import login
 
 # Responses >= 400 the UI asks for and handles by design, with why they are fine
 # (method, path under the route prefix, status).
@@ -70,7 +74,8 @@ def browser_route(deployment, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("browser-nginx")
     route = deployment.nginx.route
     tls = self_signed(workdir / "tls", route.host)
-    with Nginx(workdir, route, deployment.server_port, deployment.nginx.auth_port, tls=tls):
+    with Nginx(workdir, route, deployment.server_port, deployment.nginx.auth_port, tls=tls,
+               hub_port=deployment.hub.port, domain=deployment.config.domain):  # fmt: skip
         yield f"https://{route.host}"
 
 
@@ -93,7 +98,7 @@ def journey_plan(deployment, origin: str, seeded: dict, suffix: str) -> dict:
     return {
         "origin": origin,
         "prefix": prefix,
-        "sessionCookie": SESSION_COOKIE,
+        "sessionCookie": login.SESSION_COOKIE,
         "user": DEFAULT_USER,  # who the login stand-in signs in
         "screenshots": str(ARTIFACTS_DIR),
         **seeded,

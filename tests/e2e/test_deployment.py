@@ -20,6 +20,7 @@ from support.deployment import (
     server_deployment,
 )
 from support.forward_auth import SESSION_COOKIE
+from support.signin import signed_in
 
 from nebari_mlflow_plugin.render.injection import user_env
 
@@ -34,7 +35,7 @@ def request(port: int, path: str, *, host: str, method: str = "GET", cookie: str
     if origin is not None:
         headers["Origin"] = origin
     if cookie:
-        headers["Cookie"] = f"{SESSION_COOKIE}={cookie}"
+        headers["Cookie"] = cookie
     if body is not None:
         headers["Content-Type"] = "application/json"
     connection.request(method, path, body=body, headers=headers)
@@ -44,10 +45,25 @@ def request(port: int, path: str, *, host: str, method: str = "GET", cookie: str
     return response
 
 
+_BROWSERS: dict[int, str] = {}
+
+
+def browser_cookies(deployment) -> str:
+    """The Cookie header alice's browser sends to MLflow once signed in: her Keycloak
+    session (forward-auth's) and MLflow's own session."""
+    if id(deployment) not in _BROWSERS:
+        prefix = deployment.config.mlflow.route_path
+        jar = signed_in(deployment, "alice").cookies[deployment.nginx.route.host]
+        _BROWSERS[id(deployment)] = "; ".join(
+            f"{name}={c.value}" for name, c in jar.items() if c.sent_to(f"{prefix}/")
+        )
+    return _BROWSERS[id(deployment)]
+
+
 def public(deployment, path: str, cookie: bool = False, **kwargs):
-    """Through Traefik (nginx), with alice's session when `cookie`."""
+    """Through Traefik (nginx), with alice's browser session when `cookie`."""
     host = deployment.nginx.route.host
-    session = deployment.forward_auth.cookie("alice", host) if cookie else None
+    session = browser_cookies(deployment) if cookie else None
     return request(deployment.nginx.port, path, host=host, cookie=session, **kwargs)
 
 
@@ -100,8 +116,7 @@ def test_a_slow_browser_gets_the_whole_ui_bundle(deployment):
     assert size > 1_000_000, size  # larger than what the proxy holds in memory
     host = deployment.nginx.route.host
     connection = http.client.HTTPConnection("127.0.0.1", deployment.nginx.port, timeout=30)
-    cookie = deployment.forward_auth.cookie("alice", host)
-    connection.request("GET", path, headers={"Host": host, "Cookie": f"{SESSION_COOKIE}={cookie}"})
+    connection.request("GET", path, headers={"Host": host, "Cookie": browser_cookies(deployment)})
     time.sleep(1.5)  # not reading yet
     response = connection.getresponse()
     assert response.status == 200

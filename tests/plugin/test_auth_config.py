@@ -48,14 +48,20 @@ def test_auth_is_on_by_default_with_read(tmp_path):
     hub_token = env["NEBARI_MLFLOW_HUB_TOKEN"]["valueFrom"]["secretKeyRef"]
     assert hub_token == {"name": "hub", "key": "hub.services.mlflow.apiToken"}  # z2jh's Secret
     assert env["NEBARI_MLFLOW_HUB_API"]["value"] == "http://hub.dev.svc:8081/hub/api"
-    assert env["NEBARI_MLFLOW_FORWARD_AUTH"]["value"] == "http://forwardauth-service.dev.svc:4181/"
+    # Browsers sign in through the hub's OAuth (the domain's hub, the route's callback);
+    # the server never asks forward-auth about a cookie.
+    assert env["NEBARI_MLFLOW_OAUTH_AUTHORIZE_URL"]["value"] == (
+        f"https://{config.domain}/hub/api/oauth2/authorize"
+    )
+    assert env["NEBARI_MLFLOW_OAUTH_REDIRECT_URI"]["value"] == "/mlflow/oauth_callback"
+    assert not any("FORWARD" in name for name in env)
     # z2jh's hub NetworkPolicy admits only pods with this label.
     labels = deployment["spec"]["template"]["metadata"]["labels"]
     assert labels["hub.jupyter.org/network-access-hub"] == "true"
     # The authorization package is delivered whole, as the files of server/.
     (package,) = find(release.manifests, "ConfigMap", "mlflow-auth-package")
     assert set(package["data"]) == {p.name for p in SERVER_PACKAGE.glob("*.py")}
-    # The server's NetworkPolicy restricts ingress only: it reaches hub and forward-auth.
+    # The server's NetworkPolicy restricts ingress only: it reaches the hub.
     (policy,) = find(release.manifests, "NetworkPolicy", "mlflow")
     assert policy["spec"]["policyTypes"] == ["Ingress"]
 

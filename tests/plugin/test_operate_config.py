@@ -52,7 +52,7 @@ def hub_services(config) -> list[dict]:
 def rendered_route_prefix(config, tmp_path) -> str:
     manifests = render_release(nb.stage_for(config, tmp_path), nb.STAGE_OUTPUTS)
     (route,) = find(manifests, "IngressRoute")
-    (rule,) = route["spec"]["routes"]
+    rule = route["spec"]["routes"][0]  # the browsers' (the API route has the same paths)
     return rule["match"].split("PathPrefix(`")[1].split("`")[0]
 
 
@@ -64,7 +64,10 @@ def test_mlflow_is_listed_like_nebaris_own_services(tmp_path, route_path):
     assert len(ours) == 1
     (entry,) = ours
     # The shape Nebari gives Argo or Monitoring (jhub-apps shows `info`, JupyterHub `display`).
-    assert entry == nebari_service_entry()(name="MLflow", url=entry["info"]["url"])
+    # Plus, with auth, what makes it the OAuth client browsers sign in to MLflow with.
+    listed = {k: v for k, v in entry.items() if not k.startswith("oauth_")}
+    assert listed == nebari_service_entry()(name="MLflow", url=entry["info"]["url"])
+    assert entry["oauth_redirect_uri"] == f"{route_path}/oauth_callback"
     # No `url`: JupyterHub's proxy must not serve /services/... itself (no forward-auth).
     assert "url" not in entry and "command" not in entry
     # The link leads to the route Traefik serves (behind Keycloak).
@@ -76,11 +79,21 @@ def test_mlflow_is_listed_like_nebaris_own_services(tmp_path, route_path):
 def test_admin_services_and_an_admin_mlflow_entry_win():
     admin_entry = {"name": "Tracking", "display": False}
     other = {"name": "my-service", "url": "http://x:8000"}
-    data = nb.config_dict(
-        jupyterhub={"overrides": {"hub": {"services": {"mlflow": admin_entry, "mine": other}}}}
-    )
+    given = copy.deepcopy({"mlflow": admin_entry, "mine": other})
+    data = nb.config_dict(jupyterhub={"overrides": {"hub": {"services": given}}})
     services = nb.validate(data).jupyterhub.overrides["hub"]["services"]
-    assert services == {"mlflow": admin_entry, "mine": other}
+    # The admin's keys stay; only what the browser sign-in needs is added (auth on).
+    assert services["mine"] == other
+    assert {k: v for k, v in services["mlflow"].items() if k in admin_entry} == admin_entry
+    assert set(services["mlflow"]) - set(admin_entry) == {
+        "oauth_client_id",
+        "oauth_redirect_uri",
+        "oauth_no_confirm",
+    }
+    mine = {**admin_entry, "oauth_redirect_uri": "https://elsewhere.example.com/cb"}
+    data = nb.config_dict(jupyterhub={"overrides": {"hub": {"services": {"mlflow": mine}}}})
+    kept = nb.validate(data).jupyterhub.overrides["hub"]["services"]["mlflow"]
+    assert kept["oauth_redirect_uri"] == mine["oauth_redirect_uri"]
 
 
 def test_menu_link_is_idempotent_and_absent_when_disabled():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import base64
 from pathlib import Path
 
 import pytest
@@ -73,8 +74,9 @@ def test_run_writes_carry_the_callers_name(api):
 def test_the_package_imports_only_mlflow_its_deps_and_itself():
     """It runs in the MLflow image as `nebari_mlflow_server`: relative imports only."""
     # prometheus_client: in the image with prometheus-flask-exporter (--expose-prometheus);
-    # sqlalchemy: MLflow's own database layer (shared identities).
-    allowed = {"mlflow", "flask", "werkzeug", "prometheus_client", "sqlalchemy"}
+    # sqlalchemy: MLflow's own database layer (shared identities);
+    # cryptography: a dependency of mlflow itself (AES-GCM of the browser session).
+    allowed = {"mlflow", "flask", "werkzeug", "prometheus_client", "sqlalchemy", "cryptography"}
     for path in SERVER_DIR.glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and node.level == 0:
@@ -175,3 +177,38 @@ VISITOR = [
 ], ids=str)  # fmt: skip
 def test_a_token_is_meant_for_mlflow_as_jupyterhub_decides_for_services(owner, granted, meant):
     assert scopes.meant_for_mlflow(granted, owner, "MLflow") is meant
+
+
+def test_a_session_is_unreadable_unforgeable_and_expires():
+    from nebari_mlflow_plugin.server import login
+
+    key, other = b"k" * 32, b"o" * 32
+    sealed = login.seal(key, login.SESSION_COOKIE, {"t": "hub-token-123", "e": 9e9})
+    raw = base64.urlsafe_b64decode(sealed + "=" * (-len(sealed) % 4))
+    assert b"hub-token" not in raw  # encrypted, not only signed
+    assert login.unseal(key, login.SESSION_COOKIE, sealed)["t"] == "hub-token-123"
+    assert login.unseal(other, login.SESSION_COOKIE, sealed) is None  # another deployment
+    assert login.unseal(key, login.STATE_COOKIE, sealed) is None  # not a state cookie
+    assert login.unseal(key, login.SESSION_COOKIE, sealed[:-2] + "AA") is None
+    expired = login.seal(key, login.SESSION_COOKIE, {"t": "x", "e": 1})
+    assert login.unseal(key, login.SESSION_COOKIE, expired) is None
+
+
+@pytest.mark.parametrize(
+    ("target", "back_to"),
+    [
+        ("/mlflow/#/experiments", "/mlflow/#/experiments"),
+        ("/mlflow/?x=1", "/mlflow/?x=1"),
+        ("/mlflow", "/mlflow"),
+        ("/mlflowfoo/", "/mlflow/"),
+        ("https://evil.example.com/mlflow/", "/mlflow/"),
+        ("//evil.example.com/mlflow/", "/mlflow/"),
+        ("/user/alice/", "/mlflow/"),
+    ],
+)
+def test_after_sign_in_the_browser_returns_only_under_the_route(target, back_to):
+    from nebari_mlflow_plugin.server import login
+
+    settings = login.LoginSettings("service-mlflow", "/mlflow/oauth_callback", "/hub/a", "/mlflow",
+                                   600, b"k" * 32)  # fmt: skip
+    assert login._local_target(settings, target) == back_to

@@ -60,8 +60,8 @@ def port_443_unavailable() -> str | None:
     return None
 
 
-def self_signed(directory: Path, host: str) -> Tls:
-    """A throwaway certificate for `host` (the browser is told to accept it)."""
+def self_signed(directory: Path, host: str, *more_hosts: str) -> Tls:
+    """A throwaway certificate for `host` and `more_hosts` (the browser is told to accept it)."""
     directory.mkdir(parents=True, exist_ok=True)
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
@@ -74,7 +74,10 @@ def self_signed(directory: Path, host: str) -> Tls:
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), critical=False)
+        .add_extension(
+            x509.SubjectAlternativeName([x509.DNSName(h) for h in (host, *more_hosts)]),
+            critical=False,
+        )
         .sign(key, hashes.SHA256())
     )
     tls = Tls(cert=directory / "tls.crt", key=directory / "tls.key")

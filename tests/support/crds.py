@@ -8,7 +8,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+
+def _shared_data() -> Path:
+    """`../shared/data` of the checkout, or of an ancestor (a git worktree nested deeper)."""
+    for parent in Path(__file__).resolve().parents[2:]:
+        if (parent / "shared" / "data").is_dir():
+            return parent / "shared" / "data"
+    return Path(__file__).resolve().parents[3] / "shared" / "data"
+
+
+SHARED_DATA = _shared_data()
 TRAEFIK_CRDS = SHARED_DATA / "traefik-crds-containo-us"
 PROMETHEUS_CRDS = SHARED_DATA / "kube-prometheus-stack-58.4.0-crds"
 

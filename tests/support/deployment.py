@@ -423,19 +423,32 @@ def keycloak_client_roles(config: Any, workdir: Path) -> list[dict]:
     return [role] if role else []
 
 
-def launch_hub(release: Release, config: Any, workdir: Path) -> JupyterHub:
+def mlflow_access_role(services: list[dict]) -> dict:
+    """What every user signing in through the browser holds in these tests (as a Keycloak
+    client role of their groups would give them): access to the MLflow hub service,
+    which its OAuth sign-in requires."""
+    (mlflow,) = [s for s in services if s.get("oauth_redirect_uri")]
+    return {"name": "test-mlflow-access", "description": "Sign in to MLflow",
+            "scopes": [f"access:services!service={mlflow['name']}"]}  # fmt: skip
+
+
+def launch_hub(
+    release: Release, config: Any, workdir: Path, sso_url: str | None = None
+) -> JupyterHub:
     """The JupyterHub the plugin configures, launched (`wait` for it): services, roles and
     hub.config from jupyterhub.overrides, the MLflow service's token as z2jh keeps it in
-    its Secret `hub`, and the Keycloak role the stage creates, as Nebari applies it."""
+    its Secret `hub`, and the Keycloak role the stage creates, as Nebari applies it; with
+    `sso_url`, browsers signed in to "Keycloak" are logged in to it."""
     container = server_container(server_deployment(release.manifests))
     (ref,) = [e["valueFrom"]["secretKeyRef"] for e in container["env"]
               if e["name"] == "NEBARI_MLFLOW_HUB_TOKEN"]  # fmt: skip
     overrides = config.jupyterhub.overrides
     services, roles = hub_config(overrides, release.secret_values[ref["name"]])
+    login_roles = [mlflow_access_role(services)] if sso_url else []
     return JupyterHub(
         workdir, services, roles, admins=HUB_ADMINS, groups=HUB_GROUPS,
         managed_roles=keycloak_client_roles(config, workdir / "stage"),
-        traitlets=traitlets_config(overrides),
+        traitlets=traitlets_config(overrides), sso_url=sso_url, login_roles=login_roles,
     ).launch()  # fmt: skip
 
 
@@ -453,13 +466,15 @@ def running_deployment(
     release = release or render(config, workdir)
     manifests = release.manifests
     route = route_from_manifests(manifests, FORWARD_AUTH)
-    auth = ForwardAuth(cookie_domain=route.host).__enter__()
+    # Nebari sets forward-auth's COOKIE_DOMAIN to its domain (a host of MLflow's own is
+    # a subdomain of it).
+    auth = ForwardAuth(cookie_domain=config.domain).__enter__()
     hub = None
     with contextlib.ExitStack() as stack:
         stack.callback(auth.__exit__)
         if config.mlflow.auth.enabled:
             # It boots while the database and the init containers do.
-            hub = launch_hub(release, config, workdir / "jupyterhub")
+            hub = launch_hub(release, config, workdir / "jupyterhub", sso_url=auth.url)
             stack.callback(hub.stop)
         if postgres is None:
             postgres = release.postgres(workdir)
@@ -475,7 +490,8 @@ def running_deployment(
         server = release.server(workdir, postgres, port, nebari)
         log = workdir / "server.log"
         process = launch(server, workdir, log)
-        nginx = Nginx(workdir / "nginx", route, upstream_port=port, auth_port=auth.port)
+        nginx = Nginx(workdir / "nginx", route, upstream_port=port, auth_port=auth.port,
+                      hub_port=hub.port if hub else None, domain=config.domain)  # fmt: skip
         tokens = {user: hub.token(user)[0] for user in HUB_USERS} if hub else None
         dep = Deployment(manifests, config, server, port, process, postgres, nginx, workdir,
                          log, release.secret_values, auth, hub, tokens)  # fmt: skip

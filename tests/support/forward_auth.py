@@ -88,6 +88,8 @@ class ForwardAuth:
                     query = parse_qs(urlsplit(self.path).query)
                     user = query.get("user", [DEFAULT_USER])[0]
                     cookie = f"{SESSION_COOKIE}={auth.cookie(user, host)}; Path=/; HttpOnly"
+                    if auth.cookie_domain:  # COOKIE_DOMAIN: the domain and its subdomains
+                        cookie += f"; Domain={auth.domain_for(host)}"
                     target = query.get("rd", ["/"])[0]
                     self._answer(302, {"Set-Cookie": cookie, "Location": target})
                     return

@@ -12,6 +12,12 @@ their groups at hub start, by the rule of Nebari's `_get_scope_from_role` (only 
 the hub's own API. Users' servers are real processes the hub spawns
 (`SimpleLocalProcessSpawner`): `support/hub_server_app.py`, an OAuth client of the hub
 as every JupyterLab server is.
+
+With `sso_url` (the forward-auth stand-in: who holds a Keycloak session), the hub
+logs browsers in as Nebari's does, without a prompt: auto-login from the Keycloak
+session, and the user's roles assigned at login (`login_roles`, defined at start
+as Nebari's authenticator loads its Keycloak client roles), so browsers can sign in
+to hub services through the hub's real OAuth.
 """
 
 from __future__ import annotations
@@ -38,6 +44,42 @@ CHP = REPO / ".tools" / "node_modules" / ".bin" / "configurable-http-proxy"
 SERVER_APP = Path(__file__).resolve().parent / "hub_server_app.py"
 # The test's own service: creates users and groups, mints and revokes tokens.
 ADMIN_SERVICE = "test-admin"
+
+# Nebari's KeyCloakOAuthenticator as a browser meets it: auto-login (a user signed in to
+# Keycloak sees no hub login page), roles assigned at each login (manage_roles: `user`,
+# `admin` for admins, and the user's Keycloak client roles), definitions loaded at start.
+# "Signed in to Keycloak" is the forward-auth stand-in's session cookie.
+SSO_AUTHENTICATOR = """
+import urllib.error, urllib.request
+
+class KeycloakSessionAuthenticator(NebariRolesAuthenticator):
+    auto_login = True
+    manage_roles = True
+
+    async def authenticate(self, handler, data=None):
+        cookie = handler.get_cookie("_forward_auth")
+        if not cookie:
+            return None
+        request = urllib.request.Request(SSO_URL, headers={
+            "Cookie": f"_forward_auth={cookie}", "X-Forwarded-Host": handler.request.host,
+            "X-Forwarded-Uri": handler.request.uri, "X-Forwarded-Method": "GET"})
+        try:
+            with urllib.request.urlopen(request, timeout=5) as answer:
+                name = answer.headers.get("X-Forwarded-User")
+        except urllib.error.HTTPError:
+            return None
+        if not name:
+            return None
+        admin = name in self.admin_users
+        roles = [{"name": "user"}, *({"name": r["name"]} for r in LOGIN_ROLES)]
+        roles += [{"name": "admin"}] if admin else []
+        return {"name": name, "admin": admin, "roles": roles}
+
+    async def load_managed_roles(self):
+        return [*(await super().load_managed_roles()), *LOGIN_ROLES]
+
+c.JupyterHub.authenticator_class = KeycloakSessionAuthenticator
+"""
 
 
 def missing_hub() -> str | None:
@@ -115,6 +157,10 @@ class JupyterHub:
     # z2jh's hub.config: {Class: {trait: value}}.
     traitlets: dict[str, dict] = field(default_factory=dict)
     proc: subprocess.Popen | None = None
+    # Keycloak-session login (see SSO_AUTHENTICATOR): the stand-in's URL, and the
+    # roles every user gets at login (as from Keycloak client roles of their groups).
+    sso_url: str | None = None
+    login_roles: list[dict] = field(default_factory=list)
 
     @property
     def api_url(self) -> str:
@@ -136,6 +182,14 @@ class JupyterHub:
             for cls, traits in self.traitlets.items()
             for trait, value in traits.items()
         ]
+        if self.sso_url:
+            authenticator = [
+                f"SSO_URL = {self.sso_url!r}",
+                f"LOGIN_ROLES = {self.login_roles!r}",
+                SSO_AUTHENTICATOR,
+            ]
+        else:
+            authenticator = ["c.JupyterHub.authenticator_class = NebariRolesAuthenticator"]
         return "\n".join(
             [
                 AUTHENTICATOR,
@@ -148,7 +202,7 @@ class JupyterHub:
                 f"c.JupyterHub.db_url = 'sqlite:///{self.workdir}/jupyterhub.sqlite'",
                 f"c.JupyterHub.cookie_secret = bytes.fromhex({secrets.token_hex(32)!r})",
                 f"c.JupyterHub.pid_file = '{self.workdir}/jupyterhub.pid'",
-                "c.JupyterHub.authenticator_class = NebariRolesAuthenticator",
+                *authenticator,
                 "c.Authenticator.allow_all = True",
                 # Users' servers: the app below, spawned as the hub spawns JupyterLab.
                 "c.JupyterHub.spawner_class = 'simple'",

@@ -2,7 +2,10 @@
 
 Translates what Traefik would do with the IngressRoute and its Middlewares:
 Host + PathPrefix routing, the forward-auth check (auth_request to a stand-in),
-and the redirectRegex middleware (the bare prefix gets a trailing slash).
+the redirectRegex middleware (the bare prefix gets a trailing slash), and the
+API route (a request whose `Authorization` matches its HeadersRegexp skips the
+forward-auth middleware). With `hub_port`, Nebari's JupyterHub route (/hub/) on
+the Nebari domain too, which may be another host than MLflow's (`mlflow.host`).
 Optionally also listens with TLS on 127.0.0.1:443, so a browser's origin is
 exactly `https://<host>`, as on a real Nebari (MLflow checks it on POSTs).
 """
@@ -49,11 +52,15 @@ class Route:
     redirect_regex: str | None
     redirect_replacement: str | None
     forward_auth: bool
+    # The API route's HeadersRegexp on Authorization (Go regexp syntax, which PCRE
+    # reads the same for what the chart renders); None: no API route.
+    api_header_regex: str | None = None
 
 
 def route_from_manifests(manifests: list[dict], forward_auth_name: str) -> Route:
     (route_obj,) = [m for m in manifests if m["kind"] == "IngressRoute"]
-    (rule,) = route_obj["spec"]["routes"]
+    rule, *others = route_obj["spec"]["routes"]
+    api = [re.search(r"HeadersRegexp\(`Authorization`, `([^`]+)`\)", r["match"]) for r in others]
     host = re.search(r"Host\(`([^`]+)`\)", rule["match"]).group(1)
     prefix = re.search(r"PathPrefix\(`([^`]+)`\)", rule["match"]).group(1)
     names = [mw["name"] for mw in rule.get("middlewares", [])]
@@ -72,6 +79,7 @@ def route_from_manifests(manifests: list[dict], forward_auth_name: str) -> Route
         redirect_regex=redirect["regex"] if redirect else None,
         redirect_replacement=redirect["replacement"] if redirect else None,
         forward_auth=forward_auth_name in names,
+        api_header_regex=api[0].group(1) if api and api[0] else None,
     )
 
 
@@ -85,6 +93,7 @@ class Nginx:
     def __init__(
         self, workdir: Path, route: Route, upstream_port: int, auth_port: int,
         upstream_ports: list[int] | None = None, tls: Tls | None = None,
+        hub_port: int | None = None, domain: str | None = None,
     ):  # fmt: skip
         binary = nginx_binary()
         if binary is None:
@@ -98,7 +107,20 @@ class Nginx:
         self.auth_port = auth_port
         self.port = free_port()
         self.tls = tls
+        # Nebari's /hub route (JupyterHub) on `domain` (default: the route's host).
+        self.hub_port = hub_port
+        self.domain = domain or route.host
         self.proc: subprocess.Popen | None = None
+
+    def _hub_locations(self) -> str:
+        if not self.hub_port:
+            return ""
+        return f"""
+        location /hub/ {{
+            proxy_pass http://127.0.0.1:{self.hub_port};
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-Proto https;
+        }}"""
 
     def config(self) -> str:
         r = self.route
@@ -120,6 +142,15 @@ class Nginx:
                 "            auth_request_set $fa_user $upstream_http_x_forwarded_user;\n"
                 "            proxy_set_header X-Forwarded-User $fa_user;"
             )
+        api_map = ""
+        skip_auth = ""
+        if r.api_header_regex:
+            # Traefik's API route has no forward-auth middleware: its requests pass.
+            api_map = (
+                f'map $http_authorization $api_client {{ default 0; "~{r.api_header_regex}" 1; }}'
+            )
+            skip_auth = "if ($api_client) { return 200; }"
+        hub_here = self._hub_locations() if self.domain == r.host else ""
         listen = f"listen 127.0.0.1:{self.port};"
         if self.tls:
             listen += (
@@ -148,11 +179,13 @@ http {{
     upstream mlflow {{
         {"".join(f"server 127.0.0.1:{p} max_fails=0; " for p in self.upstream_ports)}
     }}
+    {api_map}
     server {{
         {listen}
         server_name {r.host};
         location = /_forward_auth {{
             internal;
+            {skip_auth}
             proxy_pass http://127.0.0.1:{self.auth_port}/;
             proxy_pass_request_body off;
             proxy_set_header Content-Length "";
@@ -180,10 +213,27 @@ http {{
         }}
         location / {{
             return 404;
-        }}
-    }}
+        }}{hub_here}
+    }}{self._domain_server(listen)}
 }}
 """
+
+    def _domain_server(self, listen: str) -> str:
+        """The Nebari domain, when MLflow has a host of its own: the hub and the login."""
+        if self.domain == self.route.host:
+            return ""
+        return f"""
+    server {{
+        {listen}
+        server_name {self.domain};
+        location /_oauth/ {{
+            proxy_pass http://127.0.0.1:{self.auth_port};
+            proxy_set_header X-Forwarded-Host $host;
+        }}
+        location / {{
+            return 404;
+        }}{self._hub_locations()}
+    }}"""
 
     def start(self) -> Nginx:
         self.workdir.mkdir(parents=True, exist_ok=True)

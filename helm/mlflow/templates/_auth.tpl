@@ -103,8 +103,18 @@ memory-backed emptyDir by the init container below, never rendered. */}}
     secretKeyRef:
       name: {{ $auth.hub.tokenSecret.name }}
       key: {{ $auth.hub.tokenSecret.key }}
-- name: NEBARI_MLFLOW_FORWARD_AUTH
-  value: {{ default (printf "http://forwardauth-service.%s.svc:4181/" $ns) $auth.forwardAuth.url | quote }}
+{{- with $auth.login }}
+{{- if .clientId }}
+- name: NEBARI_MLFLOW_OAUTH_CLIENT_ID
+  value: {{ .clientId | quote }}
+- name: NEBARI_MLFLOW_OAUTH_REDIRECT_URI
+  value: {{ required "auth.login.redirectUri is required with auth.login.clientId" .redirectUri | quote }}
+- name: NEBARI_MLFLOW_OAUTH_AUTHORIZE_URL
+  value: {{ required "auth.login.authorizeUrl is required with auth.login.clientId" .authorizeUrl | quote }}
+- name: NEBARI_MLFLOW_SESSION_SECONDS
+  value: {{ .sessionSeconds | quote }}
+{{- end }}
+{{- end }}
 - name: NEBARI_MLFLOW_AUTH_CACHE_SECONDS
   value: {{ $auth.cacheSeconds | quote }}
 {{- end }}

@@ -71,8 +71,8 @@ def status(config_path: Path, kubeconfig: Path | None, context: str | None) -> N
     rprint(table)
     if report.version:
         rprint(Text(f"MLflow version: {report.version}"))
-    domain = config.domain or "<domain>"
-    rprint(Text(f"URL: {naming.public_url(domain, config.mlflow.route_path)}"))
+    host = config.mlflow.host or config.domain or "<domain>"
+    rprint(Text(f"URL: {naming.public_url(host, config.mlflow.route_path)}"))
     if not report.healthy:
         raise typer.Exit(1)
 

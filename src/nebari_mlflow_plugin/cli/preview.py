@@ -82,7 +82,7 @@ class Preview:
         return {
             "provider": str(config.provider.value),
             "enabled": mlflow.enabled,
-            "public URL": naming.public_url(domain, mlflow.route_path),
+            "public URL": naming.public_url(mlflow.host or domain, mlflow.route_path),
             "in-cluster tracking URI": naming.internal_tracking_uri(
                 config.namespace, mlflow.route_path
             ),

@@ -10,7 +10,9 @@ is reconfigured by stage 07, long before Helm would see the values):
   generated secrets, and values that have a first-class `mlflow.*` field (an
   override would silently beat the field). Helm replaces lists, so an override of
   `ingressRoute.middlewares` would drop the login: extra middlewares go to
-  `ingressRoute.extraMiddlewares`, extra env to `server.extraEnv`.
+  `ingressRoute.extraMiddlewares`, extra env to `server.extraEnv`; likewise an
+  override of `networkPolicy.allowFrom` must keep every Nebari client (Traefik,
+  user pods, Argo, Dask, Prometheus): sources go to `networkPolicy.extraAllowFrom`.
 """
 
 from __future__ import annotations
@@ -66,6 +68,17 @@ def _set_paths(value: Any, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]
     return [path for key, item in value.items() for path in _set_paths(item, (*prefix, key))]
 
 
+def dropped_clients(overrides: dict[str, Any], clients: dict[str, dict]) -> list[str]:
+    """Names of `clients` (name -> NetworkPolicy peer: Nebari's clients of MLflow) an
+    override of `networkPolicy.allowFrom` leaves out (Helm replaces the list: where
+    NetworkPolicy is enforced they would be cut off)."""
+    policy = overrides.get("networkPolicy")
+    if not isinstance(policy, dict) or "allowFrom" not in policy:
+        return []
+    allowed = policy["allowFrom"] if isinstance(policy["allowFrom"], list) else []
+    return [name for name, peer in clients.items() if peer not in allowed]
+
+
 def protected_paths(overrides: dict[str, Any]) -> list[tuple[tuple[str, ...], str]]:
     """(path set, reason) for each protected value the overrides touch."""
     found = []
@@ -98,7 +111,9 @@ def schema_errors(values: dict[str, Any], overrides: dict[str, Any]) -> list[str
     ]
 
 
-def check(overrides: dict[str, Any], values: dict[str, Any]) -> None:
+def check(
+    overrides: dict[str, Any], values: dict[str, Any], clients: dict[str, dict] | None = None
+) -> None:
     """Raise ValueError naming every override the deploy would refuse or that would
     break what pods and Traefik depend on."""
     if not overrides:
@@ -110,6 +125,13 @@ def check(overrides: dict[str, Any], values: dict[str, Any]) -> None:
         f"overrides.{'.'.join(path)} cannot be overridden: {reason}"
         for path, reason in protected_paths(overrides)
     ]
+    dropped = dropped_clients(overrides, clients or {})
+    if dropped:
+        problems.append(
+            f"overrides.networkPolicy.allowFrom replaces the list of who may reach MLflow and "
+            f"would cut off {', '.join(dropped)}; add sources with "
+            "overrides.networkPolicy.extraAllowFrom instead"
+        )
     if not problems:
         problems = schema_errors(values, overrides)
     if problems:

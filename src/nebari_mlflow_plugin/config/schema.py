@@ -28,6 +28,8 @@ K8sName = Annotated[str, StringConstraints(pattern=K8S_NAME_PATTERN)]
 SecretKey = Annotated[str, StringConstraints(pattern=r"^[-._a-zA-Z0-9]{1,253}$")]
 # A top-level Keycloak group by name, as Nebari's own stages name theirs ("developer").
 KeycloakGroup = Annotated[str, StringConstraints(pattern=r"^[^/\s][^/]{0,254}$")]
+# A DNS host name (lower case, at least two labels): a host of MLflow's own.
+HOST_PATTERN = r"^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.)+[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
 # A URL path of one or more segments, no trailing slash: what `--static-prefix` takes.
 ROUTE_PATH_PATTERN = r"^(/[A-Za-z0-9._~-]+)+$"
 # What KubeSpawner expands in user-pod environment values.
@@ -429,6 +431,11 @@ class MLflow(schema.Base):
     notebook: Notebook = Notebook()
     # URL path at https://<domain>; also the server's --static-prefix.
     route_path: Annotated[str, StringConstraints(pattern=ROUTE_PATH_PATTERN)] = "/mlflow"
+    # A host of MLflow's own, e.g. mlflow.<domain> (README: Authentication, "Path or
+    # host"): MLflow at https://<host><route_path>/, another origin than the users'
+    # servers and apps under https://<domain>/user/. Its DNS record must point at
+    # Nebari's load balancer; the certificate comes as the domain's does. null: the domain.
+    host: Annotated[str, StringConstraints(pattern=HOST_PATTERN, max_length=253)] | None = None
     # Serve Prometheus metrics at /metrics (the server's root, not under route_path);
     # with Nebari's monitoring.enabled, also the dashboard and alerts (docs: Monitoring).
     prometheus: bool = True

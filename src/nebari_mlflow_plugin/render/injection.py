@@ -11,7 +11,11 @@ It also lists MLflow among JupyterHub's services (`hub.services`, which z2jh add
 to `c.JupyterHub.services`), shaped as Nebari lists its own services (Argo,
 Monitoring) for jhub-apps' Services menu: `display` plus an external `info.url`.
 No `url` key: that would make JupyterHub's proxy serve /services/<name>/ itself,
-bypassing Traefik's forward-auth route to MLflow.
+bypassing Traefik's forward-auth route to MLflow. With auth, the same service is
+the OAuth client browsers sign in to MLflow with (server/login.py): its
+`oauth_redirect_uri` is under MLflow's route, and `oauth_no_confirm` skips the
+hub's "authorize this service" page (an admin-operated service), so a user
+signed in to Nebari sees only redirects.
 """
 
 from __future__ import annotations
@@ -79,12 +83,28 @@ HUB_ROLE_DESCRIPTION = "MLflow reads users' admin flag and groups to authorize r
 HUB_ROLE_SCOPES = ["read:users:name", "read:users:groups"]
 
 
-def hub_service(route_path: str) -> dict[str, Any]:
-    """The `hub.services` entry linking to https://<domain><route_path>/."""
+# The OAuth client of the service (JupyterHub requires the `service-` prefix); the
+# server is told the same id (values.py).
+OAUTH_CLIENT_ID = "service-mlflow"
+OAUTH_CALLBACK = "/oauth_callback"
+
+
+def public_base(mlflow: Any) -> str:
+    """Where browsers reach MLflow: `<route>` on the Nebari domain (relative, as the hub
+    and MLflow share the origin), or `https://<host><route>` on a host of its own."""
+    return f"https://{mlflow.host}{mlflow.route_path}" if mlflow.host else mlflow.route_path
+
+
+def oauth_redirect_uri(mlflow: Any) -> str:
+    return f"{public_base(mlflow)}{OAUTH_CALLBACK}"
+
+
+def hub_service(mlflow: Any) -> dict[str, Any]:
+    """The `hub.services` entry linking to MLflow's UI."""
     return {
         "name": HUB_SERVICE_NAME,
         "display": True,
-        "info": {"name": HUB_SERVICE_NAME, "url": f"{route_path}/", "external": True},
+        "info": {"name": HUB_SERVICE_NAME, "url": f"{public_base(mlflow)}/", "external": True},
     }
 
 
@@ -142,8 +162,12 @@ def add_hub_service(config: Any) -> None:
     if not config.mlflow.enabled or jupyterhub is None:
         return
     services = _mapping(_mapping(jupyterhub.overrides, "hub", "hub"), "services", "hub.services")
-    services.setdefault(HUB_SERVICE_KEY, hub_service(config.mlflow.route_path))
+    services.setdefault(HUB_SERVICE_KEY, hub_service(config.mlflow))
     if config.mlflow.auth.enabled:
+        service = services[HUB_SERVICE_KEY]
+        service.setdefault("oauth_client_id", OAUTH_CLIENT_ID)
+        service.setdefault("oauth_redirect_uri", oauth_redirect_uri(config.mlflow))
+        service.setdefault("oauth_no_confirm", True)
         # The server reads users' admin flag and groups with this service's token
         # (z2jh generates it into its Secret `hub`): only that, through this role.
         # z2jh names the service by its entry's `name` (the key only when absent).

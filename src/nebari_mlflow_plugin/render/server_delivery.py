@@ -27,11 +27,19 @@ def auth_values(mlflow: Any) -> dict[str, Any]:
     auth = mlflow.auth
     values: dict[str, Any] = {"enabled": auth.enabled}
     if auth.enabled:
+        from nebari_mlflow_plugin.render import injection
+
         values.update(
             defaultPermission=auth.default_permission.value,
             cacheSeconds=auth.cache_seconds,
             hub={"serviceName": HUB_SERVICE_NAME},
             package=package_files(),
+            # Browsers sign in as clients of the hub service injection.py registers
+            # (the hub's authorize URL, on the domain, comes from Terraform).
+            login={
+                "clientId": injection.OAUTH_CLIENT_ID,
+                "redirectUri": injection.oauth_redirect_uri(mlflow),
+            },
         )
     return values
 
@@ -42,7 +50,8 @@ def auth_summary(mlflow: Any) -> str:
     if not auth.enabled:
         return "OFF (mlflow.auth.enabled: false): anyone reaching the server can do anything"
     return (
-        "on: JupyterHub tokens, Keycloak sessions (forward-auth), MLflow users' passwords; "
+        "on: JupyterHub tokens, browser sessions (signed in through JupyterHub), MLflow "
+        "users' passwords; "
         f"default permission {auth.default_permission.value}, Nebari admins are MLflow admins, "
         f"verified identities cached {auth.cache_seconds} s"
     )

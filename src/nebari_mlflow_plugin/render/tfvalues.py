@@ -20,7 +20,7 @@ from nebari_mlflow_plugin.assets import terraform_dir
 
 # Module inputs the root module fills from its own variables, by name.
 ROOT_TO_MODULE = (
-    "name", "namespace", "domain", "route_path", "service_port", "forward_auth_middleware",
+    "name", "namespace", "domain", "host", "route_path", "service_port", "forward_auth_middleware",
     "helm_values", "helm_overrides", "internal_database",
 )  # fmt: skip
 # Locals of the volume providers (terraform/volume/storage.tf).

@@ -26,27 +26,29 @@ PROMETHEUS_PEER: dict[str, Any] = {
 # Nebari installs it as the release `nebari` (monitoring.enabled).
 NEBARI_PROMETHEUS_LABELS = {"release": "nebari"}
 
-# Pods that may reach MLflow, all in the Nebari namespace (NetworkPolicy peers).
-NEBARI_CLIENT_PEERS: list[dict[str, Any]] = [
+# Pods that may reach MLflow, all in the Nebari namespace (NetworkPolicy peers), by
+# what they are (named in `nebari validate`'s refusal of an override dropping one).
+NEBARI_CLIENTS: dict[str, dict[str, Any]] = {
     # Traefik, which serves https://<domain>/mlflow.
-    {"podSelector": {"matchLabels": {"app.kubernetes.io/component": "traefik-ingress"}}},
+    "Traefik": {"podSelector": {"matchLabels": {"app.kubernetes.io/component": "traefik-ingress"}}},
     # JupyterLab user servers (z2jh labels them component=singleuser-server).
-    {"podSelector": {"matchLabels": {"component": "singleuser-server"}}},
+    "user pods": {"podSelector": {"matchLabels": {"component": "singleuser-server"}}},
     # Argo workflow steps and scheduled notebook jobs.
-    {
+    "Argo workflows": {
         "podSelector": {
             "matchExpressions": [{"key": "workflows.argoproj.io/workflow", "operator": "Exists"}]
         }
     },
     # Dask workers and schedulers started from notebooks (dask-gateway).
-    {
+    "Dask workers": {
         "podSelector": {
             "matchExpressions": [{"key": "gateway.dask.org/instance", "operator": "Exists"}]
         }
     },
     # Prometheus, scraping /metrics (served at the server's root, not under route_path).
-    PROMETHEUS_PEER,
-]
+    "Prometheus": PROMETHEUS_PEER,
+}
+NEBARI_CLIENT_PEERS: list[dict[str, Any]] = list(NEBARI_CLIENTS.values())
 
 
 def monitoring_values(mlflow: MLflow, nebari_monitoring: bool) -> dict[str, Any]:

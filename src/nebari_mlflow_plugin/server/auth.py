@@ -6,10 +6,13 @@ Who is calling, in order:
    or scheduled job (`JUPYTERHUB_API_TOKEN`), verified with JupyterHub.
 2. `Authorization: Basic`: an MLflow user with a password (machines: CI, services),
    verified against MLflow's own user store.
-3. Nebari's session cookie: a browser through Traefik, verified by asking Nebari's
-   forward-auth about that cookie. A client's `X-Forwarded-User` is never trusted.
-Anything else: 401. A JupyterHub token must be meant for MLflow (`scopes`). A verifier
-that cannot answer: 424 with the reason, never "allow" (see `_unverifiable`).
+3. MLflow's session cookie: a browser signed in through JupyterHub's OAuth
+   (`login`), holding a token the hub issued to MLflow, verified as in 1.
+   Nebari's forward-auth cookie is never a credential (every user's server
+   receives it), nor is a client's `X-Forwarded-User`.
+Anything else: 401, or for a browser's page navigation the sign-in redirect. A
+JupyterHub token must be meant for MLflow (`scopes`). A verifier that cannot answer:
+424 with the reason, never "allow" (see `_unverifiable`).
 
 Then MLflow's basic-auth app authorizes the request against its permission store
 (admins, creators' MANAGE, `default_permission`), which `grants.sync` keeps in step
@@ -29,7 +32,7 @@ import threading
 from flask import Response, current_app, g, has_request_context, make_response, request
 from werkzeug.datastructures import Authorization
 
-from . import attribution, grants, lookups, request_metrics, scopes, shared, upstream
+from . import attribution, grants, login, lookups, request_metrics, scopes, shared, upstream
 from .identity import Identity, IdentityCache
 from .settings import Settings
 
@@ -40,8 +43,8 @@ UNAUTHENTICATED = (
     "Not authenticated. MLflow on Nebari accepts: a JupyterHub token "
     "(Authorization: Bearer $JUPYTERHUB_API_TOKEN; user pods send it automatically), "
     "an MLflow user's password (HTTP Basic: MLFLOW_TRACKING_USERNAME / "
-    "MLFLOW_TRACKING_PASSWORD, created by an MLflow admin), or a browser session "
-    "through https://<nebari-domain>/<route>."
+    "MLFLOW_TRACKING_PASSWORD, created by an MLflow admin), or MLflow's browser session "
+    "(open the MLflow page in a browser: it signs you in through JupyterHub)."
 )
 # Read without a credential, as before auth: Prometheus scrapes the server's root
 # /metrics (request counts and latencies by method and status, the MLflow version) and
@@ -57,18 +60,20 @@ def _open_paths() -> set[str]:
     return {METRICS_PATH, f"{prefix}/version"}
 
 
-# Credentials whose identities every worker and replica shares (an MLflow user's
-# password is checked against MLflow's own database anyway).
-SHARED_KINDS = ("hub", "session")
+# Credentials whose identities every worker and replica shares: hub tokens, whether
+# sent by a client or held in a browser's MLflow session (an MLflow user's password is
+# checked against MLflow's own database anyway).
+SHARED_KINDS = ("hub",)
 
 _settings: Settings | None = None
+_login: login.LoginSettings | None = None
 _cache: IdentityCache | None = None
 _shared: shared.SharedIdentities | None = None
 _init_lock = threading.Lock()
 
 
 def _state() -> tuple[Settings, IdentityCache]:
-    global _settings, _cache, _shared
+    global _settings, _login, _cache, _shared
     if _cache is None:
         with _init_lock:
             if _cache is None:
@@ -78,6 +83,7 @@ def _state() -> tuple[Settings, IdentityCache]:
                     lookups.install(app, settings.cache_seconds, settings.cache_size)
                 _shared = shared.open_store(settings.secret_key)
                 _settings = settings
+                _login = login.LoginSettings.from_env()
                 _cache = IdentityCache(settings.cache_seconds, settings.cache_size)
     return _settings, _cache
 
@@ -119,19 +125,15 @@ def _credential() -> tuple[str, str] | None:
     if scheme.lower() == "basic" and request.authorization is not None:
         auth = request.authorization
         return "mlflow", f"{auth.username}:{auth.password}"
-    cookie = request.cookies.get(upstream.SESSION_COOKIE)
-    if cookie:
-        return "session", cookie
+    token = login.session_token(_login, request)
+    if token:
+        return "hub", token
     return None
 
 
 def _verify(settings: Settings, kind: str, credential: str) -> Identity:
     if kind == "hub":
         identity = upstream.verify_hub_token(settings, credential)
-    elif kind == "session":
-        identity = upstream.verify_session(
-            settings, credential, request.host, request.full_path.rstrip("?"), request.method
-        )
     else:
         from mlflow.server.auth import store
 
@@ -156,13 +158,11 @@ def identify() -> Identity | Response:
     credential = _credential()
     if credential is None:
         return _response(401, UNAUTHENTICATED)
-    # A session is vouched for per host (its cookie domain): the host is part of the key.
-    scope = request.host if credential[0] == "session" else ""
-    key = cache.key(*credential, scope)
+    key = cache.key(*credential)
     identity = cache.get(key)
     if identity is None:
         store = _shared if credential[0] in SHARED_KINDS else None
-        shared_key = store.key(*credential, scope) if store else ""
+        shared_key = store.key(*credential) if store else ""
         recalled = store.recall(shared_key, settings.cache_seconds) if store else None
         if recalled is not None:
             # Verified by another worker or replica within cache_seconds.
@@ -211,14 +211,39 @@ def _reserved_experiment_refusal(identity: Identity) -> Response | None:
     return _response(403, f"Permission denied: {name!r} is reserved for the user {owner!r}.")
 
 
+def _sign_in(settings: Settings, cache: IdentityCache) -> Response:
+    """The OAuth callback (`login.callback`), with this server's hub and verification."""
+
+    def exchange(code: str) -> tuple[str, float]:
+        return login.exchange_code(f"{settings.hub_api}/oauth2/token", _login,
+                                   settings.hub_token, code, settings.timeout)  # fmt: skip
+
+    def verify(token: str) -> None:
+        with lookups.fresh():
+            cache.put(cache.key("hub", token), _verify(settings, "hub", token))
+
+    try:
+        return login.callback(_login, request, exchange, verify)
+    except (login.LoginFailed, upstream.Refused) as exc:
+        return login.failure_page(403, str(exc))
+    except (upstream.Unavailable, ConnectionError, OSError) as exc:
+        _logger.warning("nebari-mlflow: sign-in cannot complete: %s", exc)
+        return login.failure_page(503, f"JupyterHub cannot be reached right now ({exc})")
+
+
 def authenticate() -> Authorization | Response:
     """MLflow's `authorization_function`: an Authorization naming the caller, or the
-    response that refuses the request."""
-    settings, _ = _state()
+    response that refuses the request (for a browser's page without a session: the
+    sign-in redirect)."""
+    settings, cache = _state()
     if request.method == "GET" and request.path in _open_paths() and settings.admin_username:
         return Authorization("basic", {"username": settings.admin_username, "password": ""})
+    if login.is_callback(_login, request):
+        return _sign_in(settings, cache)
     identity = identify()
     if isinstance(identity, Response):
+        if identity.status_code == 401 and login.wants_login(_login, request):
+            return login.login_redirect(_login, request)
         return identity
     refusal = _reserved_experiment_refusal(identity)
     if refusal is not None:

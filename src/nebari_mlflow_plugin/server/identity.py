@@ -2,8 +2,8 @@
 
 Only successful verifications are cached, keyed by a hash of the credential
 (the credential itself is never kept), for `ttl` seconds: a revoked token or an
-ended session stops working within that time, and while the hub or
-forward-auth is down, credentials verified within it keep working (then 503).
+ended session stops working within that time, and while the hub is down,
+credentials verified within it keep working (then 503).
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ class Identity:
     name: str
     admin: bool = False
     groups: tuple[str, ...] = ()
-    # "hub" (a JupyterHub token), "session" (a browser through Traefik), "mlflow" (an
-    # MLflow user's password: machines). Hub and session identities are synced into
+    # "hub" (a JupyterHub token: a pod's, or the one in a browser's MLflow session),
+    # "mlflow" (an MLflow user's password: machines). Hub identities are synced into
     # MLflow's user store; MLflow users already are there.
     source: str = "hub"
     verified_at: float = field(default_factory=time.monotonic)

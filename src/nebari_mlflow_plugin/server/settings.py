@@ -9,7 +9,6 @@ from dataclasses import dataclass
 # Names of the variables, shared with the chart (and its tests).
 HUB_API = "NEBARI_MLFLOW_HUB_API"
 HUB_TOKEN = "NEBARI_MLFLOW_HUB_TOKEN"
-FORWARD_AUTH = "NEBARI_MLFLOW_FORWARD_AUTH"
 CACHE_SECONDS = "NEBARI_MLFLOW_AUTH_CACHE_SECONDS"
 # MLflow's service name in JupyterHub: a token is for MLflow with access:services!service=<it>.
 HUB_SERVICE = "NEBARI_MLFLOW_HUB_SERVICE"
@@ -23,12 +22,11 @@ ADMIN_USERNAME = "MLFLOW_AUTH_ADMIN_USERNAME"
 class Settings:
     hub_api: str
     hub_token: str
-    forward_auth: str
     cache_seconds: float
     admin_username: str
     hub_service: str = "MLflow"
     secret_key: str = ""
-    # Upstream calls (hub, forward-auth): a slow hub must not hold a worker long.
+    # Upstream calls (the hub): a slow hub must not hold a worker long.
     timeout: float = 5.0
     cache_size: int = 10000
 
@@ -38,7 +36,6 @@ class Settings:
         return cls(
             hub_api=env.get(HUB_API, "").rstrip("/"),
             hub_token=env.get(HUB_TOKEN, ""),
-            forward_auth=env.get(FORWARD_AUTH, ""),
             cache_seconds=float(env.get(CACHE_SECONDS, "60")),
             admin_username=env.get(ADMIN_USERNAME, ""),
             hub_service=env.get(HUB_SERVICE) or "MLflow",

@@ -1,5 +1,5 @@
-"""The two services that vouch for a caller: JupyterHub (tokens) and Nebari's
-traefik-forward-auth (browser sessions), called with the stdlib only.
+"""The service that vouches for a caller: JupyterHub (its tokens, also those in
+MLflow's browser sessions: see login.py), called with the stdlib only.
 
 A caller they refuse raises `Refused` (the request gets 401); a service that
 cannot answer raises `Unavailable` (503): an outage never lets a request in.
@@ -17,9 +17,6 @@ from . import scopes
 from .identity import Identity
 from .settings import Settings
 
-# traefik-forward-auth's cookie (Nebari keeps the default name).
-SESSION_COOKIE = "_forward_auth"
-
 
 class Refused(Exception):
     """The credential is not (or no longer) valid."""
@@ -34,8 +31,7 @@ class Unavailable(Exception):
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    # forward-auth answers an invalid session with a redirect to the login page: that
-    # is a refusal, not something to follow.
+    # A redirect (e.g. to a login page) is a refusal, not something to follow.
     def redirect_request(self, *args: Any, **kwargs: Any) -> None:
         return None
 
@@ -99,26 +95,3 @@ def verify_hub_token(settings: Settings, token: str) -> Identity:
     server = scopes.own_server(granted, name)
     return Identity(name=name, admin=admin, groups=groups,
                     source="server" if server else "hub")  # fmt: skip
-
-
-def verify_session(settings: Settings, cookie: str, host: str, uri: str, method: str) -> Identity:
-    """The Keycloak user of a browser session, as Nebari's forward-auth vouches for it:
-    the request Traefik would have sent it, with only the session cookie."""
-    status, headers, _ = _get(
-        settings.forward_auth,
-        {
-            "Cookie": f"{SESSION_COOKIE}={cookie}",
-            "X-Forwarded-Host": host,
-            "X-Forwarded-Proto": "https",
-            "X-Forwarded-Uri": uri,
-            "X-Forwarded-Method": method,
-        },
-        settings.timeout,
-    )
-    if status >= 500:
-        raise Unavailable(f"forward-auth answered {status}")
-    user = {k.lower(): v for k, v in headers.items()}.get("x-forwarded-user", "")
-    if not 200 <= status < 300 or not user:
-        raise Refused("the browser session is not valid (log in again)")
-    admin, groups = hub_user(settings, user)
-    return Identity(name=user, admin=admin, groups=groups, source="session")

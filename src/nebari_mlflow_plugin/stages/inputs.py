@@ -31,18 +31,26 @@ class InputSchema(schema.Base):
             add_server_token_scopes,
             inject_user_pods,
         )
-        from nebari_mlflow_plugin.render.values import build_values
+        from nebari_mlflow_plugin.render.values import NEBARI_CLIENTS, build_values
 
         taken = routes.collisions(self.mlflow.route_path, routes.extension_rules(self))
         if taken:
             raise ValueError(routes.route_error(self.mlflow.route_path, taken))
+        domain = getattr(self, "domain", None)
+        if self.mlflow.host and domain and self.mlflow.host == domain.lower():
+            raise ValueError(
+                f"mlflow.host {self.mlflow.host!r} is the Nebari domain: give a host of "
+                f"MLflow's own (e.g. 'mlflow.{domain}'), or remove mlflow.host to serve it at "
+                f"https://{domain}{self.mlflow.route_path}/"
+            )
         provider = getattr(self, "provider", None)
         self.mlflow._replicas_need_shared_storage(getattr(provider, "value", provider))
         builder = provider_for(provider if provider is not None else "local")
         if self.mlflow.enabled and self.mlflow.overrides:
             # What Helm would refuse at deploy time, refused now: before stage 07
             # reconfigures JupyterHub, before anything is created.
-            overrides.check(self.mlflow.overrides, build_values(self.mlflow, builder))
+            overrides.check(self.mlflow.overrides, build_values(self.mlflow, builder),
+                            NEBARI_CLIENTS)  # fmt: skip
         if self.mlflow.enabled and provider is not None:
             builder.check_config(self)
             builder.preflight(self)

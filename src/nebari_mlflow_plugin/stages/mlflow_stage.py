@@ -187,6 +187,7 @@ class MlflowStage(NebariTerraformStage):
             "name": naming.RELEASE_NAME,
             "namespace": self.config.namespace,
             "domain": domain,
+            "host": mlflow.host or "",
             "route_path": mlflow.route_path,
             "service_port": naming.SERVICE_PORT,
             "forward_auth_middleware": middleware,
@@ -222,5 +223,6 @@ class MlflowStage(NebariTerraformStage):
             time.sleep(CHECK_POLL_SECONDS)
         domain = DOMAIN.get(stage_outputs, "<domain>")
         route = self.config.mlflow.route_path
-        print(f"MLflow is available at {naming.public_url(domain, route)}")
+        host = self.config.mlflow.host or domain
+        print(f"MLflow is available at {naming.public_url(host, route)}")
         print(f"In-cluster tracking URI: {naming.internal_tracking_uri(namespace, route)}")

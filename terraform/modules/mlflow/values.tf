@@ -10,13 +10,17 @@ locals {
     "app.kubernetes.io/managed-by" = "nebari-mlflow-plugin"
   }
 
+  # Where browsers reach MLflow: a host of its own, or the Nebari domain.
+  public_host = var.host != "" ? var.host : var.domain
+
   # Only what Terraform alone knows; the config-driven values come in var.helm_values.
   # No conditionals on object shapes: keys that do not apply are empty and merge away.
   terraform_values = {
     server = {
-      allowedHosts = [var.domain]
-      # The UI's POSTs carry Origin https://<domain>; MLflow refuses other origins.
-      corsAllowedOrigins = ["https://${var.domain}"]
+      allowedHosts = [local.public_host]
+      # The UI's POSTs carry Origin https://<public host>; MLflow refuses other origins
+      # (on a host of its own: also pages of the Nebari domain, user content included).
+      corsAllowedOrigins = ["https://${local.public_host}"]
       platformEnv        = [for name, value in var.server_env : { name = name, value = value }]
       cryptoSecret = {
         name = local.crypto_secret_name
@@ -26,11 +30,14 @@ locals {
     # Used only with auth.enabled (from helm_values); the Secret always exists.
     auth = {
       secret = { name = local.auth_secret_name }
+      # Browsers sign in at the hub on the Nebari domain (see server/login.py).
+      login = { authorizeUrl = "https://${var.domain}/hub/api/oauth2/authorize" }
     }
-    # Traefik route at https://<domain><route_path> behind Nebari's Keycloak login.
+    # Traefik route at https://<public host><route_path> behind Nebari's Keycloak login
+    # (a host of its own gets its certificate from the entry point's certResolver).
     ingressRoute = {
       enabled = true
-      host    = var.domain
+      host    = local.public_host
       middlewares = [
         {
           name      = var.forward_auth_middleware

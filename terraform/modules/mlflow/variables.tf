@@ -13,6 +13,12 @@ variable "domain" {
   type        = string
 }
 
+variable "host" {
+  description = "A host name of MLflow's own (e.g. mlflow.<domain>); empty: served on the domain."
+  type        = string
+  default     = ""
+}
+
 variable "route_path" {
   description = "URL path MLflow is served under, without trailing slash (e.g. /mlflow)."
   type        = string

@@ -23,7 +23,10 @@ const browser = await chromium.launch({
   args: [
     "--no-sandbox", "--disable-gpu", "--disable-quic", "--disable-background-networking",
     "--disable-component-update", "--disable-sync", "--no-first-run",
-    `--host-resolver-rules=MAP ${new URL(plan.origin).hostname} 127.0.0.1`,
+    // The origin's host, and any other the journey crosses (the hub on the domain when
+    // MLflow has a host of its own), all on the test's TLS listener.
+    `--host-resolver-rules=${[new URL(plan.origin).hostname, ...(plan.otherHosts || [])]
+      .map((host) => `MAP ${host} 127.0.0.1`).join(", ")}`,
   ],
 });
 // The self-signed certificate of the test's TLS listener is the only one it sees.
@@ -61,11 +64,15 @@ page.on("requestfailed", (request) => {
          failure: request.failure()?.errorText });
 });
 
+class Done extends Error {}
+
 async function step(name, action) {
+  if (plan.stopAfterDone) throw new Done();
   const started = Date.now();
   try {
     await action();
     emit({ event: "step", step: name, ok: true, ms: Date.now() - started });
+    if (plan.stopAfter === name) plan.stopAfterDone = true;
   } catch (error) {
     const shot = path.join(plan.screenshots, `journey-failed-${name}.png`);
     await page.screenshot({ path: shot }).catch(() => {});
@@ -83,13 +90,21 @@ const modal = (title) => page.getByRole("dialog", { name: title });
 
 try {
   await step("login", async () => {
-    // No session: nginx's forward-auth sends the browser to the login stand-in,
-    // which sets the session cookie and returns to the UI.
+    // No session: nginx's forward-auth sends the browser to the login stand-in (Keycloak),
+    // which returns to the UI; MLflow sends it through JupyterHub's OAuth (the hub logs
+    // the Keycloak session in, no prompt) and sets its own session cookie.
     const response = await page.goto(base);
     if (!response.ok()) throw new Error(`UI answered ${response.status()}`);
     if (!page.url().startsWith(`${base}/`)) throw new Error(`ended at ${page.url()}`);
-    const cookies = await context.cookies(plan.origin);
-    if (!cookies.some((c) => c.name === plan.sessionCookie)) throw new Error("no session cookie");
+    const cookies = await context.cookies(`${base}/`);
+    const session = cookies.find((c) => c.name === plan.sessionCookie);
+    if (!session) throw new Error(`no ${plan.sessionCookie} cookie: ${JSON.stringify(cookies)}`);
+    const scoped = session.path === plan.prefix && session.httpOnly && session.secure
+      && session.sameSite === "Lax" && session.expires > Date.now() / 1000;
+    if (!scoped) throw new Error(`session cookie not scoped to MLflow: ${JSON.stringify(session)}`);
+    // Pages outside MLflow's route never receive it.
+    const elsewhere = await context.cookies(`${plan.origin}/user/someone/`);
+    if (elsewhere.some((c) => c.name === plan.sessionCookie)) throw new Error("sent outside the route");
   });
 
   await step("signed-in-as", async () => {
@@ -203,8 +218,8 @@ try {
     await page.getByRole("link", { name: plan.discardedRun, exact: true }).waitFor({ state: "detached" });
     await page.getByText(/1 matching runs?/).waitFor();
   });
-} catch {
-  process.exitCode = 1;
+} catch (error) {
+  if (!(error instanceof Done)) process.exitCode = 1;
 } finally {
   await Promise.all(pending);
   await browser.close();
