@@ -52,7 +52,14 @@ def _counts(stage_dir, tmp_path, enabled: bool, force_destroy: bool) -> dict[str
                 expressions[f"{kind}.{name}"] = str(spec.get("count", "1"))
     for block in blocks.get("module", []):
         for name, spec in block.items():
-            expressions[f"module.{name}"] = str(spec.get("count", "1"))
+            count = str(spec.get("count", "1"))
+            if "count" not in spec and "role" in spec:
+                # A module that configures its own provider cannot take a count: it is
+                # gated by its input (the Keycloak role: null creates nothing).
+                count = (
+                    f"({str(spec['role']).removeprefix('${').removesuffix('}')}) == null ? 0 : 1"
+                )
+            expressions[f"module.{name}"] = count
     work = tmp_path / f"counts-{enabled}-{force_destroy}"
     work.mkdir()
     lines = [f'    "{address}" = {expr.removeprefix("${").removesuffix("}")}'
@@ -60,6 +67,7 @@ def _counts(stage_dir, tmp_path, enabled: bool, force_destroy: bool) -> dict[str
     (work / "main.tf").write_text(
         'variable "enabled" {\n  type = bool\n}\n'
         'variable "force_destroy" {\n  type = bool\n}\n'
+        'variable "hub_access_role" {\n  type = any\n  default = {name = "role"}\n}\n'
         'output "counts" {\n  value = {\n' + "\n".join(lines) + "\n  }\n}\n"
     )
     (work / "terraform.tfvars.json").write_text(
