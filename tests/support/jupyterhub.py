@@ -321,12 +321,13 @@ class JupyterHub:
             time.sleep(0.3)
         raise TimeoutError(f"{user}'s server did not stop")
 
-    def visitor_token(self, owner: str, visitor: str) -> dict:
+    def visitor_token(self, owner: str, visitor: str, sso_cookie: str | None = None) -> dict:
         """What `owner`'s server holds after `visitor` opened it in a browser: JupyterHub's
-        real OAuth flow (log in, the owner shares the server, authorize, callback)."""
+        real OAuth flow (log in, the owner shares the server, authorize, callback). With
+        a Keycloak-session hub (`sso_url`), `sso_cookie` is the visitor's `_forward_auth`."""
         self.api("POST", f"/shares/{owner}/", {"user": visitor})
         browser = _Browser(self.public_url)
-        browser.login(visitor)
+        browser.login(visitor, sso_cookie)
         return json.loads(browser.open(f"/user/{owner}/visitor"))
 
     def revoke(self, user: str, token_id: str) -> None:
@@ -351,9 +352,8 @@ class _Browser:
         import http.cookiejar
 
         self.base = base
-        self.opener = urllib.request.build_opener(
-            urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar())
-        )
+        self.jar = http.cookiejar.CookieJar()
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar))
 
     def _fetch(self, path: str, form: dict | None = None) -> tuple[str, str]:
         url = path if path.startswith("http") else f"{self.base}{path}"
@@ -377,7 +377,16 @@ class _Browser:
                 fields[name.group(1)] = html.unescape(value.group(1)) if value else ""
         return html.unescape(match.group(1)), fields
 
-    def login(self, user: str) -> None:
+    def login(self, user: str, sso_cookie: str | None = None) -> None:
+        if sso_cookie is not None:  # the hub logs the Keycloak session in, no form
+            import http.cookiejar
+
+            host = urllib.parse.urlsplit(self.base).hostname or ""
+            self.jar.set_cookie(http.cookiejar.Cookie(
+                0, "_forward_auth", sso_cookie, None, False, host, False, False, "/", True,
+                False, None, False, None, None, {}))  # fmt: skip
+            self._fetch("/hub/login")
+            return
         _, page = self._fetch("/hub/login")
         action, fields = self._form(page)
         fields.update(username=user, password="any")
