@@ -83,7 +83,7 @@ $(PUBLIC_PLUGIN_WHEEL): .venv/.installed
 
 test: install
 	.venv/bin/pytest -n 2 --dist loadfile tests/plugin tests/e2e
-	.venv-mlflow/bin/pytest -n 2 --dist loadfile tests/notebook
+	.venv-mlflow/bin/pytest -n 2 --dist loadfile tests/notebook tests/server
 
 lint: install
 	.venv/bin/ruff check src tests benchmarks

@@ -52,9 +52,12 @@ def test_auth_is_on_by_default_with_read(tmp_path):
     # z2jh's hub NetworkPolicy admits only pods with this label.
     labels = deployment["spec"]["template"]["metadata"]["labels"]
     assert labels["hub.jupyter.org/network-access-hub"] == "true"
-    # The authorization package is delivered whole, as the files of server/.
-    (package,) = find(release.manifests, "ConfigMap", "mlflow-auth-package")
+    # The authorization function's package is delivered whole, as the files of server/,
+    # and the server imports it from there.
+    (package,) = find(release.manifests, "ConfigMap", "mlflow-server-package")
     assert set(package["data"]) == {p.name for p in SERVER_PACKAGE.glob("*.py")}
+    mounts = {m["mountPath"]: m for m in server["volumeMounts"]}
+    assert mounts[env["PYTHONPATH"]["value"]]["readOnly"] is True
     # The server's NetworkPolicy restricts ingress only: it reaches hub and forward-auth.
     (policy,) = find(release.manifests, "NetworkPolicy", "mlflow")
     assert policy["spec"]["policyTypes"] == ["Ingress"]
@@ -75,7 +78,10 @@ def test_off_is_todays_server(tmp_path):
     deployment = server_deployment(release.manifests)
     assert "--app-name" not in server_container(deployment)["args"]
     assert "auth-config" not in [c["name"] for c in containers_of(deployment)[0]]
-    assert not find(release.manifests, "ConfigMap", "mlflow-auth-package")
+    # The server package reaches the jobs (test_no_inline_scripts.py), not the server.
+    server = server_container(deployment)
+    assert "PYTHONPATH" not in env_names(server)
+    assert "server-package" not in [m["name"] for m in server["volumeMounts"]]
     assert "MLFLOW_TRACKING_AUTH" not in user_env(config)
     assert "MLFLOW_EXPERIMENT_NAME" not in user_env(config)  # MLflow's Default, as before
     assert "loadRoles" not in config.jupyterhub.overrides["hub"]

@@ -17,6 +17,7 @@ import kubernetes_validate
 import pytest
 import yaml
 from support.crds import TRAEFIK_CRDS, crd_schemas
+from support.release import server_package
 
 from nebari_mlflow_plugin import versions
 from nebari_mlflow_plugin.__about__ import __version__
@@ -644,8 +645,10 @@ def test_every_server_start_migrates_in_an_init_container_not_a_hook(values, ren
     # Install and upgrade (and a new release on kept data) run the same migration.
     assert server(install) == server(upgrade)
     init, main = migration(install), container(server(install))
-    # The server's database, common and extra env, in the server's order.
-    assert [e for e in main["env"] if e in init["env"]] == init["env"]
+    # The server's database, common and extra env, in the server's order; and the path of
+    # the server package it runs (`python3 -m nebari_mlflow_server.migrate`).
+    own = [e for e in init["env"] if e["name"] != "PYTHONPATH"]
+    assert [e for e in main["env"] if e in init["env"]] == own
     assert env_of(init)["MLFLOW_BACKEND_STORE_URI"] == env_of(main)["MLFLOW_BACKEND_STORE_URI"]
     assert init["image"] == main["image"]
     assert init["command"][-2:] == ["upgrade", str(MIGRATION_DEFAULTS["waitSeconds"])]
@@ -729,7 +732,7 @@ def test_network_policies_can_be_disabled(render_chart):
 
 def test_notes_give_the_in_cluster_tracking_uri():
     rendered = helm.Chart.load(str(CHART_DIR)).render(
-        OVERRIDDEN, name="tracking", namespace="team-a", is_install=True
+        merged(server_package(), OVERRIDDEN), name="tracking", namespace="team-a", is_install=True
     )
     notes = next(text for path, text in rendered.items() if path.endswith("NOTES.txt"))
     assert "http://tracking-mlflow.team-a.svc:5000/tracking" in notes

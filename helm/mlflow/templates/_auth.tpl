@@ -1,7 +1,5 @@
 {{/* Authentication (auth.enabled): MLflow's basic-auth app with Nebari's
-authorization function, delivered as the ConfigMap <fullname>-auth-package. */}}
-
-{{- define "mlflow.authPackageDir" -}}/opt/nebari-mlflow/server{{- end }}
+authorization function, a module of the server package (_jobs.tpl). */}}
 {{- define "mlflow.authConfigDir" -}}/var/run/mlflow-auth{{- end }}
 
 {{- define "mlflow.authArgs" -}}
@@ -80,8 +78,7 @@ memory-backed emptyDir by the init container below, never rendered. */}}
 {{- $ns := .Release.Namespace }}
 - name: MLFLOW_AUTH_CONFIG_PATH
   value: {{ include "mlflow.authConfigDir" . }}/basic_auth.ini
-- name: PYTHONPATH
-  value: {{ include "mlflow.authPackageDir" . }}
+{{ include "mlflow.serverPackageEnv" . }}
 - name: MLFLOW_AUTH_ADMIN_USERNAME
   value: {{ $auth.adminUsername | quote }}
 - name: MLFLOW_AUTH_ADMIN_PASSWORD
@@ -113,9 +110,7 @@ memory-backed emptyDir by the init container below, never rendered. */}}
 - name: auth-config
   mountPath: {{ include "mlflow.authConfigDir" . }}
   readOnly: true
-- name: auth-package
-  mountPath: {{ include "mlflow.authPackageDir" . }}
-  readOnly: true
+{{ include "mlflow.serverPackageMount" . }}
 {{- end }}
 {{- end }}
 
@@ -125,14 +120,6 @@ memory-backed emptyDir by the init container below, never rendered. */}}
   emptyDir:
     medium: Memory
     sizeLimit: 1Mi
-- name: auth-package
-  configMap:
-    name: {{ include "mlflow.fullname" . }}-auth-package
-    items:
-      {{- range $file, $_ := .Values.auth.package }}
-      - key: {{ $file }}
-        path: nebari_mlflow_server/{{ $file }}
-      {{- end }}
 {{- end }}
 {{- end }}
 
@@ -150,9 +137,6 @@ hub.jupyter.org/network-access-hub: "true"
 {{- end }}
 {{- if not (has .Values.auth.defaultPermission (list "NO_PERMISSIONS" "READ" "EDIT")) }}
 {{- fail (printf "auth.defaultPermission must be NO_PERMISSIONS, READ or EDIT, not %q" (toString .Values.auth.defaultPermission)) }}
-{{- end }}
-{{- if not .Values.auth.package }}
-{{- fail "auth.package is empty: the authorization package's files are required when auth.enabled" }}
 {{- end }}
 {{- end }}
 {{- end }}
