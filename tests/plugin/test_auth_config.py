@@ -138,7 +138,7 @@ def test_the_ini_keeps_the_uri_and_the_admin_gets_this_deployments_password(tmp_
     an earlier release) gets the password of this deployment's Secret."""
     from urllib.parse import quote
 
-    from support.deployment import MLFLOW_BIN, run_container
+    from support.deployment import MLFLOW_BIN, project_config_maps, run_container
     from support.postgres import Postgres, postgres_bin_dir
 
     if postgres_bin_dir() is None:
@@ -154,6 +154,8 @@ def test_the_ini_keeps_the_uri_and_the_admin_gets_this_deployments_password(tmp_
         secret = init["env"][[e["name"] for e in init["env"]].index("MLFLOW_AUTH_ADMIN_PASSWORD")]
         secrets = {"db": {"uri": uri}, secret["valueFrom"]["secretKeyRef"]["name"]: {
             "admin-password": "this-deployments-password"}}  # fmt: skip
+        pod = server_deployment(manifests)["spec"]["template"]["spec"]
+        project_config_maps(manifests, pod, tmp_path / "pod" / "volumes")  # the server package
         local = local_container(init, workdir=tmp_path / "pod", executables={}, secrets=secrets)
         python = str(MLFLOW_BIN / "python")
         subprocess.run([python, "-c", ADMIN_SCRIPT, uri, "create"], check=True, timeout=120)

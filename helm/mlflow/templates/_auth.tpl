@@ -10,42 +10,15 @@ authorization function, a module of the server package (_jobs.tpl). */}}
 {{- end }}
 
 {{/* The auth ini carries the database URI (a secret), so it is written at start into a
-memory-backed emptyDir by the init container below, never rendered. */}}
+memory-backed emptyDir by the init container below (server/auth_config.py), never
+rendered. */}}
 {{- define "mlflow.authInitContainer" -}}
 {{- if .Values.auth.enabled }}
 - name: auth-config
   image: {{ include "mlflow.image" . }}
   imagePullPolicy: {{ .Values.image.pullPolicy }}
   command:
-    - python3
-    - -c
-    - |
-      # MLflow reads the ini with configparser interpolation: a literal % is %%.
-      import os
-      uri = os.environ["MLFLOW_BACKEND_STORE_URI"].replace("%", "%%")
-      path = os.environ["MLFLOW_AUTH_CONFIG_PATH"]
-      text = (
-          "[mlflow]\n"
-          f"default_permission = {os.environ['AUTH_DEFAULT_PERMISSION']}\n"
-          f"database_uri = {uri}\n"
-          "authorization_function = nebari_mlflow_server.auth:authenticate\n"
-      )
-      fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-      with os.fdopen(fd, "w") as ini:
-          ini.write(text)
-      print(f"wrote {path} (default_permission {os.environ['AUTH_DEFAULT_PERMISSION']})")
-      # MLflow creates the built-in admin only when it is missing. A database restored
-      # from a backup, or kept from an earlier release, holds the admin of the deployment
-      # that wrote it: give it this deployment's password (as the database role's is),
-      # so the admin's Secret is always the one that works. Runs after migrate-database:
-      # the database is up.
-      from mlflow.server.auth.sqlalchemy_store import SqlAlchemyStore
-      store = SqlAlchemyStore()
-      store.init_db(os.environ["MLFLOW_BACKEND_STORE_URI"])
-      admin = os.environ["MLFLOW_AUTH_ADMIN_USERNAME"]
-      if store.has_user(admin):
-          store.update_user(admin, password=os.environ["MLFLOW_AUTH_ADMIN_PASSWORD"], is_admin=True)
-          print(f"built-in admin {admin}: password set from its Secret")
+    {{- include "mlflow.jobCommand" "auth_config" | nindent 4 }}
   env:
     {{- include "mlflow.databaseEnv" . | nindent 4 }}
     - name: MLFLOW_AUTH_ADMIN_USERNAME
@@ -59,6 +32,7 @@ memory-backed emptyDir by the init container below, never rendered. */}}
       value: {{ include "mlflow.authConfigDir" . }}/basic_auth.ini
     - name: AUTH_DEFAULT_PERMISSION
       value: {{ .Values.auth.defaultPermission | quote }}
+    {{- include "mlflow.serverPackageEnv" . | nindent 4 }}
   resources:
     requests: {cpu: 50m, memory: 256Mi}
     limits: {memory: 1Gi}
@@ -69,6 +43,7 @@ memory-backed emptyDir by the init container below, never rendered. */}}
       mountPath: /tmp
     - name: auth-config
       mountPath: {{ include "mlflow.authConfigDir" . }}
+    {{- include "mlflow.serverPackageMount" . | nindent 4 }}
 {{- end }}
 {{- end }}
 
