@@ -106,6 +106,11 @@ def _retarget(arg: str, index: int, argv: list[str], port: int | None) -> str:
 
 
 def process_env(container: LocalContainer, base: dict[str, str] | None = None) -> dict[str, str]:
-    """The container's env over a minimal host env (PATH/HOME/LANG only)."""
+    """The container's env over a minimal host env (PATH/HOME/LANG only) and `base`;
+    a PYTHONPATH of both is joined, the container's first (a stand-in of the test's,
+    such as cluster_dns's, stays importable beside the package the pod mounts)."""
     keep = {k: v for k, v in os.environ.items() if k in {"PATH", "LANG", "LC_ALL", "TMPDIR"}}
-    return {**keep, **(base or {}), **container.env}
+    env = {**keep, **(base or {}), **container.env}
+    if "PYTHONPATH" in (base or {}) and "PYTHONPATH" in container.env:
+        env["PYTHONPATH"] = f"{container.env['PYTHONPATH']}:{base['PYTHONPATH']}"
+    return env
