@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import posixpath
 import re
 from typing import Any
 
@@ -598,7 +599,15 @@ def test_internal_postgres_keeps_data_and_converges_its_password(render_chart):
         assert "pg_isready" in " ".join(c[probe]["exec"]["command"]), probe
     # The password Secret may be re-created while the volume survives: re-applied on
     # start, read from the environment inside psql, never expanded onto a command line.
-    hook = " ".join(c["lifecycle"]["postStart"]["exec"]["command"])
+    # The hook runs a script of the chart the container mounts (files/postgres-password.sh).
+    shell, path = c["lifecycle"]["postStart"]["exec"]["command"]
+    folder, name = posixpath.split(path)
+    (mount,) = [m for m in c["volumeMounts"] if m["mountPath"] == folder]
+    (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+    (scripts,) = [m for m in of_kind(manifests, "ConfigMap")
+                  if m["metadata"]["name"] == volume["configMap"]["name"]]  # fmt: skip
+    hook = scripts["data"][name]
+    assert shell == "sh" and mount["readOnly"] is True
     assert "ALTER ROLE" in hook and "\\getenv" in hook
     assert not re.search(r"\$\{?POSTGRES_PASSWORD", hook)
     service = one(manifests, "Service", "database")
