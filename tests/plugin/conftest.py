@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from support.release import server_package
 
+from nebari_mlflow_plugin.config.overrides import merge_values
 from nebari_mlflow_plugin.render import manifests
 
 
@@ -22,7 +23,7 @@ def _render_chart(
     refusals raise ChartError. The plugin's server package is given unless `values` set
     `serverPackage`."""
     return manifests.render_chart(
-        manifests.merge_values(server_package(), values),
+        merge_values(server_package(), values),
         namespace=namespace,
         release=release,
         is_upgrade=is_upgrade,

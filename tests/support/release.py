@@ -13,8 +13,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from nebari_mlflow_plugin.config.overrides import merge_values
 from nebari_mlflow_plugin.render import server_delivery, tfvalues
-from nebari_mlflow_plugin.render.manifests import merge_values, render_chart
+from nebari_mlflow_plugin.render.manifests import render_chart
 from nebari_mlflow_plugin.stages.mlflow_stage import MlflowStage
 
 

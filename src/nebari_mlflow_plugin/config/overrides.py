@@ -22,7 +22,6 @@ from typing import Any
 import yaml
 
 from nebari_mlflow_plugin.assets import chart_dir
-from nebari_mlflow_plugin.render.manifests import merge_values
 
 # Value path -> why it is not overridable and what to use instead.
 PROTECTED: dict[tuple[str, ...], str] = {
@@ -35,6 +34,7 @@ PROTECTED: dict[tuple[str, ...], str] = {
     ("server", "corsAllowedOrigins"): "the plugin sets https://<domain> (lists are replaced)",
     ("server", "platformEnv"): "the plugin sets it; add variables with server.extraEnv",
     ("server", "workers"): "use mlflow.workers",
+    ("server", "podNetworkHosts"): "use mlflow.allowed_hosts_extra",
     ("server", "aiGateway"): "use mlflow.ai_gateway",
     ("server", "cryptoSecret"): "the plugin generates the passphrase Secret",
     ("ingressRoute", "enabled"): "the route is Nebari's way in",
@@ -116,3 +116,21 @@ def check(overrides: dict[str, Any], values: dict[str, Any]) -> None:
         raise ValueError(
             "mlflow." + "; mlflow.".join(problems) + " (chart values: helm/mlflow/README.md)"
         )
+
+
+def merge_values(*documents: dict[str, Any]) -> dict[str, Any]:
+    """Helm's merge of several values files (`-f a -f b`): maps merge, the rest is replaced."""
+    merged: dict[str, Any] = {}
+    for document in documents:
+        merged = _merge(merged, document)
+    return merged
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    result = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(result.get(key), dict):
+            result[key] = _merge(result[key], value)
+        else:
+            result[key] = value
+    return result

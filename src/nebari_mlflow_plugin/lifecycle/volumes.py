@@ -67,7 +67,7 @@ def planned_volumes(mlflow: Any, provider: Any) -> list[PlannedVolume]:
 
 
 def _problems_of(volume: PlannedVolume, pvc: dict[str, Any], source: VolumeSource) -> list[str]:
-    from nebari_mlflow_plugin.config.sizing import quantity
+    from nebari_mlflow_plugin.config.quantities import quantity
 
     spec = pvc.get("spec", {})
     hint = MOVE_HINT.format(field=volume.field)

@@ -1,6 +1,6 @@
 """Environment and mounts added to every JupyterLab user pod.
 
-Runs inside config validation (see schema.InputSchema): it edits
+Runs inside config validation (see stages/inputs.py): it edits
 `jupyterhub.overrides` in place, which stage 07 hands to the JupyterHub chart:
 `singleuser.extraEnv` (z2jh accepts a mapping or a list of EnvVar objects; both
 are handled) and Nebari's `custom.extra-mounts` (see notebook_delivery). What

@@ -23,10 +23,11 @@ from nebari_mlflow_plugin.__about__ import __version__
 from nebari_mlflow_plugin.assets import chart_dir, stamped_chart_yaml, terraform_dir
 from nebari_mlflow_plugin.config import naming
 from nebari_mlflow_plugin.config.scheduling import node_selector
-from nebari_mlflow_plugin.config.schema import DatabaseType, InputSchema
+from nebari_mlflow_plugin.config.schema import DatabaseType
 from nebari_mlflow_plugin.config.stage_outputs import DOMAIN, FORWARD_AUTH
 from nebari_mlflow_plugin.providers import Provider, provider_for
 from nebari_mlflow_plugin.render.values import build_values
+from nebari_mlflow_plugin.stages.inputs import InputSchema
 
 CHECK_TIMEOUT_SECONDS = 600
 CHECK_POLL_SECONDS = 5
