@@ -83,7 +83,7 @@ $(PUBLIC_PLUGIN_WHEEL): .venv/.installed
 
 test: install
 	.venv/bin/pytest -n 2 --dist loadfile tests/plugin tests/e2e
-	.venv-mlflow/bin/pytest -n 2 --dist loadfile tests/notebook
+	.venv-mlflow/bin/pytest -n 2 --dist loadfile tests/notebook tests/server
 
 # The documentation site (MkDocs Material, docs/): broken links or anchors fail it.
 # tests/plugin/test_docs.py builds it too, so `make test` (and CI) does.

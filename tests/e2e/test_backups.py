@@ -83,7 +83,8 @@ def local_manifests(tmp_path: Path, **mlflow) -> list[dict]:
 def pod_of(manifests, name: str, workdir: Path, postgres, **kwargs) -> LocalPod:
     (workload,) = find(manifests, "CronJob", name)
     return LocalPod(pod_spec(workload), workdir, database_secrets(workload, postgres.password),
-                    database_addresses(manifests, "dev", postgres.port), **kwargs)  # fmt: skip
+                    database_addresses(manifests, "dev", postgres.port), manifests=manifests,
+                    **kwargs)  # fmt: skip
 
 
 def succeeded(pod: LocalPod) -> dict:
@@ -243,7 +244,8 @@ class LocalKubelet:
     def pod(self, spec: dict, name: str, secrets: dict) -> LocalPod:
         addresses = database_addresses(self.manifests, "dev", self.postgres.port)
         return LocalPod(spec, self.workdir / name, secrets, addresses,
-                        volumes={"artifacts": self.artifacts})  # fmt: skip
+                        volumes={"artifacts": self.artifacts},
+                        manifests=self.manifests)  # fmt: skip
 
     def run_job(self, job: dict) -> list:
         self.jobs.append(job)

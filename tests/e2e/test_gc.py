@@ -14,7 +14,7 @@ import textwrap
 import time
 
 from support import nebari as nb
-from support.deployment import MLFLOW_BIN, relocate, service_addresses
+from support.deployment import MLFLOW_BIN, project_config_maps, relocate, service_addresses
 from support.podrun import local_container, process_env
 from support.release import find, render_release
 
@@ -60,6 +60,8 @@ def gc_container(deployment, tmp_path):
     addresses = service_addresses(manifests, config.namespace, local_ports)
     # The Secrets of the running deployment (database password, the auth Secret whose
     # built-in admin the job authenticates as).
+    pod = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    project_config_maps(manifests, pod, tmp_path / "gc" / "volumes")  # the server package
     local = local_container(container, workdir=tmp_path / "gc", executables={},
                             secrets=deployment.secret_values)  # fmt: skip
     return relocate(local, addresses)

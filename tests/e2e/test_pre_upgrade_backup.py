@@ -29,7 +29,7 @@ def init_pod(release, workdir: Path, postgres, artifacts: Path, **secrets) -> Lo
     spec = {**pod_spec(server_deployment(release.manifests)), "containers": []}
     return LocalPod(spec, workdir, {**release.secret_values, **secrets},
                     release.addresses(postgres), env={"AWS_MAX_ATTEMPTS": "1"},
-                    volumes={"artifacts": artifacts})  # fmt: skip
+                    volumes={"artifacts": artifacts}, manifests=release.manifests)  # fmt: skip
 
 
 def test_a_failed_pre_upgrade_backup_stops_the_upgrade(tmp_path):

@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from support.release import server_package
 
+from nebari_mlflow_plugin.config.overrides import merge_values
 from nebari_mlflow_plugin.render import manifests
 
 
@@ -18,9 +20,13 @@ def _render_chart(
 ) -> list[dict[str, Any]]:
     """Every manifest helm/mlflow renders for `values` (hooks included), as dicts, by
     Helm's own engine (the package's renderer): schema, `required` and `fail` apply,
-    refusals raise ChartError."""
+    refusals raise ChartError. The plugin's server package is given unless `values` set
+    `serverPackage`."""
     return manifests.render_chart(
-        values, namespace=namespace, release=release, is_upgrade=is_upgrade
+        merge_values(server_package(), values),
+        namespace=namespace,
+        release=release,
+        is_upgrade=is_upgrade,
     )
 
 

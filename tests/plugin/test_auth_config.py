@@ -58,9 +58,12 @@ def test_auth_is_on_by_default_with_read(tmp_path):
     # z2jh's hub NetworkPolicy admits only pods with this label.
     labels = deployment["spec"]["template"]["metadata"]["labels"]
     assert labels["hub.jupyter.org/network-access-hub"] == "true"
-    # The authorization package is delivered whole, as the files of server/.
-    (package,) = find(release.manifests, "ConfigMap", "mlflow-auth-package")
+    # The authorization function's package is delivered whole, as the files of server/,
+    # and the server imports it from there.
+    (package,) = find(release.manifests, "ConfigMap", "mlflow-server-package")
     assert set(package["data"]) == {p.name for p in SERVER_PACKAGE.glob("*.py")}
+    mounts = {m["mountPath"]: m for m in server["volumeMounts"]}
+    assert mounts[env["PYTHONPATH"]["value"]]["readOnly"] is True
     # The server's NetworkPolicy restricts ingress only: it reaches the hub.
     (policy,) = find(release.manifests, "NetworkPolicy", "mlflow")
     assert policy["spec"]["policyTypes"] == ["Ingress"]
@@ -81,7 +84,10 @@ def test_off_is_todays_server(tmp_path):
     deployment = server_deployment(release.manifests)
     assert "--app-name" not in server_container(deployment)["args"]
     assert "auth-config" not in [c["name"] for c in containers_of(deployment)[0]]
-    assert not find(release.manifests, "ConfigMap", "mlflow-auth-package")
+    # The server package reaches the jobs (test_no_inline_scripts.py), not the server.
+    server = server_container(deployment)
+    assert "PYTHONPATH" not in env_names(server)
+    assert "server-package" not in [m["name"] for m in server["volumeMounts"]]
     assert "MLFLOW_TRACKING_AUTH" not in user_env(config)
     assert "MLFLOW_EXPERIMENT_NAME" not in user_env(config)  # MLflow's Default, as before
     assert "loadRoles" not in config.jupyterhub.overrides["hub"]
@@ -138,7 +144,7 @@ def test_the_ini_keeps_the_uri_and_the_admin_gets_this_deployments_password(tmp_
     an earlier release) gets the password of this deployment's Secret."""
     from urllib.parse import quote
 
-    from support.deployment import MLFLOW_BIN, run_container
+    from support.deployment import MLFLOW_BIN, project_config_maps, run_container
     from support.postgres import Postgres, postgres_bin_dir
 
     if postgres_bin_dir() is None:
@@ -154,6 +160,8 @@ def test_the_ini_keeps_the_uri_and_the_admin_gets_this_deployments_password(tmp_
         secret = init["env"][[e["name"] for e in init["env"]].index("MLFLOW_AUTH_ADMIN_PASSWORD")]
         secrets = {"db": {"uri": uri}, secret["valueFrom"]["secretKeyRef"]["name"]: {
             "admin-password": "this-deployments-password"}}  # fmt: skip
+        pod = server_deployment(manifests)["spec"]["template"]["spec"]
+        project_config_maps(manifests, pod, tmp_path / "pod" / "volumes")  # the server package
         local = local_container(init, workdir=tmp_path / "pod", executables={}, secrets=secrets)
         python = str(MLFLOW_BIN / "python")
         subprocess.run([python, "-c", ADMIN_SCRIPT, uri, "create"], check=True, timeout=120)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import posixpath
 import re
 from typing import Any
 
@@ -17,6 +18,7 @@ import kubernetes_validate
 import pytest
 import yaml
 from support.crds import TRAEFIK_CRDS, crd_schemas
+from support.release import server_package
 
 from nebari_mlflow_plugin import versions
 from nebari_mlflow_plugin.__about__ import __version__
@@ -597,7 +599,15 @@ def test_internal_postgres_keeps_data_and_converges_its_password(render_chart):
         assert "pg_isready" in " ".join(c[probe]["exec"]["command"]), probe
     # The password Secret may be re-created while the volume survives: re-applied on
     # start, read from the environment inside psql, never expanded onto a command line.
-    hook = " ".join(c["lifecycle"]["postStart"]["exec"]["command"])
+    # The hook runs a script of the chart the container mounts (files/postgres-password.sh).
+    shell, path = c["lifecycle"]["postStart"]["exec"]["command"]
+    folder, name = posixpath.split(path)
+    (mount,) = [m for m in c["volumeMounts"] if m["mountPath"] == folder]
+    (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+    (scripts,) = [m for m in of_kind(manifests, "ConfigMap")
+                  if m["metadata"]["name"] == volume["configMap"]["name"]]  # fmt: skip
+    hook = scripts["data"][name]
+    assert shell == "sh" and mount["readOnly"] is True
     assert "ALTER ROLE" in hook and "\\getenv" in hook
     assert not re.search(r"\$\{?POSTGRES_PASSWORD", hook)
     service = one(manifests, "Service", "database")
@@ -644,8 +654,10 @@ def test_every_server_start_migrates_in_an_init_container_not_a_hook(values, ren
     # Install and upgrade (and a new release on kept data) run the same migration.
     assert server(install) == server(upgrade)
     init, main = migration(install), container(server(install))
-    # The server's database, common and extra env, in the server's order.
-    assert [e for e in main["env"] if e in init["env"]] == init["env"]
+    # The server's database, common and extra env, in the server's order; and the path of
+    # the server package it runs (`python3 -m nebari_mlflow_server.migrate`).
+    own = [e for e in init["env"] if e["name"] != "PYTHONPATH"]
+    assert [e for e in main["env"] if e in init["env"]] == own
     assert env_of(init)["MLFLOW_BACKEND_STORE_URI"] == env_of(main)["MLFLOW_BACKEND_STORE_URI"]
     assert init["image"] == main["image"]
     assert init["command"][-2:] == ["upgrade", str(MIGRATION_DEFAULTS["waitSeconds"])]
@@ -729,7 +741,7 @@ def test_network_policies_can_be_disabled(render_chart):
 
 def test_notes_give_the_in_cluster_tracking_uri():
     rendered = helm.Chart.load(str(CHART_DIR)).render(
-        OVERRIDDEN, name="tracking", namespace="team-a", is_install=True
+        merged(server_package(), OVERRIDDEN), name="tracking", namespace="team-a", is_install=True
     )
     notes = next(text for path, text in rendered.items() if path.endswith("NOTES.txt"))
     assert "http://tracking-mlflow.team-a.svc:5000/tracking" in notes

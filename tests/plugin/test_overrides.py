@@ -49,7 +49,7 @@ def test_values_helm_would_refuse_fail_validation_naming_the_key(overrides, name
         {"database": {"internal": {"passwordSecret": {"name": "mine"}}}},
         {"keepVolumes": False},
         {"auth": {"enabled": False}},  # use mlflow.auth.enabled
-        {"auth": {"package": {"auth.py": "def authenticate(): ..."}}},
+        {"serverPackage": {"auth.py": "def authenticate(): ..."}},
     ],
     ids=lambda o: ".".join(str(k) for k in _first_path(o)),
 )

@@ -113,16 +113,16 @@ def nebari_addresses(namespace: str, local: dict[str, int]) -> dict[str, str]:
     return addresses
 
 
-def project_config_maps(manifests: list[dict], deployment: dict, workdir: Path) -> None:
-    """Write the server pod's ConfigMap volumes as the kubelet projects them (keys, or
-    `items` paths), into the local directories its containers mount."""
-    for volume in deployment["spec"]["template"]["spec"].get("volumes") or []:
+def project_config_maps(manifests: list[dict], pod: dict, volumes: Path) -> None:
+    """Write a pod's ConfigMap volumes as the kubelet projects them (keys, or `items`
+    paths), into the local directories its containers mount (`volumes/<name>`)."""
+    for volume in pod.get("volumes") or []:
         ref = volume.get("configMap")
         if not ref:
             continue
         (config_map,) = find(manifests, "ConfigMap", ref["name"])
         data = config_map.get("data") or {}
-        target = server_volume(workdir, volume["name"])
+        target = volumes / volume["name"]
         for item in ref.get("items") or [{"key": key, "path": key} for key in data]:
             path = target / item["path"]
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -348,6 +348,8 @@ class Release:
         """The server pod's init containers, in the kubelet's order, with the rendered
         command and env; they share the pod's volumes with the server (`workdir/server`)."""
         deployment = server_deployment(self.manifests)
+        project_config_maps(self.manifests, deployment["spec"]["template"]["spec"],
+                            workdir / "server" / "volumes")  # fmt: skip
         return [
             relocate(
                 # The pod's volumes are shared by its containers: one directory each.
@@ -371,7 +373,8 @@ class Release:
         """The server container; `nebari` maps Nebari's Services it calls (hub,
         forward-auth) to the local ports of their stand-ins."""
         deployment = server_deployment(self.manifests)
-        project_config_maps(self.manifests, deployment, workdir)
+        project_config_maps(self.manifests, deployment["spec"]["template"]["spec"],
+                            workdir / "server" / "volumes")  # fmt: skip
         return relocate(
             local_container(server_container(deployment), workdir=workdir / "server",
                             executables={}, secrets=self.secret_values, port=port),

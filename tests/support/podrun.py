@@ -2,7 +2,7 @@
 
 Takes a container from a rendered manifest and resolves what Kubernetes
 resolves: env from literals, Secrets (given here as dicts) and the downward
-API, `$(VAR)` expansion in env/command/args, and volume mounts (each mount path
+API, `$(VAR)` and `$$` expansion in env/command/args, and volume mounts (each mount path
 becomes a local directory). The container image's `mlflow` is replaced by the
 MLflow virtualenv's, the listen address by loopback, and the port by a free one.
 """
@@ -16,11 +16,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-_VAR_REF = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
+_VAR_REF = re.compile(r"\$(\$|\(([^)]*)\))")
 
 
 def _expand(text: str, env: dict[str, str]) -> str:
-    return _VAR_REF.sub(lambda m: env.get(m.group(1), m.group(0)), text)
+    """As the kubelet expands command, args and env values (Kubernetes'
+    third_party/forked/golang/expansion): `$(VAR)` becomes VAR's value when it is
+    defined and stays as written otherwise, and `$$` becomes `$`, everywhere in the
+    string, also inside a script passed inline."""
+    return _VAR_REF.sub(
+        lambda m: "$" if m.group(1) == "$" else env.get(m.group(2), m.group(0)), text
+    )
 
 
 @dataclass
@@ -100,6 +106,11 @@ def _retarget(arg: str, index: int, argv: list[str], port: int | None) -> str:
 
 
 def process_env(container: LocalContainer, base: dict[str, str] | None = None) -> dict[str, str]:
-    """The container's env over a minimal host env (PATH/HOME/LANG only)."""
+    """The container's env over a minimal host env (PATH/HOME/LANG only) and `base`;
+    a PYTHONPATH of both is joined, the container's first (a stand-in of the test's,
+    such as cluster_dns's, stays importable beside the package the pod mounts)."""
     keep = {k: v for k, v in os.environ.items() if k in {"PATH", "LANG", "LC_ALL", "TMPDIR"}}
-    return {**keep, **(base or {}), **container.env}
+    env = {**keep, **(base or {}), **container.env}
+    if "PYTHONPATH" in (base or {}) and "PYTHONPATH" in container.env:
+        env["PYTHONPATH"] = f"{container.env['PYTHONPATH']}:{base['PYTHONPATH']}"
+    return env

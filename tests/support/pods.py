@@ -1,7 +1,8 @@
 """A rendered pod (a Job's, a CronJob's, the server's init containers) run as the kubelet
 runs it: every container in order as a local process (podrun.py), the pod's volumes
 one local directory each, shared by its containers; a volume may be given as an
-existing directory (the artifact volume another pod also mounts)."""
+existing directory (the artifact volume another pod also mounts), and ConfigMap
+volumes hold what the release's ConfigMaps (`manifests`) hold."""
 
 from __future__ import annotations
 
@@ -10,7 +11,13 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from support.deployment import MLFLOW_BIN, containers_of, relocate, service_addresses
+from support.deployment import (
+    MLFLOW_BIN,
+    containers_of,
+    project_config_maps,
+    relocate,
+    service_addresses,
+)
 from support.podrun import LocalContainer, local_container, process_env
 from support.release import find
 
@@ -30,10 +37,12 @@ class LocalPod:
     addresses: dict[str, str]  # in-cluster host:port -> 127.0.0.1:port
     env: dict[str, str] = field(default_factory=dict)  # what stands in for the cloud's identity
     volumes: dict[str, Path] = field(default_factory=dict)
+    manifests: list[dict] = field(default_factory=list)  # the release (its ConfigMaps)
 
     def containers(self) -> list[tuple[str, LocalContainer]]:
         mounts = self.workdir / "volumes"
         mounts.mkdir(parents=True, exist_ok=True)
+        project_config_maps(self.manifests, self.spec, mounts)
         for name, path in self.volumes.items():
             if not (mounts / name).exists():
                 (mounts / name).symlink_to(path)

@@ -14,9 +14,15 @@ from __future__ import annotations
 from typing import Any
 
 from nebari_mlflow_plugin.config.overrides import merge_values
-from nebari_mlflow_plugin.render import tfvalues
+from nebari_mlflow_plugin.render import server_delivery, tfvalues
 from nebari_mlflow_plugin.render.manifests import render_chart
 from nebari_mlflow_plugin.stages.mlflow_stage import MlflowStage
+
+
+def server_package() -> dict[str, Any]:
+    """What the plugin always gives the chart besides the values a test writes: the
+    server package its pods run (chart tests render bare values with it)."""
+    return {"serverPackage": server_delivery.package_files()}
 
 
 def values_documents(

@@ -1,7 +1,5 @@
 {{/* Authentication (auth.enabled): MLflow's basic-auth app with Nebari's
-authorization function, delivered as the ConfigMap <fullname>-auth-package. */}}
-
-{{- define "mlflow.authPackageDir" -}}/opt/nebari-mlflow/server{{- end }}
+authorization function, a module of the server package (_jobs.tpl). */}}
 {{- define "mlflow.authConfigDir" -}}/var/run/mlflow-auth{{- end }}
 
 {{- define "mlflow.authArgs" -}}
@@ -12,42 +10,15 @@ authorization function, delivered as the ConfigMap <fullname>-auth-package. */}}
 {{- end }}
 
 {{/* The auth ini carries the database URI (a secret), so it is written at start into a
-memory-backed emptyDir by the init container below, never rendered. */}}
+memory-backed emptyDir by the init container below (server/auth_config.py), never
+rendered. */}}
 {{- define "mlflow.authInitContainer" -}}
 {{- if .Values.auth.enabled }}
 - name: auth-config
   image: {{ include "mlflow.image" . }}
   imagePullPolicy: {{ .Values.image.pullPolicy }}
   command:
-    - python3
-    - -c
-    - |
-      # MLflow reads the ini with configparser interpolation: a literal % is %%.
-      import os
-      uri = os.environ["MLFLOW_BACKEND_STORE_URI"].replace("%", "%%")
-      path = os.environ["MLFLOW_AUTH_CONFIG_PATH"]
-      text = (
-          "[mlflow]\n"
-          f"default_permission = {os.environ['AUTH_DEFAULT_PERMISSION']}\n"
-          f"database_uri = {uri}\n"
-          "authorization_function = nebari_mlflow_server.auth:authenticate\n"
-      )
-      fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-      with os.fdopen(fd, "w") as ini:
-          ini.write(text)
-      print(f"wrote {path} (default_permission {os.environ['AUTH_DEFAULT_PERMISSION']})")
-      # MLflow creates the built-in admin only when it is missing. A database restored
-      # from a backup, or kept from an earlier release, holds the admin of the deployment
-      # that wrote it: give it this deployment's password (as the database role's is),
-      # so the admin's Secret is always the one that works. Runs after migrate-database:
-      # the database is up.
-      from mlflow.server.auth.sqlalchemy_store import SqlAlchemyStore
-      store = SqlAlchemyStore()
-      store.init_db(os.environ["MLFLOW_BACKEND_STORE_URI"])
-      admin = os.environ["MLFLOW_AUTH_ADMIN_USERNAME"]
-      if store.has_user(admin):
-          store.update_user(admin, password=os.environ["MLFLOW_AUTH_ADMIN_PASSWORD"], is_admin=True)
-          print(f"built-in admin {admin}: password set from its Secret")
+    {{- include "mlflow.jobCommand" "auth_config" | nindent 4 }}
   env:
     {{- include "mlflow.databaseEnv" . | nindent 4 }}
     - name: MLFLOW_AUTH_ADMIN_USERNAME
@@ -61,6 +32,7 @@ memory-backed emptyDir by the init container below, never rendered. */}}
       value: {{ include "mlflow.authConfigDir" . }}/basic_auth.ini
     - name: AUTH_DEFAULT_PERMISSION
       value: {{ .Values.auth.defaultPermission | quote }}
+    {{- include "mlflow.serverPackageEnv" . | nindent 4 }}
   resources:
     requests: {cpu: 50m, memory: 256Mi}
     limits: {memory: 1Gi}
@@ -71,6 +43,7 @@ memory-backed emptyDir by the init container below, never rendered. */}}
       mountPath: /tmp
     - name: auth-config
       mountPath: {{ include "mlflow.authConfigDir" . }}
+    {{- include "mlflow.serverPackageMount" . | nindent 4 }}
 {{- end }}
 {{- end }}
 
@@ -80,8 +53,7 @@ memory-backed emptyDir by the init container below, never rendered. */}}
 {{- $ns := .Release.Namespace }}
 - name: MLFLOW_AUTH_CONFIG_PATH
   value: {{ include "mlflow.authConfigDir" . }}/basic_auth.ini
-- name: PYTHONPATH
-  value: {{ include "mlflow.authPackageDir" . }}
+{{ include "mlflow.serverPackageEnv" . }}
 - name: MLFLOW_AUTH_ADMIN_USERNAME
   value: {{ $auth.adminUsername | quote }}
 - name: MLFLOW_AUTH_ADMIN_PASSWORD
@@ -125,9 +97,7 @@ memory-backed emptyDir by the init container below, never rendered. */}}
 - name: auth-config
   mountPath: {{ include "mlflow.authConfigDir" . }}
   readOnly: true
-- name: auth-package
-  mountPath: {{ include "mlflow.authPackageDir" . }}
-  readOnly: true
+{{ include "mlflow.serverPackageMount" . }}
 {{- end }}
 {{- end }}
 
@@ -137,14 +107,6 @@ memory-backed emptyDir by the init container below, never rendered. */}}
   emptyDir:
     medium: Memory
     sizeLimit: 1Mi
-- name: auth-package
-  configMap:
-    name: {{ include "mlflow.fullname" . }}-auth-package
-    items:
-      {{- range $file, $_ := .Values.auth.package }}
-      - key: {{ $file }}
-        path: nebari_mlflow_server/{{ $file }}
-      {{- end }}
 {{- end }}
 {{- end }}
 
@@ -162,9 +124,6 @@ hub.jupyter.org/network-access-hub: "true"
 {{- end }}
 {{- if not (has .Values.auth.defaultPermission (list "NO_PERMISSIONS" "READ" "EDIT")) }}
 {{- fail (printf "auth.defaultPermission must be NO_PERMISSIONS, READ or EDIT, not %q" (toString .Values.auth.defaultPermission)) }}
-{{- end }}
-{{- if not .Values.auth.package }}
-{{- fail "auth.package is empty: the authorization package's files are required when auth.enabled" }}
 {{- end }}
 {{- end }}
 {{- end }}

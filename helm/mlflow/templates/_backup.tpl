@@ -88,23 +88,22 @@ envFrom:
 {{- end }}
 {{- end }}
 
-{{/* A container of the MLflow image running backupScript: dict root, name, args, kind. */}}
+{{/* A container of the MLflow image running server/backup_store.py: dict root, name,
+args (the action), kind. */}}
 {{- define "mlflow.backupStoreContainer" -}}
 {{- $root := .root }}
 - name: {{ .name }}
   image: {{ include "mlflow.image" $root }}
   imagePullPolicy: {{ $root.Values.image.pullPolicy }}
   command:
-    - python3
-    - -c
-    - |
-      {{- include "mlflow.backupScript" $root | nindent 6 }}
+    {{- include "mlflow.jobCommand" "backup_store" | nindent 4 }}
   args:
     {{- toYaml .args | nindent 4 }}
   env:
     {{- include "mlflow.backupStoreEnv" $root | nindent 4 }}
     - name: MLFLOW_BACKUP_KIND
       value: {{ .kind | quote }}
+    {{- include "mlflow.serverPackageEnv" $root | nindent 4 }}
   {{- include "mlflow.backupStoreEnvFrom" $root | nindent 2 }}
   resources:
     {{- toYaml $root.Values.backup.resources | nindent 4 }}
@@ -119,9 +118,11 @@ envFrom:
     - name: {{ .volume | default "artifacts" }}
       mountPath: {{ include "mlflow.backupVolumePath" $root }}
     {{- end }}
+    {{- include "mlflow.serverPackageMount" $root | nindent 4 }}
 {{- end }}
 
-{{/* A container of the postgres image: dict root, name, script ("dump"/"restore"), args. */}}
+{{/* A container of the postgres image running files/backup-<script>.sh: dict root, name,
+script ("dump"/"restore"), args. */}}
 {{- define "mlflow.backupPostgresContainer" -}}
 {{- $root := .root }}
 {{- $image := $root.Values.database.internal.image }}
@@ -129,11 +130,7 @@ envFrom:
   image: {{ printf "%s:%s" $image.repository $image.tag }}
   imagePullPolicy: {{ $image.pullPolicy }}
   command:
-    - bash
-    - -c
-    - |
-      {{- include (printf "mlflow.%sScript" .script) $root | nindent 6 }}
-    - {{ .script }}
+    {{- include "mlflow.scriptCommand" (dict "root" $root "script" (printf "backup-%s.sh" .script)) | nindent 4 }}
   {{- with .args }}
   args:
     {{- toYaml . | nindent 4 }}
@@ -156,6 +153,7 @@ envFrom:
       mountPath: /backup
     - name: tmp
       mountPath: /tmp
+    {{- include "mlflow.scriptsMount" $root | nindent 4 }}
 {{- end }}
 
 {{/* The pod of the backup and restore Jobs: the server's identity (ServiceAccount,
@@ -195,6 +193,8 @@ spec:
       persistentVolumeClaim:
         claimName: {{ include "mlflow.artifactClaim" $root }}
     {{- end }}
+    {{- include "mlflow.serverPackageVolume" $root | nindent 4 }}
+    {{- include "mlflow.scriptsVolume" $root | nindent 4 }}
   {{- with $root.Values.nodeSelector }}
   nodeSelector:
     {{- toYaml . | nindent 4 }}

@@ -25,7 +25,7 @@ from nebari_mlflow_plugin.lifecycle.kube_target import KubeTarget
 
 BACKUP_TEMPLATE = f"{naming.RELEASE_NAME}-backup"
 RESTORE_TEMPLATE = f"{naming.RELEASE_NAME}-restore"
-# The MLflow-image container of each template: backupScript's actions run in it.
+# The MLflow-image container of each template: backup_store's actions run in it.
 STORE_CONTAINER = {BACKUP_TEMPLATE: "upload", RESTORE_TEMPLATE: "fetch"}
 STARTED_BY = {"app.kubernetes.io/managed-by": "nebari-mlflow-plugin"}
 
@@ -200,7 +200,7 @@ def last_json(output: str, job: str) -> dict:
 
 def with_action(job: dict, container: str, args: list[str], env: dict[str, str] | None = None,
                 only: bool = False) -> dict:  # fmt: skip
-    """Point `container` of the Job at backupScript's `args`; `only`: run just it."""
+    """Point `container` of the Job at backup_store's `args`; `only`: run just it."""
     pod = job["spec"]["template"]["spec"]
     everything = (pod.get("initContainers") or []) + pod["containers"]
     (target,) = [c for c in everything if c["name"] == container]

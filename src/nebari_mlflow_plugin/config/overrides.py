@@ -57,7 +57,7 @@ PROTECTED: dict[tuple[str, ...], str] = {
     ("auth", "defaultPermission"): "use mlflow.auth.default_permission",
     ("auth", "cacheSeconds"): "use mlflow.auth.cache_seconds",
     ("auth", "secret"): "the plugin generates the auth Secret",
-    ("auth", "package"): "it is the plugin's authorization function",
+    ("serverPackage",): "it is the plugin's authorization function and the chart's jobs",
 }
 
 

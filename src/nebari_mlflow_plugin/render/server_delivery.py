@@ -1,11 +1,13 @@
-"""The server-side package (`server/`) as the MLflow server pod receives it.
+"""The server-side package (`server/`) as the MLflow server pod and its Jobs receive it.
 
 The official MLflow image cannot be extended without building our own, so the
-authorization function travels as files: the chart renders `auth.package` into
-the ConfigMap `mlflow-auth-package`, mounted at /opt/nebari-mlflow/server as the
-top-level package `nebari_mlflow_server` (PYTHONPATH), and the auth ini names
-`nebari_mlflow_server.auth:authenticate`. A distinct top-level name, so an
-installed nebari-mlflow-plugin in the same environment never shadows it.
+authorization function and the jobs the chart runs (schema migration, auth config,
+backups, restores, takeover copy, gc) travel as files: the chart renders
+`serverPackage` into the ConfigMap `mlflow-server-package`, mounted at
+/opt/nebari-mlflow/server as the top-level package `nebari_mlflow_server`
+(PYTHONPATH); the auth ini names `nebari_mlflow_server.auth:authenticate` and the
+containers run `python3 -m nebari_mlflow_server.<job>`. A distinct top-level name,
+so an installed nebari-mlflow-plugin in the same environment never shadows it.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ _SERVER_DIR = Path(__file__).resolve().parents[1] / "server"
 
 
 def package_files() -> dict[str, str]:
+    """The chart's `serverPackage`: every module of `server/`, by file name."""
     return {path.name: path.read_text() for path in sorted(_SERVER_DIR.glob("*.py"))}
 
 
@@ -33,7 +36,6 @@ def auth_values(mlflow: Any) -> dict[str, Any]:
             defaultPermission=auth.default_permission.value,
             cacheSeconds=auth.cache_seconds,
             hub={"serviceName": HUB_SERVICE_NAME},
-            package=package_files(),
             # Browsers sign in as clients of the hub service injection.py registers
             # (the hub's authorize URL, on the domain, comes from Terraform).
             login={

@@ -109,6 +109,7 @@ def build_values(
         "networkPolicy": {"enabled": True, "allowFrom": NEBARI_CLIENT_PEERS},
         "monitoring": monitoring_values(mlflow, nebari_monitoring),
         "auth": server_delivery.auth_values(mlflow),
+        "serverPackage": server_delivery.package_files(),
         "gc": {
             "enabled": mlflow.gc.enabled,
             "schedule": mlflow.gc.schedule,
