@@ -22,11 +22,12 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from typing import Any
 
 from flask import Response, current_app, g, has_request_context, make_response, request
 from werkzeug.datastructures import Authorization
 
-from . import attribution, grants, lookups, upstream
+from . import attribution, grants, lookups, personal, sharing, upstream
 from .identity import Identity, IdentityCache
 from .settings import Settings
 
@@ -67,9 +68,26 @@ def _state() -> tuple[Settings, IdentityCache]:
                 if has_request_context():  # the server's first request: its app is set up
                     app = current_app._get_current_object()
                     lookups.install(app, settings.cache_seconds, settings.cache_size)
+                    _install(app)
                 _settings = settings
                 _cache = IdentityCache(settings.cache_seconds, settings.cache_size)
     return _settings, _cache
+
+
+def _install(app: Any) -> None:
+    """Shares in MLflow's grant lookups; personal experiments' owners after creation."""
+    from mlflow.server.auth import store
+
+    sharing.install(store)
+
+    def after(response: Response) -> Response:
+        identity = g.get("nebari_identity")
+        if identity is not None:
+            personal.grant_owner(request, response, identity.name)
+        return response
+
+    # Registered directly: Flask refuses `after_request` once the app has served.
+    app.after_request_funcs.setdefault(None, []).append(after)
 
 
 def _response(status: int, message: str) -> Response:
@@ -146,25 +164,17 @@ def identify() -> Identity | Response:
     return identity
 
 
-def _reserved_experiment_refusal(identity: Identity) -> Response | None:
-    """`users/<name>` is <name>'s alone: nobody else creates or renames to it."""
-    if request.method != "POST" or identity.admin:
+def _refusal(identity: Identity) -> Response | None:
+    """Nebari's rules MLflow's gate does not know (admins are not asked): sharing needs
+    MANAGE, personal experiments are their creator's, `mlflow.user` is the server's."""
+    if identity.admin:
         return None
-    path = request.path
-    if path.endswith("/mlflow/experiments/create"):
-        field = "name"
-    elif path.endswith("/mlflow/experiments/update"):
-        field = "new_name"
-    else:
-        return None
-    body = request.get_json(force=True, silent=True)
-    name = body.get(field) if isinstance(body, dict) else None
-    if not isinstance(name, str) or not name.startswith(grants.USER_EXPERIMENT_PREFIX):
-        return None
-    owner = name[len(grants.USER_EXPERIMENT_PREFIX) :].split("/", 1)[0]
-    if owner == identity.name:
-        return None
-    return _response(403, f"Permission denied: {name!r} is reserved for the user {owner!r}.")
+    why = (
+        personal.refusal(request, identity.name)
+        or attribution.refusal(request)
+        or sharing.refusal(request, identity.name)
+    )
+    return None if why is None else _response(403, why)
 
 
 def authenticate() -> Authorization | Response:
@@ -176,8 +186,12 @@ def authenticate() -> Authorization | Response:
     identity = identify()
     if isinstance(identity, Response):
         return identity
-    refusal = _reserved_experiment_refusal(identity)
-    if refusal is not None:
-        return refusal
-    attribution.stamp(request, identity.name)
+    if not g.get("nebari_admitted"):
+        # MLflow asks again in its validators and after-request handlers: decide once.
+        refusal = _refusal(identity)
+        if refusal is not None:
+            return refusal
+        attribution.stamp(request, identity.name)
+        personal.stamp_creator(request, identity.name)
+        g.nebari_admitted = True
     return Authorization("basic", {"username": identity.name, "password": ""})

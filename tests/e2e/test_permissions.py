@@ -1,0 +1,290 @@
+"""Permissions a team can reason about, tried as a team would: alice creates and
+shares with her JupyterHub group /team-a, bob is a member, carol is in /team-c.
+
+The server runs as rendered with 4 workers (a request lands on any of them) and a
+5 s `cache_seconds`, against a real JupyterHub (tokens, groups), each attack of
+issue #20 a scenario: escalation through the share tag, hijacking by rename, shares
+that outlive the tag or the membership, a forged `mlflow.user`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import textwrap
+import time
+import urllib.parse
+import uuid
+
+import pytest
+from support import nebari as nb
+from support.deployment import missing_tools, running_deployment
+from support.release import render_release
+from support.rest import bearer, call
+from support.userpod import POD_VENV, build_user_pod, process_env
+
+from nebari_mlflow_plugin.client_stage import NotebookClientStage
+
+pytestmark = pytest.mark.slow
+
+CACHE_SECONDS = 5
+WORKERS = 4
+GROUPS = {"/team-a": ["alice", "bob"], "/team-c": ["carol"]}
+
+
+@pytest.fixture(scope="module")
+def team(tmp_path_factory):
+    reason = missing_tools()
+    if reason:
+        pytest.skip(reason)
+    config = nb.validate(nb.config_dict(
+        "local", {"workers": WORKERS, "auth": {"cache_seconds": CACHE_SECONDS}}
+    ))  # fmt: skip
+    with running_deployment(tmp_path_factory.mktemp("permissions"), config) as dep:
+        for group, users in GROUPS.items():
+            dep.hub.add_users(*users)
+            path = f"/groups/{urllib.parse.quote(group, safe='')}"
+            dep.hub.api("POST", path)
+            dep.hub.api("POST", f"{path}/users", {"users": users})
+        yield dep
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def ok(answer: tuple[int, bytes]) -> dict:
+    status, body = answer
+    assert status == 200, body[:500]
+    return json.loads(body) if body else {}
+
+
+def refused(answer: tuple[int, bytes], *words: str) -> str:
+    status, body = answer
+    assert status == 403, (status, body[:500])
+    text = body.decode()
+    for word in words:
+        assert word in text, text
+    return text
+
+
+def shared_experiment(dep, level: str = "EDIT", group: str = "/team-a") -> tuple[str, dict]:
+    """alice's new experiment, shared with `group` at `level`; (id, alice's headers)."""
+    alice = bearer(dep, "alice")
+    experiment_id = ok(call(dep, "experiments/create", {"name": unique("churn")}, alice))[
+        "experiment_id"
+    ]
+    set_share(dep, alice, experiment_id, level, group)
+    return experiment_id, alice
+
+
+def set_share(dep, who: dict, experiment_id: str, level: str, group: str = "/team-a"):
+    return call(dep, "experiments/set-experiment-tag", {"experiment_id": experiment_id,
+                "key": f"nebari.share.{group}", "value": level}, who)  # fmt: skip
+
+
+def create_run(dep, who: dict, experiment_id: str) -> int:
+    return call(dep, "runs/create", {"experiment_id": experiment_id}, who)[0]
+
+
+def every_worker(dep, who: dict, experiment_id: str) -> None:
+    """Requests enough for every worker to have verified `who` and remembered their
+    permissions on the experiment (each request lands on any worker)."""
+    for _ in range(4 * WORKERS):
+        ok(call(dep, f"experiments/get?experiment_id={experiment_id}", headers=who))
+
+
+# 1. Sharing needs MANAGE ------------------------------------------------------------
+
+
+def test_an_edit_member_cannot_raise_or_widen_a_share_of_an_experiment(team):
+    experiment_id, alice = shared_experiment(team, "EDIT")
+    bob = bearer(team, "bob")
+    assert create_run(team, bob, experiment_id) == 200  # EDIT through /team-a
+    refused(set_share(team, bob, experiment_id, "MANAGE"), "sharing needs MANAGE", "EDIT")
+    refused(set_share(team, bob, experiment_id, "MANAGE", "/analyst"), "sharing needs MANAGE")
+    refused(call(team, "experiments/delete-experiment-tag",
+                 {"experiment_id": experiment_id, "key": "nebari.share./team-a"}, bob))  # fmt: skip
+    # Still EDIT: bob cannot delete it, nor change who has access.
+    refused(call(team, "experiments/delete", {"experiment_id": experiment_id}, bob))
+    grant = {"username": "bob", "resource_type": "experiment", "resource_id": experiment_id,
+             "permission": "MANAGE"}  # fmt: skip
+    prefix = team.config.mlflow.route_path
+    assert call(team, f"{prefix}/api/3.0/mlflow/users/permissions/grant", grant, bob)[0] == 403
+    # Other tags are EDIT's to write; the manager changes the share.
+    ok(call(team, "experiments/set-experiment-tag",
+            {"experiment_id": experiment_id, "key": "stage", "value": "dev"}, bob))  # fmt: skip
+    ok(set_share(team, alice, experiment_id, "READ"))
+    # The ajax-api (the UI's) is the same rule.
+    refused(call(team, f"{prefix}/ajax-api/2.0/mlflow/experiments/set-experiment-tag",
+                 {"experiment_id": experiment_id, "key": "nebari.share./team-a",
+                  "value": "MANAGE"}, bob))  # fmt: skip
+
+
+def test_an_edit_member_cannot_raise_a_share_of_a_registered_model(team):
+    alice, bob = bearer(team, "alice"), bearer(team, "bob")
+    model = unique("alice-diabetes")
+    ok(call(team, "registered-models/create", {"name": model}, alice))
+    tag = {"name": model, "key": "nebari.share./team-a", "value": "EDIT"}
+    ok(call(team, "registered-models/set-tag", tag, alice))
+    ok(call(team, "registered-models/update", {"name": model, "description": "by bob"}, bob,
+            "PATCH"))  # fmt: skip
+    refused(call(team, "registered-models/set-tag", {**tag, "value": "MANAGE"}, bob),
+            "sharing needs MANAGE")  # fmt: skip
+    refused(call(team, "registered-models/delete-tag",
+                 {"name": model, "key": "nebari.share./team-a"}, bob, "DELETE"))  # fmt: skip
+    revoke = {"username": "alice", "resource_type": "registered_model", "resource_id": model}
+    prefix = team.config.mlflow.route_path
+    refused(call(team, f"{prefix}/api/3.0/mlflow/users/permissions/revoke", revoke, bob))
+    refused(call(team, "registered-models/delete", {"name": model}, bob, "DELETE"))
+    # alice's model is still hers.
+    ok(call(team, f"registered-models/get?name={model}", headers=alice))
+    ok(call(team, "registered-models/set-tag", {**tag, "value": "READ"}, alice))
+
+
+# 2. Shares follow the truth --------------------------------------------------------
+
+
+def test_a_new_or_raised_share_applies_on_the_members_next_request_on_every_worker(team):
+    experiment_id, alice = shared_experiment(team, "READ")
+    bob = bearer(team, "bob")
+    every_worker(team, bob, experiment_id)
+    assert create_run(team, bob, experiment_id) == 403
+    ok(set_share(team, alice, experiment_id, "EDIT"))
+    assert [create_run(team, bob, experiment_id) for _ in range(2 * WORKERS)] == [200] * (
+        2 * WORKERS
+    )
+    # A new share, of an experiment bob has only read so far.
+    created = ok(call(team, "experiments/create", {"name": unique("fresh")}, alice))
+    other = created["experiment_id"]
+    every_worker(team, bob, other)
+    ok(set_share(team, alice, other, "EDIT"))
+    assert [create_run(team, bob, other) for _ in range(2 * WORKERS)] == [200] * (2 * WORKERS)
+
+
+def test_lowering_or_removing_the_share_tag_withdraws_it_within_the_cache_time(team):
+    experiment_id, alice = shared_experiment(team, "EDIT")
+    bob = bearer(team, "bob")
+    assert create_run(team, bob, experiment_id) == 200
+    ok(set_share(team, alice, experiment_id, "READ"))
+    time.sleep(CACHE_SECONDS + 0.5)
+    assert [create_run(team, bob, experiment_id) for _ in range(WORKERS)] == [403] * WORKERS
+    ok(set_share(team, alice, experiment_id, "EDIT"))
+    assert create_run(team, bob, experiment_id) == 200
+    ok(call(team, "experiments/delete-experiment-tag",
+            {"experiment_id": experiment_id, "key": "nebari.share./team-a"}, alice))  # fmt: skip
+    time.sleep(CACHE_SECONDS + 0.5)
+    assert [create_run(team, bob, experiment_id) for _ in range(WORKERS)] == [403] * WORKERS
+
+
+def test_leaving_the_group_withdraws_the_share_within_the_cache_time(team):
+    experiment_id, _ = shared_experiment(team, "EDIT", group="/team-c")
+    carol = bearer(team, "carol")
+    assert create_run(team, carol, experiment_id) == 200
+    team.hub.api("DELETE", "/groups/%2Fteam-c/users", {"users": ["carol"]})
+    time.sleep(CACHE_SECONDS + 0.5)
+    assert [create_run(team, carol, experiment_id) for _ in range(WORKERS)] == [403] * WORKERS
+    status, body = call(team, f"experiments/get?experiment_id={experiment_id}", headers=carol)
+    assert status == 200, body  # what everyone has (default_permission READ) stays
+
+
+# 3. Personal experiments cannot be taken ------------------------------------------
+
+
+def test_a_shared_experiment_cannot_be_renamed_into_a_personal_one(team):
+    bob = bearer(team, "bob")
+    own = f"users/bob-{uuid.uuid4().hex[:6]}"  # not bob's name: refused
+    refused(call(team, "experiments/create", {"name": own}, bob), "'bob-")
+    mine = ok(call(team, "experiments/create", {"name": unique("bob-scratch")}, bob))
+    experiment_id, alice = shared_experiment(team, "MANAGE")
+    for name in ("users/bob", "Users//Bob/", "  users/bob/churn ", "users/alice"):
+        rename = {"experiment_id": experiment_id, "new_name": name}
+        refused(call(team, "experiments/update", rename, bob), "Permission denied")
+    # alice keeps it, and it keeps its name.
+    experiment = ok(call(team, f"experiments/get?experiment_id={experiment_id}", headers=alice))
+    assert experiment["experiment"]["name"].startswith("churn-")
+    assert create_run(team, alice, experiment_id) == 200
+    # What bob created he may move under his own name (and only his).
+    name = f"users/bob/scratch-{uuid.uuid4().hex[:6]}"
+    ok(call(team, "experiments/update", {"experiment_id": mine["experiment_id"],
+                                         "new_name": name}, bob))  # fmt: skip
+    # The creator is recorded by the server, and only an admin changes it.
+    forged = {"experiment_id": experiment_id, "key": "nebari.creator", "value": "bob"}
+    refused(call(team, "experiments/set-experiment-tag", forged, bob), "server only")
+
+
+def test_reserved_names_are_compared_normalised_and_name_their_owner(team):
+    bob = bearer(team, "bob")
+    for name in ("users//alice", "Users/alice", " users/alice/ ", "USERS/Alice/x"):
+        text = refused(call(team, "experiments/create", {"name": name}, bob))
+        assert "the user 'alice'" in text, text
+    tagged = {"name": unique("tagged"), "tags": [{"key": "nebari.creator", "value": "alice"}]}
+    created = ok(call(team, "experiments/create", tagged, bob))
+    experiment = ok(call(team, f"experiments/get?experiment_id={created['experiment_id']}",
+                         headers=bob))["experiment"]  # fmt: skip
+    assert {t["key"]: t["value"] for t in experiment["tags"]}["nebari.creator"] == "bob"
+
+
+# 4. Every object carries the authenticated user ------------------------------------
+
+POD_PYTHON = POD_VENV / "bin" / "python"
+
+FORGE = textwrap.dedent(
+    """
+    import json, sys, mlflow
+    from mlflow import MlflowClient
+    mlflow.set_experiment(sys.argv[1])
+    client = MlflowClient()
+    model = mlflow.initialize_logged_model(name="forged", tags={"mlflow.user": "dana"})
+    client.set_logged_model_tags(model.model_id, {"mlflow.user": "ada"})
+
+    @mlflow.trace
+    def answer(question):
+        mlflow.update_current_trace(metadata={"mlflow.user": "dana"}, tags={"team": "a"})
+        return "42"
+
+    answer("?")
+    mlflow.flush_trace_async_logging()
+    trace_id = mlflow.get_last_active_trace_id()
+    name = sys.argv[2]
+    client.create_registered_model(name, tags={"mlflow.user": "dana"})
+    client.set_registered_model_tag(name, "mlflow.user", "ada")
+    version = client.create_model_version(name, f"models:/{model.model_id}",
+                                          tags={"mlflow.user": "dana"}, model_id=model.model_id)
+    client.set_model_version_tag(name, version.version, "mlflow.user", "ada")
+    print(json.dumps({"model": model.model_id, "trace": trace_id, "version": version.version}))
+    """
+)
+
+
+def test_a_pod_cannot_forge_who_made_a_logged_model_a_trace_or_a_model(team, tmp_path):
+    if not POD_PYTHON.exists():
+        pytest.skip(f"user-environment virtualenv missing at {POD_VENV} (run `make install`)")
+    stage = tmp_path / "stage"
+    manifests = render_release(nb.stage_for(team.config, stage), nb.STAGE_OUTPUTS)
+    manifests += NotebookClientStage(stage, team.config).config_map_manifests()
+    pod = build_user_pod(team.config, manifests, tmp_path / "pod", user="alice")
+    env = process_env(pod, team.client_env(), {"HOME": str(tmp_path), "USER": "jovyan"},
+                      base=os.environ)  # fmt: skip
+    model_name = unique("forged-model")
+    result = subprocess.run(
+        [str(POD_PYTHON), "-c", FORGE, unique("users/alice/forge"), model_name],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    made = json.loads(result.stdout.strip().splitlines()[-1])
+
+    logged = team.api(f"logged-models/{made['model']}")["model"]
+    assert {t["key"]: t["value"] for t in logged["info"]["tags"]}["mlflow.user"] == "alice"
+    trace = json.loads(team._call(f"api/3.0/mlflow/traces/{made['trace']}"))["trace"]
+    assert trace["trace_info"]["trace_metadata"]["mlflow.user"] == "alice"
+    model = team.api(f"registered-models/get?name={model_name}")["registered_model"]
+    assert {t["key"]: t["value"] for t in model["tags"]}["mlflow.user"] == "alice"
+    version = team.api(f"model-versions/get?name={model_name}&version={made['version']}")
+    tags = {t["key"]: t["value"] for t in version["model_version"]["tags"]}
+    assert tags["mlflow.user"] == "alice"
+    # Nobody but an admin removes it.
+    alice = bearer(team, "alice")
+    refused(call(team, f"logged-models/{made['model']}/tags/mlflow.user", None, alice,
+                 "DELETE"), "server sets it")  # fmt: skip
