@@ -258,20 +258,30 @@ FORGE = textwrap.dedent(
 )
 
 
-def test_a_pod_cannot_forge_who_made_a_logged_model_a_trace_or_a_model(team, tmp_path):
+@pytest.fixture(scope="module")
+def pods(team, tmp_path_factory):
+    """run(user, script, *args) in `user`'s JupyterLab pod, as rendered: (code, out, err)."""
     if not POD_PYTHON.exists():
         pytest.skip(f"user-environment virtualenv missing at {POD_VENV} (run `make install`)")
-    stage = tmp_path / "stage"
+    stage = tmp_path_factory.mktemp("stage")
     manifests = render_release(nb.stage_for(team.config, stage), nb.STAGE_OUTPUTS)
     manifests += NotebookClientStage(stage, team.config).config_map_manifests()
-    pod = build_user_pod(team.config, manifests, tmp_path / "pod", user="alice")
-    env = process_env(pod, team.client_env(), {"HOME": str(tmp_path), "USER": "jovyan"},
-                      base=os.environ)  # fmt: skip
+
+    def run(user: str, script: str, *args: str) -> subprocess.CompletedProcess:
+        home = tmp_path_factory.mktemp(f"home-{user}")
+        pod = build_user_pod(team.config, manifests, tmp_path_factory.mktemp("pod"), user=user)
+        env = process_env(pod, team.client_env(), {
+            "HOME": str(home), "USER": "jovyan", "JUPYTERHUB_API_TOKEN": team.tokens[user],
+        }, base=os.environ)  # fmt: skip
+        return subprocess.run([str(POD_PYTHON), "-c", script, *args], env=env, cwd=home,
+                              capture_output=True, text=True, timeout=300)  # fmt: skip
+
+    return run
+
+
+def test_a_pod_cannot_forge_who_made_a_logged_model_a_trace_or_a_model(team, pods):
     model_name = unique("forged-model")
-    result = subprocess.run(
-        [str(POD_PYTHON), "-c", FORGE, unique("users/alice/forge"), model_name],
-        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    result = pods("alice", FORGE, unique("users/alice/forge"), model_name)
     assert result.returncode == 0, result.stderr[-3000:]
     made = json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -288,3 +298,104 @@ def test_a_pod_cannot_forge_who_made_a_logged_model_a_trace_or_a_model(team, tmp
     alice = bearer(team, "alice")
     refused(call(team, f"logged-models/{made['model']}/tags/mlflow.user", None, alice,
                  "DELETE"), "server sets it")  # fmt: skip
+
+
+# 5. Visible and explainable ---------------------------------------------------------
+
+
+def access(dep, who: dict, **query: str) -> tuple[int, bytes]:
+    prefix = dep.config.mlflow.route_path
+    return call(dep, f"{prefix}/api/2.0/mlflow/nebari/access?{urllib.parse.urlencode(query)}",
+                headers=who)  # fmt: skip
+
+
+def test_a_manager_lists_who_holds_which_permission(team):
+    experiment_id, alice = shared_experiment(team, "EDIT")
+    prefix = team.config.mlflow.route_path
+    grant = {"username": "dana", "resource_type": "experiment", "resource_id": experiment_id,
+             "permission": "READ"}  # fmt: skip
+    ok(call(team, f"{prefix}/api/3.0/mlflow/users/permissions/grant", grant, alice))
+    listed = ok(access(team, alice, experiment_id=experiment_id))
+    assert {(u["user"], u["permission"]) for u in listed["users"]} == {
+        ("alice", "MANAGE"), ("dana", "READ")}  # fmt: skip
+    assert [(g["group"], g["permission"]) for g in listed["groups"]] == [("/team-a", "EDIT")]
+    assert listed["everyone"] == "READ" and "ada" in listed["admins"]
+    # A member with EDIT does not list it; an admin does.
+    refused(access(team, bearer(team, "bob"), experiment_id=experiment_id), "needs MANAGE")
+    ok(access(team, bearer(team, "ada"), experiment_id=experiment_id))
+    model = unique("listed")
+    ok(call(team, "registered-models/create", {"name": model}, alice))
+    listed = ok(access(team, alice, registered_model=model))
+    assert [(u["user"], u["permission"]) for u in listed["users"]] == [("alice", "MANAGE")]
+
+
+def test_a_refusal_says_what_was_needed_and_how_to_get_it(team):
+    alice, bob = bearer(team, "alice"), bearer(team, "bob")
+    experiment_id = ok(call(team, "experiments/create", {"name": unique("private")}, alice))[
+        "experiment_id"
+    ]
+    text = refused(call(team, "runs/create", {"experiment_id": experiment_id}, bob))
+    for words in ("needs EDIT", f"experiment '{experiment_id}'", "(alice)",
+                  "nebari.share.<group> = EDIT"):  # fmt: skip
+        assert words in text, text
+    run_id = ok(call(team, "runs/create", {"experiment_id": experiment_id}, alice))["run"]["info"][
+        "run_id"
+    ]
+    text = refused(call(team, "runs/delete", {"run_id": run_id}, bob))
+    assert "needs MANAGE" in text and f"run '{run_id}'" in text, text
+
+
+def test_what_does_not_exist_answers_404_to_who_could_read_it(team):
+    bob = bearer(team, "bob")
+    missing = unique("no-such-model")
+    for path in (f"runs/get?run_id={uuid.uuid4().hex}", f"registered-models/get?name={missing}",
+                 f"registered-models/alias?name={missing}&alias=champion"):  # fmt: skip
+        status, body = call(team, path, headers=bob)
+        assert status == 404, (path, status, body[:300])
+    model = unique("alice-diabetes")
+    ok(call(team, "registered-models/create", {"name": model}, bearer(team, "alice")))
+    status, body = call(team, f"registered-models/alias?name={model}&alias=champion",
+                        headers=bob)  # fmt: skip
+    assert status == 404, body[:300]
+
+
+START_RUN = """
+import mlflow
+with mlflow.start_run():
+    mlflow.log_metric("m", 1.0)
+"""
+
+
+def test_start_run_without_an_experiment_says_what_to_set(team, pods):
+    result = pods("bob", START_RUN)
+    assert result.returncode != 0
+    assert "MLFLOW_EXPERIMENT_NAME=users/bob" in result.stderr, result.stderr[-2000:]
+
+
+PROMPT = """
+import sys, time, mlflow
+name = sys.argv[2]
+if sys.argv[1] == "register":
+    mlflow.genai.register_prompt(name=name, template="Answer {{question}}")
+else:
+    experiment = mlflow.set_experiment(sys.argv[3])
+    print(mlflow.genai.load_prompt(f"prompts:/{name}/1").template)
+    time.sleep(3)  # the client links the prompt to the experiment in a thread
+    print(experiment.experiment_id)
+"""
+
+
+def test_reading_a_shared_prompt_does_not_warn(team, pods):
+    name = unique("qa-prompt")
+    result = pods("alice", PROMPT, "register", name)
+    assert result.returncode == 0, result.stderr[-2000:]
+    share = {"name": name, "key": "nebari.share./team-a", "value": "READ"}
+    ok(call(team, "registered-models/set-tag", share, bearer(team, "alice")))
+    result = pods("bob", PROMPT, "load", name, f"users/bob/{name}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "Answer" in result.stdout
+    assert "Failed to tag" not in result.stderr and "WARNING" not in result.stderr, result.stderr
+    experiment_id = result.stdout.split()[-1]
+    prompt = team.api(f"registered-models/get?name={name}")["registered_model"]
+    tags = {t["key"]: t["value"] for t in prompt["tags"]}
+    assert experiment_id in tags["_mlflow_experiment_ids"].split(",")

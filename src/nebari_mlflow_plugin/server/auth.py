@@ -10,11 +10,14 @@ Who is calling, in order:
    forward-auth about that cookie. A client's `X-Forwarded-User` is never trusted.
 Anything else: 401. A verifier that cannot answer: 503, never "allow".
 
-Then MLflow's basic-auth app authorizes the request against its permission store
-(admins, creators' MANAGE, `default_permission`), which `grants.sync` keeps in step
-with Nebari, and `attribution.stamp` makes the run writes carry the caller's name.
-`lookups` lets that check remember its store lookups for `cache_seconds` (a refusal
-is always decided on fresh data).
+Then Nebari's own rules (admins are not asked): `sharing` (a share tag needs MANAGE),
+`personal` (`users/<name>` by creation only), `attribution` (`mlflow.user` is the
+caller's). MLflow's basic-auth app then authorizes the request against its
+permission store (admins, creators' MANAGE, `default_permission`), whose users
+`grants.sync` keeps in step with Nebari and whose grant lookups `sharing` extends
+with the caller's group shares; `lookups` lets that check remember its lookups for
+`cache_seconds` (a refusal is always decided on fresh data); `access` explains its
+refusals and lists who has access.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from typing import Any
 from flask import Response, current_app, g, has_request_context, make_response, request
 from werkzeug.datastructures import Authorization
 
-from . import attribution, grants, lookups, personal, sharing, upstream
+from . import access, attribution, grants, lookups, personal, prompts, sharing, upstream
 from .identity import Identity, IdentityCache
 from .settings import Settings
 
@@ -76,9 +79,17 @@ def _state() -> tuple[Settings, IdentityCache]:
 
 def _install(app: Any) -> None:
     """Shares in MLflow's grant lookups; personal experiments' owners after creation."""
+    from mlflow.server import auth as mlflow_auth
     from mlflow.server.auth import store
 
     sharing.install(store)
+    bare_refusal = mlflow_auth.make_forbidden_response
+
+    def forbidden() -> Response:
+        identity = g.get("nebari_identity")
+        return bare_refusal() if identity is None else access.forbidden(identity.name)
+
+    mlflow_auth.make_forbidden_response = forbidden  # the gate looks it up at each refusal
 
     def after(response: Response) -> Response:
         identity = g.get("nebari_identity")
@@ -188,7 +199,11 @@ def authenticate() -> Authorization | Response:
         return identity
     if not g.get("nebari_admitted"):
         # MLflow asks again in its validators and after-request handlers: decide once.
-        refusal = _refusal(identity)
+        # Answered here: a question MLflow's API has no route for; a reader's prompt link.
+        answer = access.listing(identity.name, identity.admin) or (
+            None if identity.admin else prompts.link(identity.name)
+        )
+        refusal = answer or _refusal(identity)
         if refusal is not None:
             return refusal
         attribution.stamp(request, identity.name)
