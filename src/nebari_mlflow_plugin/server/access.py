@@ -20,7 +20,14 @@ from typing import Any
 
 from flask import Response, make_response, request
 
-from .sharing import EXPERIMENT, PROMPT, REGISTERED_MODEL, SHARE_TAG_PREFIX, request_param
+from .sharing import (
+    EXPERIMENT,
+    PROMPT,
+    REGISTERED_MODEL,
+    SHARE_TAG_PREFIX,
+    permission_of,
+    request_param,
+)
 
 ACCESS_PATH = "/mlflow/nebari/access"
 LEVEL_ORDER = ("READ", "USE", "EDIT", "MANAGE")
@@ -107,12 +114,6 @@ def managers(resource_type: str, resource_id: str) -> list[str]:
     )
 
 
-def _permission(username: str, grant_type: str, resource_id: str) -> Any:
-    from mlflow.server import auth as mlflow_auth
-
-    return mlflow_auth._resolve_user_permission_for_resource(username, grant_type, resource_id)
-
-
 def listing(username: str, admin: bool) -> Response | None:
     """The answer to the access listing, or None when the request is not one."""
     if not request.path.endswith(ACCESS_PATH) or request.method != "GET":
@@ -127,7 +128,7 @@ def listing(username: str, admin: bool) -> Response | None:
     if entity is None:
         return _text(404, f"No {resource_type.replace('_', ' ')} {resource_id!r}.")
     grant_type = _grant_type(resource_type, entity)
-    if not admin and not _permission(username, grant_type, resource_id).can_manage:
+    if not admin and not permission_of(username, grant_type, resource_id, entity).can_manage:
         return _text(
             403,
             f"Permission denied: listing who has access to {resource_type.replace('_', ' ')} "
@@ -216,7 +217,7 @@ def forbidden(username: str) -> Response:
     owner = f"{grant_type.replace('_', ' ')} {anchor!r}"
     on = f"{kind} {resource_id!r}" + (f" (in {owner})" if kind == "run" else "")
     who = "its managers"
-    if _permission(username, grant_type, anchor).can_read:
+    if permission_of(username, grant_type, anchor, entity).can_read:
         names = managers(grant_type, anchor)
         if names:
             who = f"its managers ({', '.join(names)})"
@@ -227,3 +228,18 @@ def forbidden(username: str) -> Response:
         f"the {grant_type.replace('_', ' ')} with a group you are in: the tag "
         f"nebari.share.<group> = {needed} on {owner}.",
     )
+
+
+def missing_alias(response: Response) -> Response:
+    """MLflow answers a missing alias of a model the caller may read with 400
+    INVALID_PARAMETER_VALUE; it is a thing that does not exist: 404."""
+    if (
+        request.method == "GET"
+        and request.path.endswith("/registered-models/alias")
+        and response.status_code == 400
+    ):
+        body = response.get_json(silent=True) or {}
+        message = str(body.get("message", ""))
+        if "alias" in message and "not found" in message:
+            return _json(404, {"error_code": "RESOURCE_DOES_NOT_EXIST", "message": message})
+    return response

@@ -95,7 +95,7 @@ def _install(app: Any) -> None:
         identity = g.get("nebari_identity")
         if identity is not None:
             personal.grant_owner(request, response, identity.name)
-        return response
+        return access.missing_alias(response)
 
     # Registered directly: Flask refuses `after_request` once the app has served.
     app.after_request_funcs.setdefault(None, []).append(after)

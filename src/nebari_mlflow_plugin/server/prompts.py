@@ -17,7 +17,7 @@ from typing import Any
 
 from flask import Response, make_response, request
 
-from .sharing import PROMPT, request_param
+from .sharing import EXPERIMENT, PROMPT, permission_of, request_param
 
 EXPERIMENT_IDS_TAG = "_mlflow_experiment_ids"
 _SET_TAG = "/mlflow/registered-models/set-tag"
@@ -36,7 +36,6 @@ def link(username: str) -> Response | None:
         return None
     from mlflow.entities.model_registry import RegisteredModelTag
     from mlflow.exceptions import MlflowException
-    from mlflow.server import auth as mlflow_auth
     from mlflow.server import handlers
 
     name, value = request_param(request, "name"), request_param(request, "value")
@@ -47,15 +46,14 @@ def link(username: str) -> Response | None:
         return None
     if not prompt._is_prompt():
         return None
-    resolve = mlflow_auth._resolve_user_permission_for_resource
-    mine = resolve(username, PROMPT, prompt.name)
+    mine = permission_of(username, PROMPT, prompt.name, prompt)
     if mine.can_update or not mine.can_read:
         return None
     before, after = _ids(prompt.tags.get(EXPERIMENT_IDS_TAG)), _ids(value)
     added = [i for i in after if i not in before]
     if not set(before) <= set(after) or not added:
         return None
-    if not all(resolve(username, "experiment", i).can_update for i in added):
+    if not all(permission_of(username, EXPERIMENT, i).can_update for i in added):
         return None
     tag = RegisteredModelTag(EXPERIMENT_IDS_TAG, f",{','.join(after)},")
     registry.set_registered_model_tag(prompt.name, tag)

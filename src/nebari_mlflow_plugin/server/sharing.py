@@ -173,22 +173,34 @@ def _tag_write(request: Any) -> tuple[str, str] | None:
     return None
 
 
+def permission_of(username: str, resource_type: str, resource_id: str, entity: Any = None) -> Any:
+    """`username`'s permission on an object, as MLflow's gate folds it (grants, shares,
+    `default_permission`); for any grant type, prompts included."""
+    from mlflow.server import auth as mlflow_auth
+
+    workspace = getattr(entity, "workspace", None)
+    return mlflow_auth._get_role_permission_or_default(
+        mlflow_auth._role_permission_for_known_workspace(
+            username, resource_type, str(resource_id), workspace
+        )
+    )
+
+
 def _permission(username: str, resource_type: str, resource_id: str) -> Any:
     """The caller's permission on the object, resolved as MLflow's gate resolves it
     (shares included); None when the object does not exist (MLflow answers 404)."""
     from mlflow.exceptions import MlflowException
-    from mlflow.server import auth as mlflow_auth
     from mlflow.server import handlers
 
     try:
         if resource_type == EXPERIMENT:
-            handlers._get_tracking_store().get_experiment(resource_id)
+            entity = handlers._get_tracking_store().get_experiment(resource_id)
         else:
-            model = handlers._get_model_registry_store().get_registered_model(resource_id)
-            resource_type = PROMPT if model._is_prompt() else REGISTERED_MODEL
+            entity = handlers._get_model_registry_store().get_registered_model(resource_id)
+            resource_type = PROMPT if entity._is_prompt() else REGISTERED_MODEL
     except MlflowException:
         return None
-    return mlflow_auth._resolve_user_permission_for_resource(username, resource_type, resource_id)
+    return permission_of(username, resource_type, resource_id, entity)
 
 
 def refusal(request: Any, username: str) -> str | None:
