@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-_SERVER_DIR = Path(__file__).resolve().parent / "server"
+_SERVER_DIR = Path(__file__).resolve().parents[1] / "server"
 
 
 def package_files() -> dict[str, str]:
