@@ -24,7 +24,7 @@ from support.release import render_release
 from support.rest import bearer, call
 from support.userpod import POD_VENV, build_user_pod, process_env
 
-from nebari_mlflow_plugin.client_stage import NotebookClientStage
+from nebari_mlflow_plugin.stages.client_stage import NotebookClientStage
 
 pytestmark = pytest.mark.slow
 
