@@ -348,6 +348,7 @@ class Release:
         """The server pod's init containers, in the kubelet's order, with the rendered
         command and env; they share the pod's volumes with the server (`workdir/server`)."""
         deployment = server_deployment(self.manifests)
+        project_config_maps(self.manifests, deployment, workdir)  # e.g. the server package
         return [
             relocate(
                 # The pod's volumes are shared by its containers: one directory each.

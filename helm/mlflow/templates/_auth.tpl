@@ -48,6 +48,10 @@ memory-backed emptyDir by the init container below, never rendered. */}}
       if store.has_user(admin):
           store.update_user(admin, password=os.environ["MLFLOW_AUTH_ADMIN_PASSWORD"], is_admin=True)
           print(f"built-in admin {admin}: password set from its Secret")
+      # After a takeover of 2025.10.x: the authors of its experiments, runs and models
+      # manage what they made (a no-op for any other database, or once done).
+      from nebari_mlflow_server import authors
+      authors.main()
   env:
     {{- include "mlflow.databaseEnv" . | nindent 4 }}
     - name: MLFLOW_AUTH_ADMIN_USERNAME
@@ -61,6 +65,8 @@ memory-backed emptyDir by the init container below, never rendered. */}}
       value: {{ include "mlflow.authConfigDir" . }}/basic_auth.ini
     - name: AUTH_DEFAULT_PERMISSION
       value: {{ .Values.auth.defaultPermission | quote }}
+    - name: PYTHONPATH
+      value: {{ include "mlflow.authPackageDir" . }}
   resources:
     requests: {cpu: 50m, memory: 256Mi}
     limits: {memory: 1Gi}
@@ -71,6 +77,9 @@ memory-backed emptyDir by the init container below, never rendered. */}}
       mountPath: /tmp
     - name: auth-config
       mountPath: {{ include "mlflow.authConfigDir" . }}
+    - name: auth-package
+      mountPath: {{ include "mlflow.authPackageDir" . }}
+      readOnly: true
 {{- end }}
 {{- end }}
 
