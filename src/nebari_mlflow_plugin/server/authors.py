@@ -6,9 +6,10 @@ them (`user_id`, else the `mlflow.user` tag). Run once the database is migrated 
 the permission store exists (the auth-config init container, at every start; only a
 database that records a takeover, table `nebari_takeover`, is touched):
 
-- an experiment nobody holds a grant on: the author of its earliest run gets MANAGE
-  (and is recorded as its creator, `nebari.creator`), other run authors get EDIT so
-  they keep working on their runs;
+- an experiment nobody holds a grant on: the author of its earliest run gets MANAGE,
+  other run authors get EDIT so they keep working on their runs (the copied tables
+  are left as copied: the takeover verifies their row counts, so no `nebari.creator`
+  tag is added, and renaming such an experiment into `users/...` needs an admin);
 - a registered model or prompt nobody holds a grant on: the author of its earliest
   version (or of that version's run) gets MANAGE, other version authors EDIT;
 - authors become MLflow users (random password; admin flag from JupyterHub at their
@@ -28,7 +29,6 @@ from collections.abc import Iterable
 from typing import Any
 
 NOBODY = {"", "root", "jovyan", "unknown", "nobody"}
-CREATOR_TAG = "nebari.creator"
 
 
 def _author(user_id: Any, user_tag: Any, source: Any) -> str:
@@ -93,8 +93,6 @@ def grant_authors(uri: str) -> dict[str, int]:
             "SELECT name FROM registered_model_tags WHERE key = 'mlflow.prompt.is_prompt' "
             "AND LOWER(value) = 'true'"
         ))}  # fmt: skip
-        query = sa.text("SELECT experiment_id FROM experiment_tags WHERE key = :key")
-        creators = {str(i) for (i,) in db.execute(query, {"key": CREATOR_TAG})}
 
     store = SqlAlchemyStore()
     store.init_db(uri)
@@ -106,7 +104,6 @@ def grant_authors(uri: str) -> dict[str, int]:
                 counts["users"] += 1
 
     granted = _granted(store, "experiment")
-    new_creators = []
     for experiment_id, names in _authors(runs).items():
         if experiment_id in granted:
             continue
@@ -115,13 +112,6 @@ def grant_authors(uri: str) -> dict[str, int]:
             store.grant_user_permission(name, "experiment", experiment_id,
                                         "MANAGE" if rank == 0 else "EDIT")  # fmt: skip
         counts["experiments"] += 1
-        if experiment_id not in creators:
-            new_creators.append({"id": int(experiment_id), "v": names[0]})
-    if new_creators:
-        with engine.begin() as db:
-            db.execute(sa.text(
-                f"INSERT INTO experiment_tags (experiment_id, key, value) "
-                f"VALUES (:id, '{CREATOR_TAG}', :v)"), new_creators)  # fmt: skip
     granted_models = _granted(store, "registered_model") | _granted(store, "prompt")
     for name, names in _authors(versions).items():
         if name in granted_models:
