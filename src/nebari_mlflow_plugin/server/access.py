@@ -183,7 +183,7 @@ def _can_read_anything() -> bool:
     return _default_permission() in ("READ", "USE", "EDIT", "MANAGE")
 
 
-def forbidden(username: str) -> Response:
+def forbidden(username: str, groups: tuple[str, ...] = ()) -> Response:
     """MLflow's refusal, explained (see the module's docstring)."""
     from mlflow.server import auth as mlflow_auth
 
@@ -221,12 +221,16 @@ def forbidden(username: str) -> Response:
         names = managers(grant_type, anchor)
         if names:
             who = f"its managers ({', '.join(names)})"
+    share = ""
+    if groups:
+        share = (
+            f", or to share the {grant_type.replace('_', ' ')} with a group you are in: the "
+            f"tag nebari.share.{groups[0]} = {needed} on {owner}"
+        )
     return _text(
         403,
         f"Permission denied: {request.method} {path.rsplit('/mlflow/', 1)[-1]} needs {needed} "
-        f"on {on}. To get it, ask {who} or a Nebari admin to grant it to you, or to share "
-        f"the {grant_type.replace('_', ' ')} with a group you are in: the tag "
-        f"nebari.share.<group> = {needed} on {owner}.",
+        f"on {on}. To get it, ask {who} or a Nebari admin to grant it to you{share}.",
     )
 
 

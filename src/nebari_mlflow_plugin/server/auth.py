@@ -30,11 +30,22 @@ from typing import Any
 from flask import Response, current_app, g, has_request_context, make_response, request
 from werkzeug.datastructures import Authorization
 
-from . import access, attribution, grants, lookups, personal, prompts, sharing, upstream
+from . import (
+    access,
+    attribution,
+    grants,
+    lookups,
+    personal,
+    prompts,
+    request_metrics,
+    sharing,
+    upstream,
+)
 from .identity import Identity, IdentityCache
 from .settings import Settings
 
 _logger = logging.getLogger(__name__)
+request_metrics.install()  # latency by kind of route, for the alerts (request_metrics.py)
 
 UNAUTHENTICATED = (
     "Not authenticated. MLflow on Nebari accepts: a JupyterHub token "
@@ -87,7 +98,9 @@ def _install(app: Any) -> None:
 
     def forbidden() -> Response:
         identity = g.get("nebari_identity")
-        return bare_refusal() if identity is None else access.forbidden(identity.name)
+        if identity is None:
+            return bare_refusal()
+        return access.forbidden(identity.name, identity.groups)
 
     mlflow_auth.make_forbidden_response = forbidden  # the gate looks it up at each refusal
 

@@ -54,8 +54,8 @@ def _body(request: Any) -> dict | None:
 
 def _reserved(name: str, who: str) -> str:
     return (
-        f"Permission denied: {name!r} is the personal experiment of the user {who!r} "
-        "(names under users/<name>/ are reserved for <name>, whatever the case or slashes)."
+        f"Permission denied: {name!r} is the personal experiment of the user {who!r}: "
+        f"only {who} creates experiments under users/{who}/ (whatever the case or slashes)."
     )
 
 
