@@ -132,7 +132,7 @@ def test_the_ini_keeps_the_uri_and_the_admin_gets_this_deployments_password(tmp_
     an earlier release) gets the password of this deployment's Secret."""
     from urllib.parse import quote
 
-    from support.deployment import MLFLOW_BIN, run_container
+    from support.deployment import MLFLOW_BIN, project_config_maps, run_container
     from support.postgres import Postgres, postgres_bin_dir
 
     if postgres_bin_dir() is None:
@@ -148,7 +148,10 @@ def test_the_ini_keeps_the_uri_and_the_admin_gets_this_deployments_password(tmp_
         secret = init["env"][[e["name"] for e in init["env"]].index("MLFLOW_AUTH_ADMIN_PASSWORD")]
         secrets = {"db": {"uri": uri}, secret["valueFrom"]["secretKeyRef"]["name"]: {
             "admin-password": "this-deployments-password"}}  # fmt: skip
-        local = local_container(init, workdir=tmp_path / "pod", executables={}, secrets=secrets)
+        # The pod's volumes (the server package among them) as the kubelet projects them.
+        project_config_maps(manifests, server_deployment(manifests), tmp_path)
+        local = local_container(init, workdir=tmp_path / "server", executables={},
+                                secrets=secrets)  # fmt: skip
         python = str(MLFLOW_BIN / "python")
         subprocess.run([python, "-c", ADMIN_SCRIPT, uri, "create"], check=True, timeout=120)
         result = run_container(local, tmp_path, timeout=120)  # with the image's python3
