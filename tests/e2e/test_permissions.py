@@ -339,7 +339,8 @@ def test_a_refusal_says_what_was_needed_and_how_to_get_it(team):
     ]
     text = refused(call(team, "runs/create", {"experiment_id": experiment_id}, bob))
     for words in ("needs EDIT", f"experiment '{experiment_id}'", "(alice)",
-                  "nebari.share./team-a = EDIT"):  # fmt: skip
+                  "a group you are in: the tag nebari.share./",  # one of bob's groups
+                  f"= EDIT on experiment '{experiment_id}'"):  # fmt: skip
         assert words in text, text
     run_id = ok(call(team, "runs/create", {"experiment_id": experiment_id}, alice))["run"]["info"][
         "run_id"
