@@ -363,6 +363,36 @@ def test_what_does_not_exist_answers_404_to_who_could_read_it(team):
     assert status == 404, body[:300]
 
 
+@pytest.fixture(scope="module")
+def private(tmp_path_factory):
+    """A deployment where nobody reads what others made (`NO_PERMISSIONS`)."""
+    config = nb.validate(nb.config_dict(
+        "local", {"workers": 1, "auth": {"default_permission": "NO_PERMISSIONS"}}
+    ))  # fmt: skip
+    with running_deployment(tmp_path_factory.mktemp("private"), config) as dep:
+        yield dep
+
+
+def test_where_nothing_is_readable_a_refusal_tells_nothing_about_what_exists(private):
+    alice, bob = bearer(private, "alice"), bearer(private, "bob")
+    experiment_id = ok(call(private, "experiments/create", {"name": unique("secret")}, alice))[
+        "experiment_id"
+    ]
+    run_id = ok(call(private, "runs/create", {"experiment_id": experiment_id}, alice))["run"][
+        "info"
+    ]["run_id"]
+    missing = uuid.uuid4().hex
+    existing = refused(call(private, f"runs/get?run_id={run_id}", headers=bob))
+    absent = refused(call(private, f"runs/get?run_id={missing}", headers=bob))
+    assert existing.replace(run_id, "<id>") == absent.replace(missing, "<id>")
+    assert "alice" not in existing and experiment_id not in existing.replace(run_id, "")
+    model, nothing = unique("secret-model"), unique("no-model")
+    ok(call(private, "registered-models/create", {"name": model}, alice))
+    existing = refused(call(private, f"registered-models/get?name={model}", headers=bob))
+    absent = refused(call(private, f"registered-models/get?name={nothing}", headers=bob))
+    assert existing.replace(model, "<id>") == absent.replace(nothing, "<id>")
+
+
 START_RUN = """
 import mlflow
 with mlflow.start_run() as run:

@@ -200,27 +200,27 @@ def forbidden(username: str, groups: tuple[str, ...] = ()) -> Response:
     if target is None:
         return _text(403, f"Permission denied: this request needs {needed} permission.")
     kind, resource_id, anchor = target
-    if anchor is None:
-        if _can_read_anything():
-            return _json(404, {
-                "error_code": "RESOURCE_DOES_NOT_EXIST",
-                "message": f"No {kind} {resource_id!r} exists.",
-            })  # fmt: skip
+    action = f"{request.method} {path.rsplit('/mlflow/', 1)[-1]}"
+    if anchor is None and _can_read_anything():
+        missing = f"No {kind} {resource_id!r} exists."
+        return _json(404, {"error_code": "RESOURCE_DOES_NOT_EXIST", "message": missing})
+    grant_type = EXPERIMENT if kind in ("run", "experiment") else REGISTERED_MODEL
+    entity = None if anchor is None else _object(grant_type, anchor)
+    grant_type = _grant_type(grant_type, entity)
+    if entity is None or not permission_of(username, grant_type, anchor, entity).can_read:
+        # What the caller may not read (or what does not exist, when nobody may read by
+        # default): one answer for both, naming nothing they could not see.
+        share = f" (the tag nebari.share.{groups[0]} = {needed})" if groups else ""
         return _text(
             403,
-            f"Permission denied: this needs {needed} on {kind} {resource_id!r}. Ask its "
-            "managers or a Nebari admin.",
+            f"Permission denied: {action} needs {needed} on {kind} {resource_id!r}. To get it, "
+            f"ask its managers or a Nebari admin to grant it to you, or to share it with a "
+            f"group you are in{share}.",
         )
-    grant_type = EXPERIMENT if kind in ("run", "experiment") else REGISTERED_MODEL
-    entity = _object(grant_type, anchor)
-    grant_type = _grant_type(grant_type, entity)
     owner = f"{grant_type.replace('_', ' ')} {anchor!r}"
     on = f"{kind} {resource_id!r}" + (f" (in {owner})" if kind == "run" else "")
-    who = "its managers"
-    if permission_of(username, grant_type, anchor, entity).can_read:
-        names = managers(grant_type, anchor)
-        if names:
-            who = f"its managers ({', '.join(names)})"
+    names = managers(grant_type, anchor)
+    who = f"its managers ({', '.join(names)})" if names else "its managers"
     share = ""
     if groups:
         share = (
@@ -229,8 +229,8 @@ def forbidden(username: str, groups: tuple[str, ...] = ()) -> Response:
         )
     return _text(
         403,
-        f"Permission denied: {request.method} {path.rsplit('/mlflow/', 1)[-1]} needs {needed} "
-        f"on {on}. To get it, ask {who} or a Nebari admin to grant it to you{share}.",
+        f"Permission denied: {action} needs {needed} on {on}. To get it, ask {who} or a "
+        f"Nebari admin to grant it to you{share}.",
     )
 
 

@@ -100,7 +100,11 @@ def _install(app: Any) -> None:
         identity = g.get("nebari_identity")
         if identity is None:
             return bare_refusal()
-        return access.forbidden(identity.name, identity.groups)
+        try:
+            return access.forbidden(identity.name, identity.groups)
+        except Exception:  # an explanation that fails still refuses
+            _logger.exception("nebari-mlflow: could not explain a refusal")
+            return bare_refusal()
 
     mlflow_auth.make_forbidden_response = forbidden  # the gate looks it up at each refusal
 
