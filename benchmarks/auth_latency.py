@@ -11,7 +11,7 @@ both at once; one keep-alive connection to each, requests alternating:
 - auth off: no credential; auth on, cache hit: alice's JupyterHub token, already
   verified; auth on, cache miss: a token never seen (each request a new one,
   minted beforehand), so every request asks JupyterHub twice (the token's
-  owner, then their admin flag and groups) and syncs the user's grants.
+  owner, then their admin flag and groups) and keeps the user's MLflow row in step.
 
 It prints p50/p95 per case and the added p50 (on minus off). Added on a hit
 includes MLflow's own authorization (its gate, with its permission lookups

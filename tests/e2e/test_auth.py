@@ -14,36 +14,18 @@ import os
 import subprocess
 import time
 import urllib.error
-import urllib.request
 import uuid
 
 import pytest
 from support import nebari as nb
 from support.deployment import MLFLOW_BIN, running_deployment
 from support.podrun import process_env
+from support.rest import call
 from support.signin import signed_in
 
 from nebari_mlflow_plugin.server import login
 
 pytestmark = pytest.mark.slow
-
-
-def call(dep, path: str, body: dict | None = None, headers: dict | None = None,
-         method: str | None = None) -> tuple[int, bytes]:  # fmt: skip
-    """`<prefix>/api/2.0/mlflow/<path>` at the in-cluster URL: (status, body), no raise."""
-    prefix = dep.config.mlflow.route_path
-    url = path if path.startswith("/") else f"{prefix}/api/2.0/mlflow/{path}"
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{dep.server_port}{url}",
-        data=json.dumps(body).encode() if body is not None else None, method=method,
-        headers={"Host": f"mlflow.{dep.namespace}.svc:5000",
-                 "Content-Type": "application/json", **(headers or {})},
-    )  # fmt: skip
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
 
 
 def as_user(dep, user: str) -> dict[str, str]:

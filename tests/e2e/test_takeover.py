@@ -34,6 +34,7 @@ from support.deployment import (
 )
 from support.mlflow_server import MlflowServer
 from support.postgres import Postgres, postgres_bin_dir
+from support.rest import call
 
 from nebari_mlflow_plugin.lifecycle import takeover
 
@@ -124,8 +125,9 @@ def old_deployment(tmp_path_factory):
 
 
 def _run_old(code: str, data: str, url: str) -> str:
+    # alice logged them from her pod (MLflow records the OS user as the runs' user).
     env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "MLFLOW_DISABLE_TELEMETRY": "true",
-           "MLFLOW_TRACKING_URI": url}  # fmt: skip
+           "MLFLOW_TRACKING_URI": url, "LOGNAME": "alice", "USER": "alice"}  # fmt: skip
     result = subprocess.run([str(OLD_PYTHON), "-c", code, data], capture_output=True, text=True,
                             timeout=300, env=env)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
@@ -181,6 +183,8 @@ def test_takeover_containers_run_before_the_migration(taken_over):
     ran = [name for name in first if not name.startswith("pre-upgrade-")]
     # auth-config (the auth ini, the built-in admin's password) runs last of all.
     assert ran == ["takeover-database", "takeover-artifacts", "migrate-database", "auth-config"]
+    # The authors of the old runs and model manage them (server/authors.py).
+    assert "2 experiments, 1 models (1 new MLflow users)" in first["auth-config"][1]
 
 
 def test_counts_are_verified_and_reported(taken_over):
@@ -360,6 +364,18 @@ def test_new_server_serves_everything_the_old_one_had(taken_over, old_deployment
             assert dep.artifact(run["info"], "notes/note.txt") == logged["note"]
             info = json.loads(dep.artifact(run["info"], "nested/deeper/info.json"))
             assert info == {"run": logged["name"]}
+        # The author manages what she made: she logs into her old experiment, shares it;
+        # bob (default READ) does not write to it.
+        alice, bob = dep.auth_header("alice"), dep.auth_header("bob")
+        forecasts = dep.api("experiments/get-by-name?experiment_name=forecasts")["experiment"]
+        new_run = {"experiment_id": forecasts["experiment_id"]}
+        assert call(dep, "runs/create", new_run, alice)[0] == 200
+        assert call(dep, "runs/create", new_run, bob)[0] == 403
+        share = {"experiment_id": forecasts["experiment_id"], "key": "nebari.share.developer",
+                 "value": "EDIT"}  # fmt: skip
+        assert call(dep, "experiments/set-experiment-tag", share, alice)[0] == 200
+        assert call(dep, "registered-models/update", {"name": "forecaster", "description": "x"},
+                    alice, "PATCH")[0] == 200  # fmt: skip
         model = dep.api("registered-models/get?name=forecaster")["registered_model"]
         assert model["latest_versions"]
         versions = dep.api("model-versions/search?filter=name%3D%27forecaster%27")

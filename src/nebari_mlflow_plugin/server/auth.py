@@ -14,12 +14,16 @@ Anything else: 401, or for a browser's page navigation the sign-in redirect. A
 JupyterHub token must be meant for MLflow (`scopes`). A verifier that cannot answer:
 424 with the reason, never "allow" (see `_unverifiable`).
 
-Then MLflow's basic-auth app authorizes the request against its permission store
-(admins, creators' MANAGE, `default_permission`), which `grants.sync` keeps in step
-with Nebari, and `attribution.stamp` makes the run writes carry the caller's name.
-`lookups` lets that check remember its store lookups for `cache_seconds` (a refusal
-is always decided on fresh data). Verified identities are shared by every worker and
-replica through MLflow's database (`shared`).
+Then Nebari's own rules (admins are not asked): `sharing` (a share tag needs MANAGE),
+`personal` (`users/<name>` by creation only), `attribution` (`mlflow.user` is the
+caller's). MLflow's basic-auth app then authorizes the request against its
+permission store (admins, creators' MANAGE, `default_permission`), whose users
+`grants.sync` keeps in step with Nebari and whose grant lookups `sharing` extends
+with the caller's group shares; `lookups` lets that check remember its lookups for
+`cache_seconds` (a refusal is always decided on fresh data); `access` explains its
+refusals and lists who has access.
+Verified identities are shared by every worker and replica through MLflow's database
+(`shared`).
 """
 
 from __future__ import annotations
@@ -28,11 +32,25 @@ import json
 import logging
 import os
 import threading
+from typing import Any
 
 from flask import Response, current_app, g, has_request_context, make_response, request
 from werkzeug.datastructures import Authorization
 
-from . import attribution, grants, login, lookups, request_metrics, scopes, shared, upstream
+from . import (
+    access,
+    attribution,
+    grants,
+    login,
+    lookups,
+    personal,
+    prompts,
+    request_metrics,
+    scopes,
+    shared,
+    sharing,
+    upstream,
+)
 from .identity import Identity, IdentityCache
 from .settings import Settings
 
@@ -81,11 +99,42 @@ def _state() -> tuple[Settings, IdentityCache]:
                 if has_request_context():  # the server's first request: its app is set up
                     app = current_app._get_current_object()
                     lookups.install(app, settings.cache_seconds, settings.cache_size)
+                    _install(app)
                 _shared = shared.open_store(settings.secret_key)
                 _settings = settings
                 _login = login.LoginSettings.from_env()
                 _cache = IdentityCache(settings.cache_seconds, settings.cache_size)
     return _settings, _cache
+
+
+def _install(app: Any) -> None:
+    """Shares in MLflow's grant lookups; personal experiments' owners after creation."""
+    from mlflow.server import auth as mlflow_auth
+    from mlflow.server.auth import store
+
+    sharing.install(store)
+    bare_refusal = mlflow_auth.make_forbidden_response
+
+    def forbidden() -> Response:
+        identity = g.get("nebari_identity")
+        if identity is None:
+            return bare_refusal()
+        try:
+            return access.forbidden(identity.name, identity.groups)
+        except Exception:  # an explanation that fails still refuses
+            _logger.exception("nebari-mlflow: could not explain a refusal")
+            return bare_refusal()
+
+    mlflow_auth.make_forbidden_response = forbidden  # the gate looks it up at each refusal
+
+    def after(response: Response) -> Response:
+        identity = g.get("nebari_identity")
+        if identity is not None:
+            personal.grant_owner(request, response, identity.name)
+        return access.missing_alias(response)
+
+    # Registered directly: Flask refuses `after_request` once the app has served.
+    app.after_request_funcs.setdefault(None, []).append(after)
 
 
 def _response(status: int, message: str) -> Response:
@@ -190,25 +239,17 @@ def identify() -> Identity | Response:
     return identity
 
 
-def _reserved_experiment_refusal(identity: Identity) -> Response | None:
-    """`users/<name>` is <name>'s alone: nobody else creates or renames to it."""
-    if request.method != "POST" or identity.admin:
+def _refusal(identity: Identity) -> Response | None:
+    """Nebari's rules MLflow's gate does not know (admins are not asked): sharing needs
+    MANAGE, personal experiments are their creator's, `mlflow.user` is the server's."""
+    if identity.admin:
         return None
-    path = request.path
-    if path.endswith("/mlflow/experiments/create"):
-        field = "name"
-    elif path.endswith("/mlflow/experiments/update"):
-        field = "new_name"
-    else:
-        return None
-    body = request.get_json(force=True, silent=True)
-    name = body.get(field) if isinstance(body, dict) else None
-    if not isinstance(name, str) or not name.startswith(grants.USER_EXPERIMENT_PREFIX):
-        return None
-    owner = name[len(grants.USER_EXPERIMENT_PREFIX) :].split("/", 1)[0]
-    if owner == identity.name:
-        return None
-    return _response(403, f"Permission denied: {name!r} is reserved for the user {owner!r}.")
+    why = (
+        personal.refusal(request, identity.name)
+        or attribution.refusal(request)
+        or sharing.refusal(request, identity.name)
+    )
+    return None if why is None else _response(403, why)
 
 
 def _sign_in(settings: Settings, cache: IdentityCache) -> Response:
@@ -245,8 +286,16 @@ def authenticate() -> Authorization | Response:
         if identity.status_code == 401 and login.wants_login(_login, request):
             return login.login_redirect(_login, request)
         return identity
-    refusal = _reserved_experiment_refusal(identity)
-    if refusal is not None:
-        return refusal
-    attribution.stamp(request, identity.name)
+    if not g.get("nebari_admitted"):
+        # MLflow asks again in its validators and after-request handlers: decide once.
+        # Answered here: a question MLflow's API has no route for; a reader's prompt link.
+        answer = access.listing(identity.name, identity.admin) or (
+            None if identity.admin else prompts.link(identity.name)
+        )
+        refusal = answer or _refusal(identity)
+        if refusal is not None:
+            return refusal
+        attribution.stamp(request, identity.name)
+        personal.stamp_creator(request, identity.name)
+        g.nebari_admitted = True
     return Authorization("basic", {"username": identity.name, "password": ""})

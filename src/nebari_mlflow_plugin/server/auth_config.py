@@ -61,6 +61,11 @@ def main() -> None:
     admin = env["MLFLOW_AUTH_ADMIN_USERNAME"]
     if reset_admin(uri, admin, env["MLFLOW_AUTH_ADMIN_PASSWORD"]):
         print(f"built-in admin {admin}: password set from its Secret")
+    # After a takeover of 2025.10.x: the authors of its experiments, runs and models
+    # manage what they made (a no-op for any other database, or once done).
+    from . import authors
+
+    authors.main()
 
 
 if __name__ == "__main__":

@@ -127,6 +127,14 @@ _installed: Lookups | None = None
 _install_lock = threading.Lock()
 
 
+def remembered(
+    name: str, lookup: Callable[..., Any], copy: Callable[[Any], Any] = _same
+) -> Callable[..., Any]:
+    """Another lookup the gate remembers under the same rules (see sharing.py); called
+    through when remembering is not installed."""
+    return lookup if _installed is None else _installed.remembered(name, lookup, copy)
+
+
 def install(app: Any, ttl: float, max_size: int) -> bool:
     """Put remembered lookups under MLflow's gate of `app` (once per worker).
 
