@@ -47,6 +47,8 @@ def team(tmp_path_factory):
             path = f"/groups/{urllib.parse.quote(group, safe='')}"
             dep.hub.api("POST", path)
             dep.hub.api("POST", f"{path}/users", {"users": users})
+        # Like every Nebari user, carol is also in a group holding MLflow's access role.
+        dep.hub.api("POST", "/groups/%2Fanalyst/users", {"users": ["carol"]})
         yield dep
 
 
