@@ -235,8 +235,8 @@ class Backups:
             )
         return found
 
-    def backup(self) -> dict:
-        """Take a backup now (the scheduled one's pod, kind on-demand)."""
+    def backup(self, kind: str = "on-demand") -> dict:
+        """Take a backup now (the scheduled one's pod, kind on-demand unless said)."""
         database = self.config.mlflow.database
         if getattr(database.type, "value", database.type) == "external":
             raise BackupError(
@@ -246,8 +246,15 @@ class Backups:
         if not self.config.mlflow.backup.enabled:
             raise BackupError("mlflow.backup.enabled is false: no backup Job is deployed")
         job = self.runner.job_from(self.runner.template(BACKUP_TEMPLATE), "backup")
-        with_action(job, "upload", ["upload"], {"MLFLOW_BACKUP_KIND": "on-demand"})
+        with_action(job, "upload", ["upload"], {"MLFLOW_BACKUP_KIND": kind})
         return self._run(job, "upload")
+
+    def fetch(self, name: str) -> dict:
+        """Read backup `name` back from the store in the cluster: its dump is downloaded
+        and checked against its manifest's sha256 (nothing else changes)."""
+        job = self.runner.job_from(self.runner.template(RESTORE_TEMPLATE), "fetch")
+        with_action(job, "fetch", ["fetch", name], only=True)
+        return self._run(job, "fetch")
 
     def list(self) -> dict:
         """{root, backups: [...]} newest first, read in the cluster."""

@@ -133,15 +133,42 @@ class MlflowStage(NebariTerraformStage):
     def destroy(
         self, stage_outputs: dict[str, Any], status: dict[str, bool], ignore_errors: bool = True
     ):
-        """nebari destroy: unless mlflow.force_destroy, storage holding data is first
-        removed from the state (not from the cloud), so OpenTofu leaves it alone and
-        the stage is destroyed cleanly; the next deploy adopts it again. (On
-        local/existing the database and artifact volumes are claims in Nebari's
-        namespace, which stage 03's destroy deletes: README, What survives what.)"""
+        """nebari destroy: first a verified pre-destroy backup of the in-cluster
+        database to a store that survives, or, where data would be lost anyway (volumes
+        in Nebari's namespace, which stage 03 deletes), a stop before anything is
+        deleted (final_backup). Then, unless mlflow.force_destroy, storage holding data
+        is removed from the state (not from the cloud), so OpenTofu leaves it alone and
+        the stage is destroyed cleanly; the next deploy adopts it again."""
         with super().destroy(stage_outputs, status, ignore_errors):
+            self.back_up_before_destroy(stage_outputs)
             yield
             if not self.config.mlflow.force_destroy:
                 self.forget_retained()
+
+    def back_up_before_destroy(self, stage_outputs: dict[str, Any]) -> None:
+        """final_backup.check, its failures one message and a SystemExit: nebari then
+        unwinds every stage it entered without deleting (an Exception would make it
+        destroy the stages before this one, stage 03's namespace with them)."""
+        from nebari_mlflow_plugin import final_backup
+        from nebari_mlflow_plugin.backups import BackupError, _cluster_message
+
+        try:
+            final_backup.check(self.config, stage_outputs)
+        except (final_backup.DestroyRefused, BackupError) as exc:
+            print(f"ERROR: {exc}")
+        except Exception as exc:
+            message = _cluster_message(exc)
+            if message is None:
+                raise SystemExit(f"ERROR: the pre-destroy backup failed: {exc!r}") from None
+            print(f"ERROR: the pre-destroy backup failed: {message}")
+        else:
+            return
+        print(
+            "ERROR: nebari destroy stopped before deleting anything (README: What survives "
+            "what). To destroy without a final backup: mlflow.force_destroy: true deletes "
+            "MLflow's data too."
+        )
+        sys.exit(1)
 
     def forget_retained(self, in_state: set[str] | None = None) -> list[str]:
         """Remove the kept storage from the state (`in_state`: its addresses, when the

@@ -147,7 +147,9 @@ CLOUD_CLIENT = textwrap.dedent(
         keys = [b.name for b in container.list_blobs()]
         read = lambda k: container.download_blob(k).readall()
     manifests = {k: json.loads(read(k)) for k in keys if k.endswith("/manifest.json")}
-    print(json.dumps({"keys": keys, "manifests": manifests}))
+    import hashlib
+    dumps = {k: hashlib.sha256(read(k)).hexdigest() for k in keys if k.endswith("/mlflow.dump")}
+    print(json.dumps({"keys": keys, "manifests": manifests, "sha256": dumps}))
     """  # noqa: E501
 )
 
