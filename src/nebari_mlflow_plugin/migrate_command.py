@@ -72,6 +72,9 @@ def plan_lines(config: Any, old: takeover.OldDeployment | None) -> list[str]:
                 f"`kubectl -n {old.namespace} scale deployment {old.release}-tracking "
                 "--replicas=0` before deploying (nothing is deleted)"
             )
+        held = held_replicas(config, old)
+        if held:
+            lines.append(f"  WARNING: {held}")
     else:
         lines.append("  no artifacts to copy")
     lines.append(
@@ -79,6 +82,19 @@ def plan_lines(config: Any, old: takeover.OldDeployment | None) -> list[str]:
         "removes the old release (its volumes are kept unless --delete-volumes)."
     )
     return lines
+
+
+def held_replicas(config: Any, old: takeover.OldDeployment) -> str | None:
+    """Why the takeover runs one server replica although the config asks for more."""
+    claim = old.single_node_claim() if old.release else None
+    if not claim or config.mlflow.replicas <= 1:
+        return None
+    return (
+        f"mlflow.replicas is {config.mlflow.replicas}, but the old artifacts are on claim "
+        f"{claim} (ReadWriteOnce: one node at a time), which every new server pod mounts "
+        "to copy from: the deploy runs 1 replica until `nebari mlflow migrate --finish`, "
+        f"and the deploy after it runs {config.mlflow.replicas}"
+    )
 
 
 def old_from_state_file(path: Path) -> takeover.OldDeployment | None:

@@ -110,6 +110,12 @@ class MlflowStage(NebariTerraformStage):
         except ValueError as exc:
             print(f"ERROR: {exc}")
             sys.exit(1)
+        if self.takeover_from is not None:
+            from nebari_mlflow_plugin.migrate_command import held_replicas
+
+            held = held_replicas(self.config, self.takeover_from)
+            if held:
+                print(f"WARNING: {held}")
         with tempfile.NamedTemporaryFile("w", suffix=".tfvars.json") as var_file:
             json.dump(self.input_vars(stage_outputs), var_file)
             var_file.flush()
@@ -198,6 +204,8 @@ class MlflowStage(NebariTerraformStage):
         takeover_values = self.takeover_from.chart_values() if self.takeover_from else None
         if takeover_values:
             values["takeover"] = takeover_values
+            if self.takeover_from.single_node_claim():  # migrate --check says so
+                values["replicaCount"] = 1
         if mlflow.enabled:
             domain = DOMAIN.read(stage_outputs)
             middleware = FORWARD_AUTH.read(stage_outputs)

@@ -206,6 +206,20 @@ class OldDeployment:
         )
         return {"source": f"{SOURCE_MOUNT}/mlartifacts", "claim": claim}
 
+    def single_node_claim(self) -> str | None:
+        """The old tracking claim the copy reads, when only one node can mount it at a
+        time (ReadWriteOnce: Bitnami's default, and assumed of an existing claim): the
+        new server then runs one replica until `--finish` (a second pod on another node
+        would wait for the volume forever)."""
+        claim = self.artifacts().get("claim")
+        if not claim:
+            return None
+        persistence = self._value("tracking", "persistence", default={}) or {}
+        modes = ["ReadWriteOnce"] if persistence.get("existingClaim") else (
+            persistence.get("accessModes") or ["ReadWriteOnce"]
+        )  # fmt: skip
+        return None if "ReadWriteMany" in modes else claim
+
     def old_server_destination(self) -> str:
         """The `--artifacts-destination` Bitnami's chart gave the old server, to compare
         with the one its Deployment in the cluster actually has."""

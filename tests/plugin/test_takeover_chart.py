@@ -10,7 +10,8 @@ import kubernetes_validate
 import pytest
 from support import nebari as nb
 
-from nebari_mlflow_plugin import takeover
+from nebari_mlflow_plugin import takeover, tfvalues
+from nebari_mlflow_plugin.manifests import merge_values
 
 NAMESPACE = "dev"
 DEFAULT = {
@@ -80,3 +81,29 @@ def test_takeover_runs_before_the_migration_and_validates(render_chart, values):
         assert "takeover-source" not in json.dumps(pod["containers"])  # the server never mounts it
     else:
         assert "takeover-source" not in volumes
+
+
+@pytest.mark.parametrize(
+    ("values", "replicas"), [(CLOUD_ON_VOLUME, 1), (MINIO, 2)], ids=["rwo-volume", "minio"]
+)
+def test_the_takeover_holds_one_replica_while_it_reads_a_read_write_once_volume(
+    render_chart, tmp_path, monkeypatch, values, replicas
+):
+    """mlflow.replicas: 2 on AWS: while the server pods mount the old tracking claim
+    (ReadWriteOnce), the chart gets one replica (no disruption budget for two); after
+    --finish (no takeover) it gets the two asked for."""
+    nb.patch_cloud_lookups(monkeypatch)
+    stage = nb.stage_for(nb.validate(nb.config_dict("aws", {"replicas": 2})), tmp_path)
+    stage.takeover_from = old(values)
+    input_vars = stage.input_vars(nb.STAGE_OUTPUTS)
+    # What Terraform hands Helm (evaluated by Terraform), the bucket standing in.
+    locals_ = {**tfvalues.VOLUME_LOCALS, "artifacts_destination": "s3://b/artifacts"}
+    manifests = render_chart(merge_values(*tfvalues.values_documents(input_vars, locals_)),
+                             NAMESPACE)  # fmt: skip
+    (deployment,) = [m for m in manifests if m["kind"] == "Deployment"
+                     and m["metadata"]["name"] == "mlflow"]  # fmt: skip
+    assert deployment["spec"]["replicas"] == replicas
+    assert any(m["kind"] == "PodDisruptionBudget" for m in manifests) is (replicas > 1)
+    stage.takeover_from = None
+    finished = json.loads(stage.input_vars(nb.STAGE_OUTPUTS)["helm_values"])
+    assert finished["replicaCount"] == 2
