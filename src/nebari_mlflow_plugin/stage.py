@@ -222,6 +222,8 @@ class MlflowStage(NebariTerraformStage):
             "forward_auth_middleware": middleware,
             "internal_database": mlflow.database.type == DatabaseType.internal,
             "helm_values": json.dumps(values),
+            # A takeover's copy takes as long as the old store is big: not in Helm's wait.
+            "helm_wait": not takeover_values,
             "helm_overrides": json.dumps(mlflow.overrides),
             **self.provider.terraform_vars(self.config, stage_outputs),
         }
@@ -229,6 +231,20 @@ class MlflowStage(NebariTerraformStage):
     def check(self, stage_outputs: dict[str, Any], disable_prompt: bool = False) -> None:
         if not self.config.mlflow.enabled:
             print("MLflow is disabled (mlflow.enabled: false); its data was kept.")
+            return
+        if self.takeover_from is not None and self.takeover_from.release:
+            # The server pods copy in their init containers for as long as the old store
+            # is big; the old server serves the route meanwhile (not waited for).
+            release = self.takeover_from.release
+            domain = DOMAIN.get(stage_outputs, "<domain>")
+            print(
+                f"Taking over 2025.10.x release {release!r}: its server keeps serving "
+                f"{naming.public_url(domain, self.config.mlflow.route_path)} "
+                "while the new server pods copy its database and artifacts. Follow the copy "
+                "with `nebari mlflow migrate --check -c <config>`; once it says verified, "
+                "`nebari mlflow migrate --finish -c <config>` routes to the new server and "
+                "removes the old release."
+            )
             return
         from nebari_mlflow_plugin.kube_target import kube_target
         from nebari_mlflow_plugin.status import KubernetesSource, deployment_problems

@@ -39,6 +39,7 @@ OLD_STORES = frozenset(
 # Bitnami chart defaults (bitnami/mlflow values.yaml) the 2025.10.x plugin kept.
 BITNAMI_DATABASE, BITNAMI_USER = "bitnami_mlflow", "bn_mlflow"
 BITNAMI_MINIO_PORT = 80  # minio.service.ports.api in the mlflow chart
+OLD_SERVER_PORT = 5000  # the port 2025.10.x's IngressRoute sent to on `<release>-tracking`
 BITNAMI_TRACKING_MOUNT = "/bitnami/mlflow"  # tracking.persistence.mountPath
 SOURCE_MOUNT = "/takeover/source"  # where _takeover.tpl mounts the old tracking claim
 
@@ -233,8 +234,9 @@ class OldDeployment:
         """The chart's `takeover` values; None without an old release (nothing to copy)."""
         if not self.release:
             return None
+        old_server = {"service": f"{self.release}-tracking", "port": OLD_SERVER_PORT}
         return {"release": self.release, "database": self.database(),
-                "artifacts": self.artifacts()}  # fmt: skip
+                "artifacts": self.artifacts(), "oldServer": old_server}  # fmt: skip
 
 
 def from_state(state: dict[str, Any]) -> OldDeployment | None:

@@ -50,3 +50,9 @@ variable "helm_overrides" {
   description = "The admin's mlflow.overrides as JSON."
   type        = string
 }
+
+variable "helm_wait" {
+  description = "Whether Helm waits for the server to become ready; false while a 2025.10.x takeover copies (its old server keeps serving)."
+  type        = bool
+  default     = true
+}

@@ -107,3 +107,55 @@ def test_the_takeover_holds_one_replica_while_it_reads_a_read_write_once_volume(
     stage.takeover_from = None
     finished = json.loads(stage.input_vars(nb.STAGE_OUTPUTS)["helm_values"])
     assert finished["replicaCount"] == 2
+
+
+def _route(manifests: list[dict]) -> dict:
+    (route,) = [m for m in manifests if m["kind"] == "IngressRoute"]
+    (rule,) = route["spec"]["routes"]
+    return rule
+
+
+def test_the_old_server_keeps_the_route_until_finish(render_chart):
+    """During the takeover /mlflow goes where 2025.10.x's route went (its tracking
+    Service, port 5000, prefix stripped, behind forward-auth); without takeover values
+    (after --finish) to this server."""
+    middlewares = [{"name": "traefik-forward-auth"}]
+    forward_auth = {"ingressRoute": {"enabled": True, "host": "nebari.example.com",
+                                     "middlewares": middlewares}}  # fmt: skip
+    values = {**DEFAULT, **forward_auth, "takeover": old(MINIO).chart_values()}
+    manifests = render_chart(values, NAMESPACE)
+    rule = _route(manifests)
+    assert rule["services"] == [{"kind": "Service", "name": "demo-mlflow-tracking", "port": 5000}]
+    names = [m["name"] for m in rule["middlewares"]]
+    assert names == ["traefik-forward-auth", "mlflow-trailing-slash", "mlflow-takeover-strip"]
+    (strip,) = [m for m in manifests if m["metadata"]["name"] == "mlflow-takeover-strip"]
+    assert strip["spec"] == {"stripPrefix": {"prefixes": ["/mlflow/"], "forceSlash": False}}
+    after = render_chart({**DEFAULT, **forward_auth}, NAMESPACE)
+    assert _route(after)["services"] == [{"kind": "Service", "name": "mlflow", "port": 5000}]
+    assert not [m for m in after if m["metadata"]["name"] == "mlflow-takeover-strip"]
+
+
+def test_helm_does_not_wait_for_the_copy(tmp_path):
+    """The stage hands Terraform helm_wait false while it takes over, and the rendered
+    root module passes it to the helm_release's `wait` (read with Terraform's parser)."""
+    from support import terraform as tf
+
+    stage = nb.stage_for(nb.validate(nb.config_dict("local")), tmp_path)
+    assert stage.input_vars(nb.STAGE_OUTPUTS)["helm_wait"] is True
+    stage.takeover_from = old(MINIO)
+    assert stage.input_vars(nb.STAGE_OUTPUTS)["helm_wait"] is False
+    stage_dir = nb.render_stage(stage.config, tmp_path / "out")
+    (module,) = [b["mlflow"] for b in tf.module_blocks(stage_dir)["module"] if "mlflow" in b]
+    assert module["helm_wait"] == "${var.helm_wait}"
+    blocks = tf.module_blocks(stage_dir / "modules" / "mlflow")
+    (release,) = [b["helm_release"]["mlflow"] for b in blocks["resource"] if "helm_release" in b]
+    assert release["wait"] == "${var.helm_wait}"
+
+
+def test_the_deploy_check_reports_the_copy_instead_of_waiting(tmp_path, capsys):
+    stage = nb.stage_for(nb.validate(nb.config_dict("local")), tmp_path)
+    stage.takeover_from = old(MINIO)
+    stage.check(nb.STAGE_OUTPUTS)  # no cluster is reachable here: it does not ask one
+    out = " ".join(capsys.readouterr().out.split())
+    assert "its server keeps serving https://nebari.example.com/mlflow/" in out
+    assert "nebari mlflow migrate --check" in out and "migrate --finish" in out
