@@ -226,6 +226,7 @@ class Backups:
     def __init__(self, runner: Runner, config: Any):
         self.runner, self.config = runner, config
         self.cluster = runner.cluster
+        self.pre_restored: dict | None = None  # the pre-restore backup of the last restore
 
     def _server(self) -> dict:
         found = self.cluster.deployment(naming.RELEASE_NAME)
@@ -266,20 +267,27 @@ class Backups:
             without_affinity(job)
         return self._run(job, container)
 
-    def choose(self, name: str | None) -> dict:
-        listing = self.list()
-        complete = [b for b in listing["backups"] if b.get("complete")]
-        if not name:
-            if not complete:
-                raise BackupError(f"no complete backup in {listing['root']}")
-            return {**complete[0], "root": listing["root"]}
-        for found in listing["backups"]:
-            if found["name"] == name:
-                if not found.get("complete"):
-                    raise BackupError(f"backup {name} in {listing['root']} is incomplete")
-                return {**found, "root": listing["root"]}
-        newest = ", ".join(b["name"] for b in complete[:5]) or "none"
-        raise BackupError(f"no backup named {name!r} in {listing['root']} (newest: {newest})")
+    def plan_restore(self, name: str | None) -> dict:
+        """What a restore would do, read in the cluster by the restore template's fetch
+        container: {root, current: the database's row counts, chosen: the backup (the
+        one named, else the newest holding rows the database lacks) or None, backups}."""
+        job = self.runner.job_from(self.runner.template(RESTORE_TEMPLATE), "plan")
+        with_action(job, "fetch", ["plan-restore", *([name] if name else [])], only=True)
+        if not self._server()["spec"].get("replicas"):
+            without_affinity(job)
+        return self._run(job, "fetch")
+
+    def pre_restore_backup(self) -> dict | None:
+        """A backup (kind pre-restore) of what the restore replaces, with the server
+        stopped (nothing written after it); None for an external database (its
+        provider's snapshots are the undo: the chart has no backup Job for it)."""
+        database = self.config.mlflow.database
+        if getattr(database.type, "value", database.type) == "external":
+            return None
+        job = self.runner.job_from(self.runner.template(BACKUP_TEMPLATE), "pre-restore")
+        with_action(job, "upload", ["upload"], {"MLFLOW_BACKUP_KIND": "pre-restore"})
+        without_affinity(job)
+        return self._run(job, "upload")
 
     def restore(self, chosen: dict, wait_server: float) -> dict:
         """Stop the server, restore `chosen`, start it, verify. Returns the verification."""
@@ -294,6 +302,14 @@ class Backups:
         template = self.runner.template(RESTORE_TEMPLATE)  # before anything is stopped
         self.cluster.scale(naming.RELEASE_NAME, 0)
         self._wait_server(server, 0, wait_server)
+        try:
+            self.pre_restored = self.pre_restore_backup()
+        except BackupError as exc:
+            self.cluster.scale(naming.RELEASE_NAME, replicas)
+            raise BackupError(
+                f"the pre-restore backup of the current database failed, so nothing was "
+                f"restored and the server is started again: {exc}"
+            ) from None
         job = self.runner.job_from(template, "restore")
         with_action(job, "fetch", ["fetch", name])
         with_action(job, "verify", ["verify", name, "--exact"])
@@ -447,6 +463,15 @@ def backup_command(config_path, kubeconfig, context, list_only: bool, timeout: f
     run_command(action)
 
 
+def restore_sides(plan: dict) -> list[dict[str, str]]:
+    """Rows of what a restore brings back (the backup) and what it replaces (the
+    database now), per counted table."""
+    chosen, current = plan["chosen"].get("counts") or {}, plan.get("current") or {}
+    return [{"table": t, "brought back (backup)": str(chosen.get(t, "?")),
+             "replaced (database now)": str(current.get(t, "?"))}
+            for t in chosen or current]  # fmt: skip
+
+
 def restore_command(config_path, kubeconfig, context, name: str | None, yes: bool,
                     timeout: float) -> None:  # fmt: skip
     import typer
@@ -455,19 +480,36 @@ def restore_command(config_path, kubeconfig, context, name: str | None, yes: boo
 
     def action() -> None:
         config, backups = _open(config_path, kubeconfig, context, timeout)
-        chosen = backups.choose(name)
+        plan = backups.plan_restore(name)
+        chosen = plan.get("chosen")
+        if chosen is None:
+            runs = (plan.get("current") or {}).get("runs", "?")
+            newest = ", ".join(b["name"] for b in plan.get("backups", [])[:5]) or "none"
+            raise BackupError(
+                f"no backup in {plan['root']} holds rows the database lacks (it holds {runs} "
+                f"runs): nothing to bring back by default; name one with --from (newest: "
+                f"{newest})"
+            )
         shown = describe(chosen)
-        rprint(Text(f"backup {chosen['name']} ({shown['kind']}, {shown['created']}, "
-                    f"{shown['runs']} runs) from {chosen['root']}"))  # fmt: skip
+        rprint(Text(f"backup {chosen['name']} ({shown['kind']}, {shown['created']}) "
+                    f"from {plan['root']}"))  # fmt: skip
+        rprint(_table("what the restore brings back and what it replaces", restore_sides(plan)))
         if not yes and not typer.confirm(
             f"Replace everything MLflow holds in namespace {config.namespace} with this "
-            "backup? The server is stopped while it is restored",
+            "backup? The server is stopped, the database backed up (pre-restore), then restored",
             default=False,
         ):
             raise BackupError("nothing changed: restore not confirmed")
-        result = backups.restore(chosen, wait_server=timeout)
+        result = backups.restore({**chosen, "root": plan["root"]}, wait_server=timeout)
         rprint(_table(f"restored {chosen['name']}: rows", _counts(result)))
         rprint(Text(f"MLflow serves backup {chosen['name']} again (schema upgraded by the server)"))
+        if backups.pre_restored:
+            undo = backups.pre_restored["backup"]
+            rprint(Text(f"what it replaced is backup {undo}: `nebari mlflow restore -c "
+                        f"<config> --from {undo}` undoes this restore"))  # fmt: skip
+        else:
+            rprint(Text("external database: no pre-restore backup (the chart backs up only its "
+                        "own database); your provider's snapshot is the undo"))  # fmt: skip
 
     run_command(action)
 

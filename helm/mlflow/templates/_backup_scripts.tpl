@@ -11,6 +11,7 @@ prepare       (server pod) only create the backup directory on the artifact volu
 upload        send <work>/mlflow.dump + manifest.json to <root>/<name>/, then retention
 list          the backups under <root>, newest first
 fetch [NAME]  download a backup (default: the newest complete one) into <work>
+plan-restore [NAME]  the database's row counts and the backup a restore brings back
 verify NAME [--exact]  the database's row counts against the backup's manifest */}}
 {{- define "mlflow.backupScript" -}}
 import datetime, hashlib, json, os, shutil, sys, tempfile, time
@@ -102,10 +103,18 @@ def plan(wait):
           "backing it up first", flush=True)
 
 
+def holds_data(counts):
+    """Anything a user made (a new database holds the "Default" experiment only)."""
+    return any(int(counts.get(t) or 0) > (1 if t == "experiments" else 0) for t in COUNTED)
+
+
 def retention():
-    """Delete complete backups of this kind beyond the newest KEEP; others stay."""
-    mine = [name for name, manifest in backups() if manifest and manifest.get("kind") == KIND]
-    for name in mine[KEEP:]:
+    """Delete complete backups of this kind beyond the newest KEEP; others stay, and so
+    does the newest backup holding data, whatever its kind or age."""
+    entries = backups()
+    protected = next((n for n, m in entries if m and holds_data(m.get("counts") or {})), None)
+    mine = [name for name, manifest in entries if manifest and manifest.get("kind") == KIND]
+    for name in [n for n in mine[KEEP:] if n != protected]:
         repo().delete_artifacts(name)
         print(f"retention (keep {KEEP} {KIND}): deleted {ROOT}/{name}", flush=True)
 
@@ -192,6 +201,31 @@ def fetch(name):
     result(backup=name, location=f"{ROOT}/{name}", manifest=manifest)
 
 
+def current_counts():
+    import sqlalchemy
+    db = engine()
+    tables = set(sqlalchemy.inspect(db).get_table_names())
+    with db.connect() as connection:
+        return {t: connection.execute(sqlalchemy.text(f"SELECT count(*) FROM {t}")).scalar()
+                if t in tables else 0 for t in COUNTED}
+
+
+def plan_restore(name):
+    """What a restore brings back and replaces: the backup named, else the newest
+    complete one holding rows the current database lacks (never one of an empty
+    database over an older one with runs)."""
+    current, entries = current_counts(), backups()
+    listed = [{**(m or {}), "name": n, "complete": m is not None} for n, m in entries]
+    if name:
+        name, manifest = find(name)
+        chosen = {**manifest, "name": name, "complete": True}
+    else:
+        chosen = next((b for b in listed if b["complete"] and any(
+            int((b.get("counts") or {}).get(t) or 0) > int(current[t] or 0) for t in COUNTED)),
+            None)
+    result(root=ROOT, current=current, chosen=chosen, backups=listed[:20])
+
+
 def verify(name, exact):
     from sqlalchemy import text
     name, manifest = find(name)
@@ -217,6 +251,8 @@ try:
     elif ACTION == "list":
         result(root=ROOT, backups=[{**(m or {}), "name": n, "complete": m is not None}
                                    for n, m in backups()])
+    elif ACTION == "plan-restore":
+        plan_restore(ARGS[0] if ARGS else "")
     elif ACTION == "fetch":
         fetch(ARGS[0] if ARGS else "")
     elif ACTION == "verify":
