@@ -281,6 +281,7 @@ def fake_cluster(manifests, kubelet, config_file: Path):
         yield cluster, ["-c", str(config_file), "--kubeconfig", str(kubeconfig), "--timeout", "300"]
 
 
+@pytest.mark.timeout(900)  # a dozen Jobs, each an MLflow or postgres process
 def test_backup_then_restore_on_a_new_cluster_with_the_cli(deployment, seeded, tmp_path):
     """`nebari mlflow backup` on a deployment, then on a new one (destroy + deploy: a new
     empty database, the kept artifact store) `nebari mlflow restore`: a corrupt newest
