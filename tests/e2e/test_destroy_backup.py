@@ -36,7 +36,7 @@ from test_backups import (  # noqa: F401 (seeded: a fixture)
 )
 
 from nebari_mlflow_plugin.providers import provider_for
-from nebari_mlflow_plugin.stage import MlflowStage
+from nebari_mlflow_plugin.stages.mlflow_stage import MlflowStage
 
 pytestmark = pytest.mark.slow
 

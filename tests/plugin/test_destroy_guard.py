@@ -19,8 +19,8 @@ from _nebari.provider import opentofu
 from support import nebari as nb
 from support.k8s_api import write_kubeconfig
 
-from nebari_mlflow_plugin import final_backup
-from nebari_mlflow_plugin.stage import MlflowStage
+from nebari_mlflow_plugin.lifecycle import final_backup
+from nebari_mlflow_plugin.stages.mlflow_stage import MlflowStage
 
 S3 = {"type": "s3", "s3": {"bucket": "team-bucket", "credentials_secret": "s3"}}
 EXTERNAL = {"type": "external", "external_secret": {"name": "db"}}

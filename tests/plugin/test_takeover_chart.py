@@ -10,8 +10,9 @@ import kubernetes_validate
 import pytest
 from support import nebari as nb
 
-from nebari_mlflow_plugin import takeover, tfvalues
-from nebari_mlflow_plugin.manifests import merge_values
+from nebari_mlflow_plugin.config.overrides import merge_values
+from nebari_mlflow_plugin.lifecycle import takeover
+from nebari_mlflow_plugin.render import tfvalues
 
 NAMESPACE = "dev"
 DEFAULT = {

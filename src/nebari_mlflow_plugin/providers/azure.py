@@ -7,14 +7,15 @@ import os
 from dataclasses import dataclass, replace
 from typing import Any
 
-from nebari_mlflow_plugin.manifests import merge_values
-from nebari_mlflow_plugin.providers import cloud_names, preflight
+from nebari_mlflow_plugin.config import cloud_names
+from nebari_mlflow_plugin.config.overrides import merge_values
+from nebari_mlflow_plugin.config.stage_outputs import AZURE_RESOURCE_GROUP, OIDC_ISSUER
+from nebari_mlflow_plugin.providers import preflight
 from nebari_mlflow_plugin.providers.cloud import (
     CloudProvider,
     noncurrent_rule,
     service_account_name,
 )
-from nebari_mlflow_plugin.stage_outputs import AZURE_RESOURCE_GROUP, OIDC_ISSUER
 
 RESOURCE_GROUP = "azurerm_resource_group.storage[0]"
 ACCOUNT = "azurerm_storage_account.artifacts[0]"
@@ -44,8 +45,8 @@ class AzureProvider(CloudProvider):
         super().check_config(config)
         preflight.require_azure_workload_identity(config)
 
-    def preflight(self, config: Any) -> None:
-        preflight.check_azure_permissions(bool(config.mlflow.force_destroy))
+    def preflight_checks(self, config: Any) -> list[preflight.CheckResult]:
+        return preflight.azure_checks(bool(config.mlflow.force_destroy))
 
     def terraform_vars(self, config: Any, stage_outputs: dict[str, Any]) -> dict[str, Any]:
         names = self.names(config)

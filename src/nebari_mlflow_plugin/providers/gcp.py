@@ -5,13 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from nebari_mlflow_plugin.providers import cloud_names, preflight
+from nebari_mlflow_plugin.config import cloud_names
+from nebari_mlflow_plugin.config.stage_outputs import GCP_PROJECT
+from nebari_mlflow_plugin.providers import preflight
 from nebari_mlflow_plugin.providers.cloud import (
     CloudProvider,
     noncurrent_rule,
     service_account_name,
 )
-from nebari_mlflow_plugin.stage_outputs import GCP_PROJECT
 
 GCS_BUCKET = "google_storage_bucket.artifacts[0]"
 
@@ -40,8 +41,8 @@ class GcpProvider(CloudProvider):
             "gcp_service_account_id": names.service_account_id,
         }
 
-    def preflight(self, config: Any) -> None:
-        preflight.check_gcp_permissions(config.google_cloud_platform.project)
+    def preflight_checks(self, config: Any) -> list[preflight.CheckResult]:
+        return preflight.gcp_checks(config.google_cloud_platform.project)
 
     def retained_addresses(self) -> list[str]:
         return [GCS_BUCKET]

@@ -1,0 +1,165 @@
+"""Environment and mounts added to every JupyterLab user pod.
+
+Runs inside config validation (see stages/inputs.py): it edits
+`jupyterhub.overrides` in place, which stage 07 hands to the JupyterHub chart:
+`singleuser.extraEnv` (z2jh accepts a mapping or a list of EnvVar objects; both
+are handled) and Nebari's `custom.extra-mounts` (see notebook_delivery). What
+the admin already set always wins, except PYTHONPATH, which gets the delivered
+package's directory appended.
+
+It also lists MLflow among JupyterHub's services (`hub.services`, which z2jh adds
+to `c.JupyterHub.services`), shaped as Nebari lists its own services (Argo,
+Monitoring) for jhub-apps' Services menu: `display` plus an external `info.url`.
+No `url` key: that would make JupyterHub's proxy serve /services/<name>/ itself,
+bypassing Traefik's forward-auth route to MLflow.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nebari_mlflow_plugin.config.naming import internal_tracking_uri
+from nebari_mlflow_plugin.notebook import auth as hub_auth
+from nebari_mlflow_plugin.render import notebook_delivery
+
+# Variables holding a path list: the admin's value is extended, not kept as is.
+PATH_LISTS = {"PYTHONPATH"}
+
+
+# With auth on, each user's own experiment unless the admin chose one: MLflow's shared
+# "Default" (and any shared name) is theirs to write only if they created it.
+AUTH_USER_EXPERIMENT = "users/{username}"
+
+
+def user_experiment(mlflow: Any) -> str | None:
+    if mlflow.user_experiment is None and mlflow.auth.enabled:
+        return AUTH_USER_EXPERIMENT
+    return mlflow.user_experiment
+
+
+def user_env(config: Any) -> dict[str, str]:
+    """Variables the plugin wants in user pods for this config (empty when off)."""
+    mlflow = config.mlflow
+    if not (mlflow.enabled and mlflow.inject_env):
+        return {}
+    env = {
+        "MLFLOW_TRACKING_URI": internal_tracking_uri(config.namespace, mlflow.route_path),
+        # Read by the notebook run-context provider for the nebari.* run tags.
+        "NEBARI_PROJECT": config.project_name,
+        "NEBARI_NAMESPACE": config.namespace,
+    }
+    if mlflow.auth.enabled and notebook_delivery.delivered(mlflow):
+        # The delivered package's request auth provider sends the pod's JupyterHub token
+        # to this server, and only to it (notebook/auth.py).
+        env["MLFLOW_TRACKING_AUTH"] = hub_auth.PROVIDER_NAME
+        env[hub_auth.SERVER_ENV] = env["MLFLOW_TRACKING_URI"]
+    experiment = user_experiment(mlflow)
+    if experiment:
+        env["MLFLOW_EXPERIMENT_NAME"] = notebook_delivery.readable_user(experiment)
+    env.update(notebook_delivery.pod_env(mlflow))
+    return env
+
+
+# Key of our entry in hub.services, and the name shown in the menu.
+HUB_SERVICE_KEY = "mlflow"
+HUB_SERVICE_NAME = "MLflow"
+
+
+# The role (hub.loadRoles, which z2jh hands to c.JupyterHub.load_roles) giving the MLflow
+# service what its authorization function reads of a user: name, admin flag, groups.
+# Nebari's KeyCloakOAuthenticator manages users' roles (manage_roles), which still
+# allows roles assigned to services.
+HUB_ROLE = "nebari-mlflow-read-users"
+HUB_ROLE_DESCRIPTION = "MLflow reads users' admin flag and groups to authorize requests"
+HUB_ROLE_SCOPES = ["read:users:name", "read:users:groups"]
+
+
+def hub_service(route_path: str) -> dict[str, Any]:
+    """The `hub.services` entry linking to https://<domain><route_path>/."""
+    return {
+        "name": HUB_SERVICE_NAME,
+        "display": True,
+        "info": {"name": HUB_SERVICE_NAME, "url": f"{route_path}/", "external": True},
+    }
+
+
+def _extend_path(current: Any, name: str, entry: str) -> str:
+    if not isinstance(current, str):
+        raise ValueError(
+            f"jupyterhub.overrides.singleuser.extraEnv {name} must be a plain string to "
+            f"add {entry} (the notebook package); or set mlflow.notebook.client: false"
+        )
+    parts = [part for part in current.split(":") if part]
+    return current if entry in parts else ":".join([*parts, entry])
+
+
+def merge_env(extra_env: Any, wanted: dict[str, str]) -> Any:
+    """Add `wanted` to a z2jh extraEnv value without replacing what is there.
+
+    Returns the object to store: the same list/dict mutated, or a new dict when
+    the value was absent.
+    """
+    if extra_env is None:
+        extra_env = {}
+    if isinstance(extra_env, dict):
+        for name, value in wanted.items():
+            if name in PATH_LISTS and name in extra_env:
+                extra_env[name] = _extend_path(extra_env[name], name, value)
+            extra_env.setdefault(name, value)
+        return extra_env
+    if isinstance(extra_env, list):
+        present = {item.get("name"): item for item in extra_env if isinstance(item, dict)}
+        for name, value in wanted.items():
+            if name not in present:
+                extra_env.append({"name": name, "value": value})
+            elif name in PATH_LISTS:
+                item = present[name]
+                item["value"] = _extend_path(item.get("value"), name, value)
+        return extra_env
+    raise ValueError(
+        "jupyterhub.overrides.singleuser.extraEnv must be a mapping of NAME: value or a "
+        f"list of {{name, value}} entries, not {type(extra_env).__name__}"
+    )
+
+
+def _mapping(parent: dict, key: str, where: str) -> dict:
+    value = parent.get(key)
+    if value is None:
+        value = parent[key] = {}
+    if not isinstance(value, dict):
+        raise ValueError(f"jupyterhub.overrides.{where} must be a mapping")
+    return value
+
+
+def add_hub_service(config: Any) -> None:
+    """List MLflow in JupyterHub's services (an admin's `hub.services.mlflow` wins)."""
+    jupyterhub = getattr(config, "jupyterhub", None)
+    if not config.mlflow.enabled or jupyterhub is None:
+        return
+    services = _mapping(_mapping(jupyterhub.overrides, "hub", "hub"), "services", "hub.services")
+    services.setdefault(HUB_SERVICE_KEY, hub_service(config.mlflow.route_path))
+    if config.mlflow.auth.enabled:
+        # The server reads users' admin flag and groups with this service's token
+        # (z2jh generates it into its Secret `hub`): only that, through this role.
+        # z2jh names the service by its entry's `name` (the key only when absent).
+        name = services[HUB_SERVICE_KEY].get("name", HUB_SERVICE_KEY)
+        roles = _mapping(jupyterhub.overrides["hub"], "loadRoles", "hub.loadRoles")
+        roles.setdefault(HUB_ROLE, {"description": HUB_ROLE_DESCRIPTION,
+                                    "scopes": HUB_ROLE_SCOPES, "services": [name]})  # fmt: skip
+
+
+def inject_user_pods(config: Any) -> None:
+    """Add the plugin's env and mounts to `jupyterhub.overrides` (idempotent)."""
+    wanted = user_env(config)
+    jupyterhub = getattr(config, "jupyterhub", None)
+    if not wanted or jupyterhub is None:
+        return
+    overrides = jupyterhub.overrides
+    singleuser = _mapping(overrides, "singleuser", "singleuser")
+    singleuser["extraEnv"] = merge_env(singleuser.get("extraEnv"), wanted)
+    mounts = notebook_delivery.extra_mounts(config.mlflow, config.namespace)
+    if mounts:
+        extra_mounts = _mapping(_mapping(overrides, "custom", "custom"), "extra-mounts",
+                                "custom.extra-mounts")  # fmt: skip
+        for path, volume in mounts.items():
+            extra_mounts.setdefault(path, volume)
