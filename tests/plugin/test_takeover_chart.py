@@ -123,7 +123,9 @@ def test_the_old_server_keeps_the_route_until_finish(render_chart):
     middlewares = [{"name": "traefik-forward-auth"}]
     forward_auth = {"ingressRoute": {"enabled": True, "host": "nebari.example.com",
                                      "middlewares": middlewares}}  # fmt: skip
-    values = {**DEFAULT, **forward_auth, "takeover": old(MINIO).chart_values()}
+    # 2025.10.x's shared values gave the tracking Service port 5000 (Bitnami's default: 80).
+    shared = {"tracking": {"service": {"ports": {"http": 5000}}}}
+    values = {**DEFAULT, **forward_auth, "takeover": old({**MINIO, **shared}).chart_values()}
     manifests = render_chart(values, NAMESPACE)
     rule = _route(manifests)
     assert rule["services"] == [{"kind": "Service", "name": "demo-mlflow-tracking", "port": 5000}]
@@ -160,3 +162,17 @@ def test_the_deploy_check_reports_the_copy_instead_of_waiting(tmp_path, capsys):
     out = " ".join(capsys.readouterr().out.split())
     assert "its server keeps serving https://nebari.example.com/mlflow/" in out
     assert "nebari mlflow migrate --check" in out and "migrate --finish" in out
+
+
+def test_the_copy_runs_beside_the_old_tracking_pod_that_holds_its_volume(render_chart):
+    """A ReadWriteOnce tracking claim mounts on one node: the server pods prefer the old
+    tracking pod's node, so the old server need not stop for the copy."""
+    pod = server_pod(render_chart({**DEFAULT, "takeover": old(CLOUD_ON_VOLUME).chart_values()},
+                                  NAMESPACE))  # fmt: skip
+    (term,) = pod["affinity"]["podAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert term["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+    old_tracking = {"app.kubernetes.io/instance": "demo-mlflow",
+                    "app.kubernetes.io/component": "tracking"}  # fmt: skip
+    assert term["podAffinityTerm"]["labelSelector"]["matchLabels"] == old_tracking
+    assert "affinity" not in server_pod(render_chart(
+        {**DEFAULT, "takeover": old(MINIO).chart_values()}, NAMESPACE))  # fmt: skip

@@ -68,9 +68,12 @@ def plan_lines(config: Any, old: takeover.OldDeployment | None) -> list[str]:
         )
         if artifacts.get("claim"):
             lines.append(
-                f"    the claim {artifacts['claim']} is attached to the old tracking pod: "
-                f"`kubectl -n {old.namespace} scale deployment {old.release}-tracking "
-                "--replicas=0` before deploying (nothing is deleted)"
+                f"    the claim {artifacts['claim']} (ReadWriteOnce) is attached to the old "
+                "tracking pod's node: the new server pods are placed beside it, so the old "
+                "server keeps serving while they copy. If one waits with a Multi-Attach "
+                f"error (that node is full), `kubectl -n {old.namespace} scale deployment "
+                f"{old.release}-tracking --replicas=0` (nothing is deleted; the old server "
+                "is then down until the copy is verified)"
             )
         held = takeover.held_replicas(config, old)
         if held:

@@ -39,7 +39,9 @@ OLD_STORES = frozenset(
 # Bitnami chart defaults (bitnami/mlflow values.yaml) the 2025.10.x plugin kept.
 BITNAMI_DATABASE, BITNAMI_USER = "bitnami_mlflow", "bn_mlflow"
 BITNAMI_MINIO_PORT = 80  # minio.service.ports.api in the mlflow chart
-OLD_SERVER_PORT = 5000  # the port 2025.10.x's IngressRoute sent to on `<release>-tracking`
+# tracking.service.ports.http in Bitnami's chart (2025.10.x's values set 5000, which its
+# IngressRoute sent to).
+BITNAMI_TRACKING_PORT = 80
 BITNAMI_TRACKING_MOUNT = "/bitnami/mlflow"  # tracking.persistence.mountPath
 SOURCE_MOUNT = "/takeover/source"  # where _takeover.tpl mounts the old tracking claim
 
@@ -234,7 +236,8 @@ class OldDeployment:
         """The chart's `takeover` values; None without an old release (nothing to copy)."""
         if not self.release:
             return None
-        old_server = {"service": f"{self.release}-tracking", "port": OLD_SERVER_PORT}
+        port = self._value("tracking", "service", "ports", "http", default=BITNAMI_TRACKING_PORT)
+        old_server = {"service": f"{self.release}-tracking", "port": int(port)}
         return {"release": self.release, "database": self.database(),
                 "artifacts": self.artifacts(), "oldServer": old_server}  # fmt: skip
 
