@@ -135,7 +135,13 @@ class RestartingKubelet(CloudKubelet):
         if replicas == 0:
             return
         spec = {**deployment["spec"]["template"]["spec"], "containers": []}
-        secrets = database_secrets(deployment, self.postgres.password)
+        # Every Secret key the pod reads (a database password stands for each).
+        secrets: dict[str, dict[str, str]] = {}
+        for init in deployment["spec"]["template"]["spec"].get("initContainers") or []:
+            for item in init.get("env") or []:
+                ref = (item.get("valueFrom") or {}).get("secretKeyRef")
+                if ref:
+                    secrets.setdefault(ref["name"], {})[ref["key"]] = self.postgres.password
         finished = self.pod(spec, f"server-{len(self.jobs)}", secrets).run()
         assert all(f.returncode == 0 for f in finished), finished[-1].output[-3000:]
 
