@@ -49,7 +49,8 @@ class CloudKubelet(LocalKubelet):
 
     def pod(self, spec: dict, name: str, secrets: dict) -> LocalPod:
         addresses = database_addresses(self.manifests, "dev", self.postgres.port)
-        return LocalPod(spec, self.workdir / name, secrets, addresses, env=self.env)
+        return LocalPod(spec, self.workdir / name, secrets, addresses, env=self.env,
+                        manifests=self.manifests)  # fmt: skip
 
 
 @contextlib.contextmanager

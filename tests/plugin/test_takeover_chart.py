@@ -179,3 +179,22 @@ def test_the_copy_runs_beside_the_old_tracking_pod_that_holds_its_volume(render_
     assert term["podAffinityTerm"]["labelSelector"]["matchLabels"] == old_tracking
     assert "affinity" not in server_pod(render_chart(
         {**DEFAULT, "takeover": old(MINIO).chart_values()}, NAMESPACE))  # fmt: skip
+
+
+def test_the_old_server_is_not_reachable_without_the_login(render_chart):
+    """The old server has no auth of its own: while it serves the route, a request with
+    an Authorization header still goes through forward-auth (no API route skipping the
+    login); after --finish the API route to this server (it checks credentials) is back."""
+    middlewares = [{"name": "traefik-forward-auth"}]
+    forward_auth = {"ingressRoute": {"enabled": True, "host": "nebari.example.com",
+                                     "middlewares": middlewares}}  # fmt: skip
+    auth = {**DEFAULT, **forward_auth, "auth": {"enabled": True}}
+    shared = {"tracking": {"service": {"ports": {"http": 5000}}}}
+    during = render_chart({**auth, "takeover": old({**MINIO, **shared}).chart_values()}, NAMESPACE)
+    (route,) = [m for m in during if m["kind"] == "IngressRoute"]
+    assert [[m["name"] for m in r["middlewares"]] for r in route["spec"]["routes"]] == [
+        ["traefik-forward-auth", "mlflow-trailing-slash", "mlflow-takeover-strip"]]  # fmt: skip
+    (after,) = [m for m in render_chart(auth, NAMESPACE) if m["kind"] == "IngressRoute"]
+    _, api = after["spec"]["routes"]
+    assert "Authorization" in api["match"] and api["services"][0]["name"] == "mlflow"
+    assert "traefik-forward-auth" not in [m["name"] for m in api["middlewares"]]
