@@ -175,7 +175,7 @@ def test_destroy_deploy_restore_brings_the_runs_back_not_the_empty_backup(
             addresses = database_addresses(manifests, "dev", new_pg.port)
             secrets = database_secrets(scheduled, new_pg.password)
             empty = LocalPod(pod_spec(scheduled), tmp_path / "scheduled", secrets, addresses,
-                             env=env).run()  # fmt: skip
+                             env=env, manifests=manifests).run()  # fmt: skip
             assert [f.returncode for f in empty] == [0, 0], empty[-1].output[-2000:]
             config_file = tmp_path / "nebari-config.yaml"
             config_file.write_text(yaml.safe_dump(nb.config_dict("aws", {"workers": 2})))
