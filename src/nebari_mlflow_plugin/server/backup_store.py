@@ -6,8 +6,11 @@ pg_restore in the postgres image, is the chart's files/backup-*.sh):
     plan WAIT      (server pod) write <work>/plan when the schema is about to be upgraded
     prepare        (server pod) only create the backup directory on the artifact volume
     upload         send <work>/mlflow.dump + manifest.json to <root>/<name>/, then retention
+                   (never deleting the newest backup holding data: backup_policy)
     list           the backups under <root>, newest first
     fetch [NAME]   download a backup (default: the newest complete one) into <work>
+    plan-restore [NAME]  the database's row counts and the backup a restore brings back
+                   (default: the newest holding rows the database lacks)
     verify NAME [--exact]  the database's row counts against the backup's manifest
 
 It talks to the database and the artifact store directly (never to the MLflow
@@ -18,8 +21,9 @@ backup|backups|restore` reads from the pod log.
 
 From the environment: MLFLOW_BACKUP_ROOT (where backups are: `<store>-backups` or
 the artifact volume's `_backups`), MLFLOW_BACKUP_WORK (the pod's scratch volume),
-MLFLOW_BACKUP_KIND (scheduled, pre-upgrade, restore), MLFLOW_BACKUP_KEEP (backups
-of this kind retention keeps), MLFLOW_BACKEND_STORE_URI.
+MLFLOW_BACKUP_KIND (scheduled, pre-upgrade, pre-destroy, pre-restore, on-demand,
+restore), MLFLOW_BACKUP_KEEP (backups of this kind retention keeps),
+MLFLOW_BACKEND_STORE_URI.
 Each backup is `<root>/<UTC time>-<kind>/{mlflow.dump,manifest.json}`.
 """
 
