@@ -44,6 +44,33 @@ resource "aws_s3_bucket_versioning" "artifacts" {
   }
 }
 
+# What versioning keeps is bounded: noncurrent versions (deleted backups, artifacts purged
+# by `mlflow gc`, overwritten files) are deleted noncurrent_days after they became
+# noncurrent; current objects are never touched. Kept with the bucket (forgotten on
+# destroy and disable, adopted again).
+resource "aws_s3_bucket_lifecycle_configuration" "artifacts" {
+  count = var.enabled && var.noncurrent_days != null ? 1 : 0
+
+  bucket = aws_s3_bucket.artifacts[0].id
+
+  rule {
+    id     = "expire-noncurrent-versions"
+    status = "Enabled"
+
+    filter {}
+
+    noncurrent_version_expiration {
+      noncurrent_days = var.noncurrent_days
+    }
+
+    abort_incomplete_multipart_upload {
+      days_after_initiation = 7
+    }
+  }
+
+  depends_on = [aws_s3_bucket_versioning.artifacts]
+}
+
 resource "aws_s3_bucket_server_side_encryption_configuration" "artifacts" {
   count = var.enabled ? 1 : 0
 

@@ -61,3 +61,14 @@ variable "oidc_issuer_url" {
     error_message = "oidc_issuer_url must be the https:// issuer URL of the AKS cluster."
   }
 }
+
+variable "account_replication_type" {
+  description = "Replication of the storage account: ZRS (three zones of the region) needs a region with availability zones; LRS for a region without."
+  type        = string
+  default     = "ZRS"
+
+  validation {
+    condition     = contains(["LRS", "ZRS", "GRS", "RAGRS", "GZRS", "RAGZRS"], var.account_replication_type)
+    error_message = "account_replication_type must be one of LRS, ZRS, GRS, RAGRS, GZRS, RAGZRS."
+  }
+}

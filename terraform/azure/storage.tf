@@ -32,7 +32,7 @@ resource "azurerm_storage_account" "artifacts" {
   location                        = azurerm_resource_group.storage[0].location
   account_kind                    = "StorageV2"
   account_tier                    = "Standard"
-  account_replication_type        = "ZRS"
+  account_replication_type        = var.account_replication_type
   https_traffic_only_enabled      = true
   min_tls_version                 = "TLS1_2"
   allow_nested_items_to_be_public = false
@@ -52,6 +52,31 @@ resource "azurerm_storage_account" "artifacts" {
   tags = local.cloud_tags
 
   depends_on = [azurerm_management_lock.keep_data]
+}
+
+# What versioning keeps is bounded: previous versions (deleted backups, artifacts purged
+# by `mlflow gc`, overwritten files) are deleted noncurrent_days after they became
+# previous versions; current blobs are never touched. Inside the locked group Azure
+# refuses its deletion: it is kept (forgotten and adopted) with the account.
+resource "azurerm_storage_management_policy" "artifacts" {
+  count = var.enabled && var.noncurrent_days != null ? 1 : 0
+
+  storage_account_id = azurerm_storage_account.artifacts[0].id
+
+  rule {
+    name    = "expire-noncurrent-versions"
+    enabled = true
+
+    filters {
+      blob_types = ["blockBlob"]
+    }
+
+    actions {
+      version {
+        delete_after_days_since_creation = var.noncurrent_days
+      }
+    }
+  }
 }
 
 resource "azurerm_storage_container" "artifacts" {

@@ -15,3 +15,15 @@ variable "force_destroy" {
   type        = bool
   default     = false
 }
+
+variable "noncurrent_days" {
+  description = "Days a noncurrent object version (a deleted backup, an artifact purged by mlflow gc, an overwritten file) is kept before the store's lifecycle rule deletes it; null keeps them forever (no rule)."
+  type        = number
+  default     = 30
+  nullable    = true
+
+  validation {
+    condition     = var.noncurrent_days == null ? true : var.noncurrent_days >= 1
+    error_message = "noncurrent_days must be at least 1, or null to keep noncurrent versions forever."
+  }
+}

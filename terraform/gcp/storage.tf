@@ -17,5 +17,22 @@ resource "google_storage_bucket" "artifacts" {
     enabled = true
   }
 
+  # What versioning keeps is bounded: noncurrent versions (deleted backups, artifacts
+  # purged by `mlflow gc`, overwritten files) are deleted noncurrent_days after they
+  # became noncurrent; live objects are never touched. null: no rule.
+  dynamic "lifecycle_rule" {
+    for_each = var.noncurrent_days == null ? [] : [var.noncurrent_days]
+
+    content {
+      condition {
+        days_since_noncurrent_time = lifecycle_rule.value
+        with_state                 = "ARCHIVED"
+      }
+      action {
+        type = "Delete"
+      }
+    }
+  }
+
   labels = local.cloud_labels
 }

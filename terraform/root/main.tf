@@ -15,6 +15,7 @@ module "mlflow" {
   chart_path                  = "${path.module}/chart/mlflow"
   helm_values                 = var.helm_values
   helm_overrides              = var.helm_overrides
+  helm_wait                   = var.helm_wait
   internal_database           = var.internal_database
   artifacts_destination       = local.artifacts_destination
   service_account_annotations = local.service_account_annotations

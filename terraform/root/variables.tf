@@ -72,3 +72,9 @@ variable "hub_access_role" {
   })
   default = null
 }
+
+variable "helm_wait" {
+  description = "Whether Helm waits for the server to become ready; false while a 2025.10.x takeover copies (its old server keeps serving)."
+  type        = bool
+  default     = true
+}

@@ -148,7 +148,9 @@ CLOUD_CLIENT = textwrap.dedent(
         keys = [b.name for b in container.list_blobs()]
         read = lambda k: container.download_blob(k).readall()
     manifests = {k: json.loads(read(k)) for k in keys if k.endswith("/manifest.json")}
-    print(json.dumps({"keys": keys, "manifests": manifests}))
+    import hashlib
+    dumps = {k: hashlib.sha256(read(k)).hexdigest() for k in keys if k.endswith("/mlflow.dump")}
+    print(json.dumps({"keys": keys, "manifests": manifests, "sha256": dumps}))
     """  # noqa: E501
 )
 
@@ -281,6 +283,7 @@ def fake_cluster(manifests, kubelet, config_file: Path):
         yield cluster, ["-c", str(config_file), "--kubeconfig", str(kubeconfig), "--timeout", "300"]
 
 
+@pytest.mark.timeout(900)  # a dozen Jobs, each an MLflow or postgres process
 def test_backup_then_restore_on_a_new_cluster_with_the_cli(deployment, seeded, tmp_path):
     """`nebari mlflow backup` on a deployment, then on a new one (destroy + deploy: a new
     empty database, the kept artifact store) `nebari mlflow restore`: a corrupt newest

@@ -287,6 +287,79 @@ def test_a_copy_cut_off_midway_leaves_nothing_and_the_next_run_completes(
     assert report["verified"] is True and report["tables"]["filler"] == [300000, "300000"]
 
 
+def test_the_old_server_stays_reachable_through_the_route_during_the_copy(
+    taken_over, old_deployment
+):
+    """The route the takeover renders (Traefik's objects, played by nginx, Keycloak's
+    login by the forward-auth stand-in) sends /mlflow to the old server, prefix
+    stripped: while a takeover-database copy of a large database is running, a
+    logged-in browser's API request through it answers with the old server's
+    experiments."""
+    import time
+    import urllib.request
+
+    from support.deployment import FORWARD_AUTH
+    from support.forward_auth import ForwardAuth
+    from support.mlflow_server import MlflowServer
+    from support.nginx import Nginx, route_from_manifests
+    from support.podrun import process_env
+
+    release, _, new_pg, _, _, _ = taken_over
+    work, old_pg, s3, _ = old_deployment
+    route = route_from_manifests(release.manifests, FORWARD_AUTH)
+    assert route.service == f"{OLD_RELEASE}-tracking" and route.strip_prefix == "/mlflow/"
+    # A database big enough that the copy is still running when the request comes.
+    old_pg.query('CREATE DATABASE "slowcopy" TEMPLATE "bitnami_mlflow"')
+    slow = copy.copy(old_pg)
+    slow.database = "slowcopy"
+    slow.query("CREATE TABLE filler AS SELECT g, md5(g::text) AS h FROM "
+               "generate_series(1, 1500000) g")  # fmt: skip
+    new_pg.query('CREATE DATABASE "during"')
+    (init,) = [c for c in release.init_containers(work, new_pg) if "OLD_HOST" in c.env]
+    local_takeover(init, old_pg, s3, work / "during.termination-log")
+    init.env["OLD_DATABASE"] = "slowcopy"
+    uri = init.env["MLFLOW_BACKEND_STORE_URI"]
+    init.env["MLFLOW_BACKEND_STORE_URI"] = uri.rsplit("/", 1)[0] + "/during"
+    env = {**process_env(init), "PATH": f"{postgres_bin_dir()}:{os.environ['PATH']}"}
+    s3_env = {"MLFLOW_S3_ENDPOINT_URL": s3.endpoint, "AWS_ACCESS_KEY_ID": MINIO_USER,
+              "AWS_SECRET_ACCESS_KEY": MINIO_PASSWORD}  # fmt: skip
+    args = ["--artifacts-destination", "s3://mlflow", "--serve-artifacts"]
+    old_server = MlflowServer(work / "old-serving", backend_store_uri=old_pg.uri,
+                              python=str(OLD_PYTHON), extra_args=args, env=s3_env)  # fmt: skip
+    writing = ("SELECT count(*) > 0 FROM pg_stat_activity WHERE datname = 'during' "
+               "AND backend_xid IS NOT NULL")  # fmt: skip
+    answers, during = [], []
+    with old_server, ForwardAuth(cookie_domain=route.host) as auth:
+        port = old_server.port
+        nginx = Nginx(work / "nginx-takeover", route, upstream_port=port, auth_port=auth.port)
+        with nginx:
+            copying = subprocess.Popen(init.argv, env=env, cwd=work, stdout=subprocess.PIPE,
+                                       stderr=subprocess.STDOUT, text=True)  # fmt: skip
+            try:
+                # The copy's one transaction has started writing into the new database.
+                deadline = time.monotonic() + 60
+                while new_pg.query(writing) != "t":
+                    assert copying.poll() is None and time.monotonic() < deadline
+                    time.sleep(0.02)
+                request = urllib.request.Request(
+                    f"http://127.0.0.1:{nginx.port}/mlflow/ajax-api/2.0/mlflow/experiments/"
+                    "search?max_results=50",
+                    headers={"Host": route.host,
+                             "Cookie": f"_forward_auth={auth.cookie('alice', route.host)}"},
+                )  # fmt: skip
+                with urllib.request.urlopen(request, timeout=30) as answer:
+                    answers.append((answer.status, json.loads(answer.read())))
+                during.append(copying.poll() is None)
+            finally:
+                output, _ = copying.communicate(timeout=300)
+    assert copying.returncode == 0, output
+    assert during == [True]  # answered while the copy was still running
+    ((status, body),) = answers
+    assert status == 200
+    names = {e["name"] for e in body["experiments"]}
+    assert set(OLD_DATA["experiments"]) <= names
+
+
 def test_artifacts_on_the_old_tracking_volume_are_copied_too(old_deployment, tmp_path):
     """Bitnami's chart keeps artifacts on the tracking claim unless MinIO, an S3 host or
     a GCS bucket is set (the 2025.10.x AWS and Azure templates): the claim holds

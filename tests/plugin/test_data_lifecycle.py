@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 
 import pytest
@@ -20,10 +21,17 @@ from support import terraform as tf
 from support.tofu import FakeTofu
 
 from nebari_mlflow_plugin.lifecycle import state_guard
+from nebari_mlflow_plugin.lifecycle.survival import what_survives
 from nebari_mlflow_plugin.providers import provider_for
 
 PROVIDERS = ["local", "existing", "aws", "gcp", "azure"]
 CLOUDS = ["aws", "gcp", "azure"]
+# Kept objects that never existed without a count: no `moved` block needed.
+NEWER_THAN_THE_COUNT = {
+    "azurerm_management_lock.keep_data[0]",
+    "aws_s3_bucket_lifecycle_configuration.artifacts[0]",
+    "azurerm_storage_management_policy.artifacts[0]",
+}
 
 
 @pytest.fixture(autouse=True)
@@ -68,6 +76,7 @@ def _counts(stage_dir, tmp_path, enabled: bool, force_destroy: bool) -> dict[str
         'variable "enabled" {\n  type = bool\n}\n'
         'variable "force_destroy" {\n  type = bool\n}\n'
         'variable "hub_access_role" {\n  type = any\n  default = {name = "role"}\n}\n'
+        'variable "noncurrent_days" {\n  type = number\n  default = 30\n}\n'
         'output "counts" {\n  value = {\n' + "\n".join(lines) + "\n  }\n}\n"
     )
     (work / "terraform.tfvars.json").write_text(
@@ -104,8 +113,8 @@ def test_states_from_before_the_count_keep_their_objects(provider, tmp_path):
     blocks = tf.module_blocks(stage_dir).get("moved", [])
     moved = {(bare(b["from"]), bare(b["to"])) for b in blocks}
     for address in provider_for(provider).retained_addresses():
-        if address == "azurerm_management_lock.keep_data[0]":
-            continue  # counted on force_destroy from the start
+        if address in NEWER_THAN_THE_COUNT:
+            continue  # counted from the start
         assert (address.removesuffix("[0]"), address) in moved
 
 
@@ -277,7 +286,8 @@ def test_every_kept_address_and_the_public_plugins_release_hold_data():
     for provider in CLOUDS:  # the store itself comes first
         assert state_guard.holds_data(provider_for(provider).retained_addresses()[0])
     azure = provider_for("azure").retained_addresses()
-    assert all(state_guard.holds_data(a) for a in azure if "role_assignment" not in a)
+    rules = ("role_assignment", "management_policy")  # settings, no data of their own
+    assert all(state_guard.holds_data(a) for a in azure if not any(r in a for r in rules))
     assert state_guard.holds_data("helm_release.mlflow[0]")  # the 2025.10.x release
     assert not state_guard.holds_data(state_guard.OWN_RELEASE)
 
@@ -297,30 +307,74 @@ def _survives(provider: str, mlflow: dict, tmp_path) -> dict[str, str]:
 def test_render_summary_says_what_survives_destroy_per_provider(tmp_path):
     local = _survives("local", {}, tmp_path)
     assert local["mlflow.enabled: false"].startswith("kept: database volume, artifact volume")
-    assert local["nebari destroy"].startswith("nothing of the plugin's is kept")
-    assert "database volume, artifact volume" in local["nebari destroy"]
+    # Both volumes are claims in the namespace: the destroy stops and says so.
+    assert local["nebari destroy"].startswith("stops before deleting anything")
+    assert (
+        "no surviving backup holds: database volume, artifact volume (with the database backups)"
+        in (local["nebari destroy"])
+    )
     for cloud in CLOUDS:
         said = _survives(cloud, {}, tmp_path)["nebari destroy"]
         store = provider_for(cloud).artifact_store(nb.validate(nb.config_dict(cloud, {})))
-        assert said.startswith(f"kept: artifact store {store.rsplit('/', 1)[0]}")
+        assert said.startswith(
+            f"kept: artifact store {store.rsplit('/', 1)[0]} (with the database backups); "
+            "a pre-destroy backup of the database is written there first"
+        )
         assert "stage 03: database volume (" in said
-        assert "holding the database backups" in said  # they are beside the artifacts
-    assert "backups" not in local["nebari destroy"]  # on the artifact volume: gone with it
     no_backups = _survives("aws", {"backup": {"enabled": False}}, tmp_path)["nebari destroy"]
-    assert "backups" not in no_backups
-
-
-def test_render_summary_with_external_stores_and_force_destroy(tmp_path):
-    external = {
-        "database": {"type": "external", "external_secret": {"name": "db"}},
-        "artifacts": {"type": "s3", "s3": {"bucket": "team-bucket", "credentials_secret": "s3"}},
-    }
-    said = _survives("existing", external, tmp_path)
-    assert said["nebari destroy"].startswith("nothing of the plugin's is kept; untouched:")
-    assert (
-        "the external database" in said["nebari destroy"]
-        and "s3://team-bucket" in said["nebari destroy"]
+    assert no_backups.startswith(
+        "stops before deleting anything: no surviving backup holds: database volume"
     )
-    forced = _survives("gcp", {"force_destroy": True}, tmp_path)
-    assert forced["nebari destroy"].startswith("deleted: database volume, artifact store gs://")
-    assert forced["mlflow.enabled: false"] == forced["nebari destroy"]
+
+
+S3_STORE = {"type": "s3", "s3": {"bucket": "team-bucket", "credentials_secret": "s3"}}
+EXTERNAL_DB = {"type": "external", "external_secret": {"name": "db"}}
+EMPTY_LIST = re.compile(r"(kept|deleted[^:;]*|untouched): *(\(|;|$)")
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+@pytest.mark.parametrize("database", ["internal", "external"])
+@pytest.mark.parametrize("artifacts", ["default", "s3"])
+@pytest.mark.parametrize("backup", [True, False])
+@pytest.mark.parametrize("force", [False, True])
+def test_render_summary_is_right_for_every_store_combination(
+    provider, database, artifacts, backup, force, tmp_path
+):
+    """Each place data lives is named once per operation, under what happens to it;
+    no empty list (`kept:  (reused ...)`), backups named beside the store holding them."""
+    if artifacts == "s3" and provider in CLOUDS:
+        pytest.skip("clouds create their store (mlflow.artifacts.type s3 is refused there)")
+    mlflow = {"force_destroy": force, "backup": {"enabled": backup}}
+    if database == "external":
+        mlflow["database"] = EXTERNAL_DB
+    if artifacts == "s3":
+        mlflow["artifacts"] = S3_STORE
+    config = nb.validate(nb.config_dict(provider, mlflow))
+    said = what_survives(config)  # what preview prints (the test above goes through it)
+    cloud_store = provider_for(provider).artifact_store(config)
+    places = {
+        "database": "the external database" if database == "external" else "database volume",
+        "artifacts": "s3://team-bucket" if artifacts == "s3" else (
+            cloud_store.rsplit("/", 1)[0] if cloud_store else "artifact volume"
+        ),
+    }  # fmt: skip
+    backups_kept = database == "internal" and backup
+    for operation, line in said.items():
+        assert not EMPTY_LIST.search(line), (operation, line)
+        for place in places.values():
+            assert line.count(place) == 1, (operation, place, line)
+        if database == "external":
+            assert "untouched: the external database" in line
+        if artifacts == "s3":
+            assert "untouched:" in line and "s3://team-bucket" in line.split("untouched:")[1]
+        assert ("database backups" in line) == backups_kept, (operation, line)
+        if backups_kept:  # beside the store that holds them
+            assert line.index("database backups") > line.index(places["artifacts"])
+        if force:
+            assert line.startswith(("deleted: ", "nothing of the plugin's to delete")), line
+    destroy = said["nebari destroy"]
+    on_volume = artifacts == "default" and provider not in CLOUDS
+    loses = on_volume or (database == "internal" and not backup)
+    assert destroy.startswith("stops before deleting anything") == (loses and not force)
+    takes_backup = not force and not loses and database == "internal"
+    assert ("pre-destroy backup" in destroy) == takes_backup, destroy

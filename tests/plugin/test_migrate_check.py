@@ -132,3 +132,33 @@ def test_a_disabled_2025_10_deployment_still_has_its_aws_bucket_adopted(tmp_path
     assert code == 1, output
     assert "no Helm release (it was disabled)" in output and "Nothing to copy" in output
     assert f"set mlflow.aws.bucket_name: {BUCKET}" in output
+
+
+AWS_ADOPTING = {"aws": {"bucket_name": BUCKET, "kms_key_arn": KMS_ARN}}
+
+
+@pytest.mark.parametrize(
+    ("replicas", "access_modes", "warned"),
+    [(2, None, True), (1, None, False), (2, ["ReadWriteMany"], False)],
+)
+def test_check_warns_that_replicas_wait_for_a_read_write_once_volume(
+    tmp_path, replicas, access_modes, warned
+):
+    """On AWS/Azure the old artifacts sit on the tracking claim (Bitnami: ReadWriteOnce):
+    one node at a time, so the takeover deploy runs one replica until --finish."""
+    extra = {"minio": {"enabled": False}, "externalS3": {"bucket": BUCKET, "serveArtifacts": True}}
+    if access_modes:
+        extra["tracking"] = {"persistence": {"accessModes": access_modes}}
+    state = state_file(tmp_path, "aws", extra, json.loads(aws_state(tmp_path).read_text())[
+        "resources"][1:])  # fmt: skip
+    config = write_config(tmp_path, "aws", {**AWS_ADOPTING, "replicas": replicas})
+    code, output = run("mlflow", "migrate", "--check", "--offline", "-c", str(config),
+                       "--state", str(state))  # fmt: skip
+    assert code == 0, output
+    said = (
+        f"WARNING: mlflow.replicas is {replicas}, but the old artifacts are on claim "
+        "demo-mlflow-tracking (ReadWriteOnce: one node at a time)"
+    )
+    assert (said in output) is warned, output
+    if warned:
+        assert "the deploy runs 1 replica until `nebari mlflow migrate --finish`" in output

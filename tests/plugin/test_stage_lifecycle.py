@@ -46,9 +46,13 @@ def test_destroy_forgets_data_resources_unless_forced(monkeypatch, tmp_path, pro
     outputs = {**nb.STAGE_OUTPUTS}
     for name, values in provider_for(provider).placeholder_outputs().items():
         outputs[name] = {**outputs.get(name, {}), **values}
+    # The pre-destroy backup needs a cluster (tests/e2e/test_destroy_backup.py runs it).
+    taken = []
+    monkeypatch.setattr(stage, "back_up_before_destroy", taken.append)
     status: dict = {}
     with stage.destroy(outputs, status):
         pass
+    assert len(taken) == 1
     removed = [call[2:] for call in tofu.calls if call[:2] == ["state", "rm"]]
     if force:
         assert removed == []

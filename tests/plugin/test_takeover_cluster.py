@@ -81,6 +81,21 @@ def cluster(pod_messages: dict[str, dict], destination: str = "s3://mlflow") -> 
         "persistentvolumeclaims": [named(f"data-{RELEASE}-postgresql-0", INSTANCE),
                                    named(f"{RELEASE}-minio", INSTANCE)],
         "pods": [server_pod(pod_messages)],
+        "ingressroutes": [takeover_route()],
+    }  # fmt: skip
+
+
+def takeover_route() -> dict:
+    """Our IngressRoute as the chart renders it during the takeover."""
+    middlewares = ["traefik-forward-auth", "mlflow-trailing-slash", "mlflow-takeover-strip"]
+    return {
+        "apiVersion": "traefik.containo.us/v1alpha1", "kind": "IngressRoute",
+        "metadata": {"name": "mlflow", "namespace": "dev"},
+        "spec": {"entryPoints": ["websecure"], "routes": [{
+            "kind": "Rule", "match": "Host(`nebari.example.com`) && PathPrefix(`/mlflow/`)",
+            "middlewares": [{"name": n, "namespace": "dev"} for n in middlewares],
+            "services": [{"kind": "Service", "name": f"{RELEASE}-tracking", "port": 5000}],
+        }]},
     }  # fmt: skip
 
 
@@ -146,6 +161,13 @@ def test_finish_removes_the_old_release_and_keeps_its_volumes(tmp_path):
         code, output = run(tmp_path, store, "--finish")
         left = store.objects
     assert code == 0, output
+    # The route goes to the new server first, then the old release goes.
+    assert store.events[0] == "replaced ingressroutes/mlflow"
+    (rule,) = left["ingressroutes"]["mlflow"]["spec"]["routes"]
+    assert rule["services"] == [{"kind": "Service", "name": "mlflow", "port": 5000}]
+    assert [m["name"] for m in rule["middlewares"]] == ["traefik-forward-auth",
+                                                        "mlflow-trailing-slash"]  # fmt: skip
+    assert "IngressRoute mlflow now routes to the new server" in output
     assert "deployments/demo-mlflow-tracking" in store.deleted
     assert "statefulsets/demo-mlflow-postgresql" in store.deleted
     assert f"secrets/sh.helm.release.v1.{RELEASE}.v1" == store.deleted[-1]  # Helm's record last

@@ -179,3 +179,89 @@ def test_a_pre_upgrade_upload_without_a_plan_does_nothing(tmp_path, monkeypatch,
         backup_store.main(["upload"])
     assert str(exited.value).startswith(f"mlflow backup upload failed: no {work}/mlflow.dump")
     assert str(exited.value).endswith("(the kubelet re-runs this container)")
+
+
+def counted(manifest_counts: dict[str, int]) -> dict:
+    return {"kind": "scheduled", "counts": manifest_counts}
+
+
+def test_retention_never_deletes_the_newest_backup_holding_data():
+    """A week of scheduled backups of an empty (re-created) database does not push the
+    last one with runs out of retention; older ones with data still go."""
+    empty, runs = {"experiments": 1}, {"experiments": 2, "runs": 5}
+    entries = [("7-scheduled", counted(empty)), ("6-scheduled", counted(empty)),
+               ("5-scheduled", counted(empty)), ("4-scheduled", counted(runs)),
+               ("3-scheduled", counted(runs))]  # fmt: skip
+    assert backup_store.beyond_retention(entries, "scheduled", 2) == ["5-scheduled", "3-scheduled"]
+    # Of another kind it is kept too; it does not count towards KEEP.
+    entries[3] = ("4-pre-destroy", {**counted(runs), "kind": "pre-destroy"})
+    assert backup_store.beyond_retention(entries, "scheduled", 1) == [
+        "6-scheduled", "5-scheduled", "3-scheduled"]  # fmt: skip
+
+
+def upload_with(monkeypatch, capsys, work, root, contents: str) -> str:
+    work.mkdir(exist_ok=True)
+    (work / "mlflow.dump").write_bytes(contents.encode())
+    (work / "contents.txt").write_text(contents)
+    made = run(monkeypatch, capsys, work, root, "scheduled", "upload", keep=1)
+    time.sleep(1)  # names have one-second resolution
+    return made["backup"]
+
+
+def test_scheduled_backups_of_an_empty_database_keep_the_one_with_runs(
+    tmp_path, monkeypatch, capsys
+):
+    root, work = tmp_path / "volume" / "_backups", tmp_path / "work"
+    with_runs = upload_with(monkeypatch, capsys, work, root, "experiments 2\nruns 4\n")
+    empties = [upload_with(monkeypatch, capsys, work, root, "experiments 1\n") for _ in "ab"]
+    # keep 1: the first empty one went, the newest (KEEP) and the one with runs stay.
+    assert sorted(p.name for p in root.iterdir()) == [with_runs, empties[1]]
+
+
+@pytest.fixture
+def database(tmp_path):
+    """A real PostgreSQL with MLflow's schema (what the restore pod's URI points at)."""
+    from support.postgres import Postgres, postgres_bin_dir
+
+    if postgres_bin_dir() is None:
+        pytest.skip("PostgreSQL server binaries not installed")
+    with Postgres(tmp_path / "pg", password="plan-password") as pg:
+        yield pg
+
+
+def plan_restore(monkeypatch, capsys, root, uri, *name: str) -> dict:
+    for key, value in {"MLFLOW_BACKUP_ROOT": str(root), "MLFLOW_BACKUP_KIND": "restore",
+                       "MLFLOW_BACKEND_STORE_URI": uri}.items():  # fmt: skip
+        monkeypatch.setenv(key, value)
+    backup_store.main(["plan-restore", *name])
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+def test_plan_restore_never_picks_a_backup_of_the_empty_database(
+    tmp_path, monkeypatch, capsys, database
+):
+    """After destroy + deploy the newest backup is of the new, empty database: the
+    default is the newest one holding what the database lacks, and says what it has."""
+    root, work = tmp_path / "volume" / "_backups", tmp_path / "work"
+    upload_with(monkeypatch, capsys, work, root, "experiments 2\nruns 3\n")
+    with_runs = upload_with(monkeypatch, capsys, work, root, "experiments 2\nruns 4\n")
+    empty = upload_with(monkeypatch, capsys, work, root, "experiments 1\n")
+    # Before MLflow made its tables: nothing is counted, every backup holds more.
+    plan = plan_restore(monkeypatch, capsys, root, database.uri)
+    assert plan["current"] == dict.fromkeys(COUNTED, 0)
+    assert plan["chosen"]["name"] == empty
+    from mlflow import MlflowClient
+
+    client = MlflowClient(database.uri)  # creates the schema and the Default experiment
+    plan = plan_restore(monkeypatch, capsys, root, database.uri)
+    assert plan["current"] == {**dict.fromkeys(COUNTED, 0), "experiments": 1}
+    assert (plan["chosen"]["name"], plan["chosen"]["counts"]["runs"]) == (with_runs, 4)
+    # (Retention, keep 1, deleted the older one with runs, not the newest with runs.)
+    assert [b["name"] for b in plan["backups"]] == [empty, with_runs]
+    # Named, it is what is restored, even the empty one.
+    assert plan_restore(monkeypatch, capsys, root, database.uri, empty)["chosen"]["name"] == empty
+    # A database holding at least what every backup holds: nothing to bring back.
+    experiment = client.create_experiment("e")
+    for _ in range(4):
+        client.create_run(experiment)
+    assert plan_restore(monkeypatch, capsys, root, database.uri)["chosen"] is None

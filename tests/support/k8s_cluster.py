@@ -100,7 +100,10 @@ class FakeCluster:
         }
         with self.lock:
             self.pods[pod_name] = pod
-        finished = self.kubelet.run_job(job)
+        try:
+            finished = self.kubelet.run_job(job)
+        except Exception as exc:  # a broken harness fails the Job, not waits forever
+            finished = [Finished(template["spec"]["containers"][0]["name"], 1, repr(exc))]
         inits = {c["name"] for c in template["spec"].get("initContainers") or []}
         statuses: dict[str, list] = {"initContainerStatuses": [], "containerStatuses": []}
         for done in finished:

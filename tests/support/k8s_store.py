@@ -1,6 +1,7 @@
 """A loopback Kubernetes API holding objects in memory: list (with an equality
-label selector), get and delete of namespaced resources, for the real kubernetes
-client. `deleted` records what was deleted, in order."""
+label selector), get, replace (PUT) and delete of namespaced resources, for the real
+kubernetes client. `deleted` and `replaced` record what was deleted or replaced, in
+order (one list of events: `events`)."""
 
 from __future__ import annotations
 
@@ -29,6 +30,8 @@ class ObjectStore:
         self.objects = {plural: {o["metadata"]["name"]: o for o in items}
                         for plural, items in objects.items()}  # fmt: skip
         self.deleted: list[str] = []
+        self.replaced: list[str] = []
+        self.events: list[str] = []
         store = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -64,7 +67,19 @@ class ObjectStore:
                 if found is None:
                     return self._send(404, {"kind": "Status", "code": 404})
                 store.deleted.append(f"{match['plural']}/{match['name']}")
+                store.events.append(f"deleted {match['plural']}/{match['name']}")
                 return self._send(200, {"kind": "Status", "status": "Success"})
+
+            def do_PUT(self) -> None:
+                match, _ = self._route()
+                items = store.objects.get(match["plural"], {})
+                if match["name"] not in items:
+                    return self._send(404, {"kind": "Status", "code": 404})
+                length = int(self.headers.get("Content-Length") or 0)
+                items[match["name"]] = json.loads(self.rfile.read(length))
+                store.replaced.append(f"{match['plural']}/{match['name']}")
+                store.events.append(f"replaced {match['plural']}/{match['name']}")
+                return self._send(200, items[match["name"]])
 
             def log_message(self, *args) -> None:
                 pass

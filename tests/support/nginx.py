@@ -55,6 +55,10 @@ class Route:
     # The API route's HeadersRegexp on Authorization (Go regexp syntax, which PCRE
     # reads the same for what the chart renders); None: no API route.
     api_header_regex: str | None = None
+    # A stripPrefix middleware's prefix (the takeover's route to the old server).
+    strip_prefix: str | None = None
+    # The Service the route sends to (the test maps it to a local port).
+    service: str = ""
 
 
 def route_from_manifests(manifests: list[dict], forward_auth_name: str) -> Route:
@@ -73,6 +77,10 @@ def route_from_manifests(manifests: list[dict], forward_auth_name: str) -> Route
         ),
         None,
     )
+    strips = [middlewares[n]["stripPrefix"]["prefixes"] for n in names
+              if "stripPrefix" in middlewares.get(n, {})]  # fmt: skip
+    if strips and (len(strips) > 1 or strips[0] != [prefix]):
+        raise NotImplementedError(f"stripPrefix {strips} on route prefix {prefix}")
     return Route(
         host=host,
         path_prefix=prefix,
@@ -80,6 +88,8 @@ def route_from_manifests(manifests: list[dict], forward_auth_name: str) -> Route
         redirect_replacement=redirect["replacement"] if redirect else None,
         forward_auth=forward_auth_name in names,
         api_header_regex=api[0].group(1) if api and api[0] else None,
+        strip_prefix=strips[0][0] if strips else None,
+        service=rule["services"][0]["name"],
     )
 
 
@@ -197,7 +207,7 @@ http {{
         }}{redirect}
         location {r.path_prefix} {{
             {auth}
-            proxy_pass http://mlflow;
+            proxy_pass http://mlflow{"/" if r.strip_prefix else ""};
             proxy_next_upstream off;
             # Browsers reach Traefik on 443: the Host header carries no port.
             proxy_set_header Host {r.host};

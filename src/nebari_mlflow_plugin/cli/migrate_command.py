@@ -68,10 +68,16 @@ def plan_lines(config: Any, old: takeover.OldDeployment | None) -> list[str]:
         )
         if artifacts.get("claim"):
             lines.append(
-                f"    the claim {artifacts['claim']} is attached to the old tracking pod: "
-                f"`kubectl -n {old.namespace} scale deployment {old.release}-tracking "
-                "--replicas=0` before deploying (nothing is deleted)"
+                f"    the claim {artifacts['claim']} (ReadWriteOnce) is attached to the old "
+                "tracking pod's node: the new server pods are placed beside it, so the old "
+                "server keeps serving while they copy. If one waits with a Multi-Attach "
+                f"error (that node is full), `kubectl -n {old.namespace} scale deployment "
+                f"{old.release}-tracking --replicas=0` (nothing is deleted; the old server "
+                "is then down until the copy is verified)"
             )
+        held = takeover.held_replicas(config, old)
+        if held:
+            lines.append(f"  WARNING: {held}")
     else:
         lines.append("  no artifacts to copy")
     lines.append(
@@ -146,10 +152,48 @@ def finish(config: Any, delete_volumes: bool, cluster_target: dict[str, Any]) ->
             f"the takeover is not verified, so {release!r} stays: " + "; ".join(verified)
         )
     lines = [f"verified: {line}" for line in verified]
+    lines += switch_route(cluster)
     lines += remove_release(cluster, release, delete_volumes)
     lines.append("Now run `nebari deploy`: the server pod then no longer has the takeover "
                  "init containers.")  # fmt: skip
     return lines
+
+
+TRAEFIK = ("traefik.containo.us", "v1alpha1", "ingressroutes")
+
+
+def switch_route(cluster: Any) -> list[str]:
+    """Point this plugin's IngressRoute at its own server (during the takeover it sends
+    the route to the old one), before the old one goes: no moment without a server.
+    The next deploy renders the same route (no takeover values any more)."""
+    from kubernetes import client
+    from kubernetes.client.rest import ApiException
+
+    from nebari_mlflow_plugin.config import naming
+
+    api = client.CustomObjectsApi(cluster.api)
+    group, version, plural = TRAEFIK
+    try:
+        route = api.get_namespaced_custom_object(group, version, cluster.namespace, plural,
+                                                 naming.RELEASE_NAME)  # fmt: skip
+    except ApiException as exc:
+        if exc.status == 404:
+            return [f"no IngressRoute {naming.RELEASE_NAME}: run `nebari deploy` to route to "
+                    "the new server"]  # fmt: skip
+        raise
+    ours = {"kind": "Service", "name": naming.RELEASE_NAME, "port": naming.SERVICE_PORT}
+    strip = f"{naming.RELEASE_NAME}-takeover-strip"
+    changed = False
+    for rule in route["spec"]["routes"]:
+        middlewares = [m for m in rule.get("middlewares") or [] if m.get("name") != strip]
+        if rule.get("services") != [ours] or middlewares != rule.get("middlewares"):
+            rule["services"], rule["middlewares"], changed = [ours], middlewares, True
+    if not changed:
+        return [f"IngressRoute {naming.RELEASE_NAME} already routes to the new server"]
+    api.replace_namespaced_custom_object(group, version, cluster.namespace, plural,
+                                         naming.RELEASE_NAME, route)  # fmt: skip
+    return [f"IngressRoute {naming.RELEASE_NAME} now routes to the new server "
+            f"({naming.RELEASE_NAME}:{naming.SERVICE_PORT})"]  # fmt: skip
 
 
 def remove_release(cluster: Any, release: str, delete_volumes: bool) -> list[str]:

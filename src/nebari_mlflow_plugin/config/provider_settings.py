@@ -8,7 +8,7 @@ store created earlier or for avoiding a clash in a cloud's global namespace.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from nebari import schema
 from pydantic import ConfigDict, StringConstraints
@@ -57,3 +57,7 @@ class AzureSettings(_Settings):
     resource_group_name: (
         Annotated[str, StringConstraints(pattern=cloud_names.AZURE_RESOURCE_GROUP_RE)] | None
     ) = None
+    # Replication of the storage account. ZRS (copies in three availability zones) is
+    # refused in regions without zones: use LRS there (three copies in one datacenter).
+    # GRS/RAGRS/GZRS/RAGZRS add a copy in the paired region.
+    account_replication_type: Literal["LRS", "ZRS", "GRS", "RAGRS", "GZRS", "RAGZRS"] = "ZRS"

@@ -221,6 +221,11 @@ class Artifacts(schema.Base):
     existing_claim: K8sName | None = None
     # The store for type s3.
     s3: S3Compatible | None = None
+    # Cloud stores (aws, gcp, azure) keep every version of every object: a lifecycle
+    # rule deletes noncurrent versions (deleted backups, artifacts purged by `mlflow
+    # gc`, overwritten files) this many days after they became noncurrent, so the
+    # bill is bounded. null: no rule, noncurrent versions are kept (and billed) forever.
+    noncurrent_days: Annotated[int, Field(ge=1, le=36500)] | None = 30
 
     @model_validator(mode="after")
     def _s3_needs_settings(self) -> Artifacts:

@@ -39,6 +39,9 @@ OLD_STORES = frozenset(
 # Bitnami chart defaults (bitnami/mlflow values.yaml) the 2025.10.x plugin kept.
 BITNAMI_DATABASE, BITNAMI_USER = "bitnami_mlflow", "bn_mlflow"
 BITNAMI_MINIO_PORT = 80  # minio.service.ports.api in the mlflow chart
+# tracking.service.ports.http in Bitnami's chart (2025.10.x's values set 5000, which its
+# IngressRoute sent to).
+BITNAMI_TRACKING_PORT = 80
 BITNAMI_TRACKING_MOUNT = "/bitnami/mlflow"  # tracking.persistence.mountPath
 SOURCE_MOUNT = "/takeover/source"  # where _takeover.tpl mounts the old tracking claim
 
@@ -206,6 +209,20 @@ class OldDeployment:
         )
         return {"source": f"{SOURCE_MOUNT}/mlartifacts", "claim": claim}
 
+    def single_node_claim(self) -> str | None:
+        """The old tracking claim the copy reads, when only one node can mount it at a
+        time (ReadWriteOnce: Bitnami's default, and assumed of an existing claim): the
+        new server then runs one replica until `--finish` (a second pod on another node
+        would wait for the volume forever)."""
+        claim = self.artifacts().get("claim")
+        if not claim:
+            return None
+        persistence = self._value("tracking", "persistence", default={}) or {}
+        modes = ["ReadWriteOnce"] if persistence.get("existingClaim") else (
+            persistence.get("accessModes") or ["ReadWriteOnce"]
+        )  # fmt: skip
+        return None if "ReadWriteMany" in modes else claim
+
     def old_server_destination(self) -> str:
         """The `--artifacts-destination` Bitnami's chart gave the old server, to compare
         with the one its Deployment in the cluster actually has."""
@@ -219,8 +236,10 @@ class OldDeployment:
         """The chart's `takeover` values; None without an old release (nothing to copy)."""
         if not self.release:
             return None
+        port = self._value("tracking", "service", "ports", "http", default=BITNAMI_TRACKING_PORT)
+        old_server = {"service": f"{self.release}-tracking", "port": int(port)}
         return {"release": self.release, "database": self.database(),
-                "artifacts": self.artifacts()}  # fmt: skip
+                "artifacts": self.artifacts(), "oldServer": old_server}  # fmt: skip
 
 
 def from_state(state: dict[str, Any]) -> OldDeployment | None:
@@ -318,3 +337,16 @@ def config_problems(config: Any, old: OldDeployment) -> list[str]:
             "is copied into the internal one)"
         )
     return problems
+
+
+def held_replicas(config: Any, old: OldDeployment) -> str | None:
+    """Why the takeover runs one server replica although the config asks for more."""
+    claim = old.single_node_claim() if old.release else None
+    if not claim or config.mlflow.replicas <= 1:
+        return None
+    return (
+        f"mlflow.replicas is {config.mlflow.replicas}, but the old artifacts are on claim "
+        f"{claim} (ReadWriteOnce: one node at a time), which every new server pod mounts "
+        "to copy from: the deploy runs 1 replica until `nebari mlflow migrate --finish`, "
+        f"and the deploy after it runs {config.mlflow.replicas}"
+    )

@@ -8,9 +8,15 @@ from typing import Any
 from nebari_mlflow_plugin.config import cloud_names
 from nebari_mlflow_plugin.config.stage_outputs import OIDC_ISSUER
 from nebari_mlflow_plugin.providers import aws_preflight
-from nebari_mlflow_plugin.providers.cloud import CloudProvider, service_account_name
+from nebari_mlflow_plugin.providers.cloud import (
+    CloudProvider,
+    noncurrent_rule,
+    service_account_name,
+)
 
 S3_BUCKET = "aws_s3_bucket.artifacts[0]"
+# The noncurrent-version rule: kept with the bucket, absent when noncurrent_days is null.
+LIFECYCLE = "aws_s3_bucket_lifecycle_configuration.artifacts[0]"
 
 
 @dataclass(frozen=True)
@@ -51,12 +57,17 @@ class AwsProvider(CloudProvider):
             "aws_s3_bucket_versioning.artifacts[0]",
             "aws_s3_bucket_server_side_encryption_configuration.artifacts[0]",
             "aws_s3_bucket_policy.artifacts[0]",
+            LIFECYCLE,
         ]
 
     def state_imports(self, config: Any) -> list[tuple[str, str]]:
         bucket = self.names(config).bucket
         # Every bucket sub-resource is imported by the bucket name.
-        return [(address, bucket) for address in self.retained_addresses()]
+        return [
+            (address, bucket)
+            for address in self.retained_addresses()
+            if address != LIFECYCLE or config.mlflow.artifacts.noncurrent_days is not None
+        ]
 
     def artifact_store(self, config: Any) -> str:
         return f"s3://{self.names(config).bucket}/{cloud_names.ARTIFACTS_PREFIX}"
@@ -67,7 +78,8 @@ class AwsProvider(CloudProvider):
             f"KMS {config.mlflow.aws.kms_key_arn}" if config.mlflow.aws.kms_key_arn else "SSE-S3"
         )
         return [
-            f"S3 bucket {names.bucket} (versioned, {encryption}, public access blocked, TLS only)",
+            f"S3 bucket {names.bucket} (versioned{noncurrent_rule(config)}, {encryption}, "
+            "public access blocked, TLS only)",
             f"IAM role {names.role} for ServiceAccount "
             f"{config.namespace}/{service_account_name(config)} with read/write "
             "on that bucket only",

@@ -11,12 +11,18 @@ from nebari_mlflow_plugin.config import cloud_names
 from nebari_mlflow_plugin.config.overrides import merge_values
 from nebari_mlflow_plugin.config.stage_outputs import AZURE_RESOURCE_GROUP, OIDC_ISSUER
 from nebari_mlflow_plugin.providers import preflight
-from nebari_mlflow_plugin.providers.cloud import CloudProvider, service_account_name
+from nebari_mlflow_plugin.providers.cloud import (
+    CloudProvider,
+    noncurrent_rule,
+    service_account_name,
+)
 
 RESOURCE_GROUP = "azurerm_resource_group.storage[0]"
 ACCOUNT = "azurerm_storage_account.artifacts[0]"
 CONTAINER = "azurerm_storage_container.artifacts[0]"
 LOCK = "azurerm_management_lock.keep_data[0]"
+# Inside the locked group: Azure refuses its deletion, so it is kept with the account.
+POLICY = "azurerm_storage_management_policy.artifacts[0]"
 # Inside the locked group Azure refuses its deletion: forgotten with the storage. It is
 # not adopted again: a re-enabled deployment has a new identity and a new assignment.
 ROLE_ASSIGNMENT = "azurerm_role_assignment.blob_data[0]"
@@ -53,10 +59,11 @@ class AzureProvider(CloudProvider):
             "storage_account_name": names.storage_account,
             "container_name": names.container,
             "identity_name": names.identity,
+            "account_replication_type": config.mlflow.azure.account_replication_type,
         }
 
     def retained_addresses(self) -> list[str]:
-        return [RESOURCE_GROUP, LOCK, ACCOUNT, CONTAINER, ROLE_ASSIGNMENT]
+        return [RESOURCE_GROUP, LOCK, ACCOUNT, POLICY, CONTAINER, ROLE_ASSIGNMENT]
 
     def state_imports(self, config: Any) -> list[tuple[str, str]]:
         # Azure ids need the subscription, which nebari reads from the same variable.
@@ -71,6 +78,8 @@ class AzureProvider(CloudProvider):
             (ACCOUNT, account),
             (CONTAINER, f"{account}/blobServices/default/containers/{names.container}"),
         ]
+        if config.mlflow.artifacts.noncurrent_days is not None:  # else no such address
+            imports.append((POLICY, f"{account}/managementPolicies/default"))
         if not config.mlflow.force_destroy:
             lock = f"{group}/providers/Microsoft.Authorization/locks/nebari-mlflow-keep-data"
             imports.insert(1, (LOCK, lock))
@@ -96,7 +105,8 @@ class AzureProvider(CloudProvider):
         return [
             f"resource group {names.resource_group}{lock}",
             f"storage account {names.storage_account} (HTTPS only, TLS 1.2+, no public blobs, "
-            f"versioned) with container {names.container}",
+            f"versioned{noncurrent_rule(config)}, "
+            f"{config.mlflow.azure.account_replication_type}) with container {names.container}",
             f"managed identity {names.identity} federated with ServiceAccount "
             f"{config.namespace}/{account}, Storage Blob Data Contributor on that account only",
         ]

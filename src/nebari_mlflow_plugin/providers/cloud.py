@@ -22,6 +22,14 @@ def service_account_name(config: Any) -> str:
     return str(account.get("name") or naming.RELEASE_NAME)
 
 
+def noncurrent_rule(config: Any) -> str:
+    """The store's lifecycle rule, for people to read (planned_resources)."""
+    days = config.mlflow.artifacts.noncurrent_days
+    if days is None:
+        return ", noncurrent versions kept forever"
+    return f", noncurrent versions deleted after {days} days"
+
+
 @dataclass(frozen=True)
 class CloudProvider(Provider):
     """A cloud object store reached through workload identity (no static keys)."""
@@ -50,6 +58,7 @@ class CloudProvider(Provider):
             "service_account": service_account_name(config),
             "artifacts_prefix": cloud_names.ARTIFACTS_PREFIX,
             "force_destroy": bool(config.mlflow.force_destroy),
+            "noncurrent_days": config.mlflow.artifacts.noncurrent_days,
         }
 
     def placeholder_outputs(self) -> dict[str, Any]:

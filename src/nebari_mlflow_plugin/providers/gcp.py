@@ -8,7 +8,11 @@ from typing import Any
 from nebari_mlflow_plugin.config import cloud_names
 from nebari_mlflow_plugin.config.stage_outputs import GCP_PROJECT
 from nebari_mlflow_plugin.providers import preflight
-from nebari_mlflow_plugin.providers.cloud import CloudProvider, service_account_name
+from nebari_mlflow_plugin.providers.cloud import (
+    CloudProvider,
+    noncurrent_rule,
+    service_account_name,
+)
 
 GCS_BUCKET = "google_storage_bucket.artifacts[0]"
 
@@ -58,7 +62,8 @@ class GcpProvider(CloudProvider):
         project = config.google_cloud_platform.project
         account = service_account_name(config)
         return [
-            f"GCS bucket {names.bucket} (uniform access, versioned, public access prevented)",
+            f"GCS bucket {names.bucket} (uniform access, versioned{noncurrent_rule(config)}, "
+            "public access prevented)",
             f"service account {names.service_account_id}@{project}.iam.gserviceaccount.com with "
             f"roles/storage.objectUser on that bucket only, usable by "
             f"{project}.svc.id.goog[{config.namespace}/{account}]",

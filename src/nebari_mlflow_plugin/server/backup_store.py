@@ -6,8 +6,11 @@ pg_restore in the postgres image, is the chart's files/backup-*.sh):
     plan WAIT      (server pod) write <work>/plan when the schema is about to be upgraded
     prepare        (server pod) only create the backup directory on the artifact volume
     upload         send <work>/mlflow.dump + manifest.json to <root>/<name>/, then retention
+                   (never deleting the newest backup holding data: backup_policy)
     list           the backups under <root>, newest first
     fetch [NAME]   download a backup (default: the newest complete one) into <work>
+    plan-restore [NAME]  the database's row counts and the backup a restore brings back
+                   (default: the newest holding rows the database lacks)
     verify NAME [--exact]  the database's row counts against the backup's manifest
 
 It talks to the database and the artifact store directly (never to the MLflow
@@ -18,8 +21,9 @@ backup|backups|restore` reads from the pod log.
 
 From the environment: MLFLOW_BACKUP_ROOT (where backups are: `<store>-backups` or
 the artifact volume's `_backups`), MLFLOW_BACKUP_WORK (the pod's scratch volume),
-MLFLOW_BACKUP_KIND (scheduled, pre-upgrade, restore), MLFLOW_BACKUP_KEEP (backups
-of this kind retention keeps), MLFLOW_BACKEND_STORE_URI.
+MLFLOW_BACKUP_KIND (scheduled, pre-upgrade, pre-destroy, pre-restore, on-demand,
+restore), MLFLOW_BACKUP_KEEP (backups of this kind retention keeps),
+MLFLOW_BACKEND_STORE_URI.
 Each backup is `<root>/<UTC time>-<kind>/{mlflow.dump,manifest.json}`.
 """
 
@@ -39,18 +43,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
+from .backup_policy import COUNTED, default_restore, expired
 from .job_support import reason, until
 
 # What a restore is checked against; every table's rows are recorded in "rows".
-COUNTED = (
-    "experiments",
-    "runs",
-    "metrics",
-    "params",
-    "tags",
-    "registered_models",
-    "model_versions",
-)
 DUMP, MANIFEST, CONTENTS, PLAN = "mlflow.dump", "manifest.json", "contents.txt", "plan"
 
 Backups = list[tuple[str, dict[str, Any] | None]]
@@ -160,13 +156,14 @@ def plan(settings: Settings, wait: int) -> None:
 
 def beyond_retention(entries: Backups, kind: str, keep: int) -> list[str]:
     """The complete backups of `kind` past the newest `keep` (entries newest first);
-    incomplete ones and other kinds are never chosen."""
-    mine = [name for name, manifest in entries if manifest and manifest.get("kind") == kind]
-    return mine[keep:]
+    incomplete ones and other kinds are never chosen, nor the newest backup that holds
+    data, whatever its kind or age (backup_policy)."""
+    return expired(entries, kind, keep)
 
 
 def retention(settings: Settings) -> None:
-    """Delete complete backups of this kind beyond the newest KEEP; others stay."""
+    """Delete complete backups of this kind beyond the newest KEEP; others stay, and so
+    does the newest backup holding data."""
     for name in beyond_retention(backups(settings.root), settings.kind, settings.keep):
         repo(settings.root).delete_artifacts(name)
         print(
@@ -327,6 +324,35 @@ def verify(settings: Settings, name: str, exact: bool) -> None:
         )
 
 
+def current_counts() -> dict[str, int]:
+    """The database's rows of the counted tables (0 for a table not created yet)."""
+    import sqlalchemy
+
+    db = engine()
+    tables = set(sqlalchemy.inspect(db).get_table_names())
+    with db.connect() as connection:
+        return {
+            t: int(connection.execute(sqlalchemy.text(f"SELECT count(*) FROM {t}")).scalar())
+            if t in tables
+            else 0
+            for t in COUNTED
+        }
+
+
+def plan_restore(settings: Settings, name: str) -> None:
+    """What a restore brings back and replaces: the backup named, else the newest
+    complete one holding rows the current database lacks (never one of an empty
+    database over an older one with runs); `chosen` null when none does."""
+    current, entries = current_counts(), backups(settings.root)
+    listed = [{**(m or {}), "name": n, "complete": m is not None} for n, m in entries]
+    if name:
+        name, manifest = select(entries, name, settings.root)
+        chosen = {**manifest, "name": name, "complete": True}
+    else:
+        chosen = default_restore(listed, current)
+    result(root=settings.root, current=current, chosen=chosen, backups=listed[:20])
+
+
 def listing(settings: Settings) -> None:
     entries = backups(settings.root)
     result(
@@ -345,6 +371,12 @@ def parse(argv: Iterable[str] | None = None) -> argparse.Namespace:
     actions.add_parser("list", help="the backups, newest first")
     fetch_ = actions.add_parser("fetch", help="download a backup for the restore")
     fetch_.add_argument("name", nargs="?", default="", help="default: the newest complete")
+    plan_restore_ = actions.add_parser(
+        "plan-restore", help="the database's rows and the backup a restore brings back"
+    )
+    plan_restore_.add_argument(
+        "name", nargs="?", default="", help="default: the newest holding what the database lacks"
+    )
     verify_ = actions.add_parser("verify", help="row counts against a backup's manifest")
     verify_.add_argument("name", nargs="?", default="", help="default: the newest complete")
     verify_.add_argument("--exact", action="store_true", help="equal, not at least")
@@ -362,6 +394,8 @@ def run(args: argparse.Namespace, settings: Settings) -> None:
         listing(settings)
     elif args.action == "fetch":
         fetch(settings, args.name)
+    elif args.action == "plan-restore":
+        plan_restore(settings, args.name)
     else:
         verify(settings, args.name, args.exact)
 

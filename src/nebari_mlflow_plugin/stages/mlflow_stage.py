@@ -113,6 +113,12 @@ class MlflowStage(NebariTerraformStage):
         except ValueError as exc:
             print(f"ERROR: {exc}")
             sys.exit(1)
+        if self.takeover_from is not None:
+            from nebari_mlflow_plugin.lifecycle.takeover import held_replicas
+
+            held = held_replicas(self.config, self.takeover_from)
+            if held:
+                print(f"WARNING: {held}")
         with tempfile.NamedTemporaryFile("w", suffix=".tfvars.json") as var_file:
             json.dump(self.input_vars(stage_outputs), var_file)
             var_file.flush()
@@ -136,15 +142,42 @@ class MlflowStage(NebariTerraformStage):
     def destroy(
         self, stage_outputs: dict[str, Any], status: dict[str, bool], ignore_errors: bool = True
     ):
-        """nebari destroy: unless mlflow.force_destroy, storage holding data is first
-        removed from the state (not from the cloud), so OpenTofu leaves it alone and
-        the stage is destroyed cleanly; the next deploy adopts it again. (On
-        local/existing the database and artifact volumes are claims in Nebari's
-        namespace, which stage 03's destroy deletes: README, What survives what.)"""
+        """nebari destroy: first a verified pre-destroy backup of the in-cluster
+        database to a store that survives, or, where data would be lost anyway (volumes
+        in Nebari's namespace, which stage 03 deletes), a stop before anything is
+        deleted (final_backup). Then, unless mlflow.force_destroy, storage holding data
+        is removed from the state (not from the cloud), so OpenTofu leaves it alone and
+        the stage is destroyed cleanly; the next deploy adopts it again."""
         with super().destroy(stage_outputs, status, ignore_errors):
+            self.back_up_before_destroy(stage_outputs)
             yield
             if not self.config.mlflow.force_destroy:
                 self.forget_retained()
+
+    def back_up_before_destroy(self, stage_outputs: dict[str, Any]) -> None:
+        """final_backup.check, its failures one message and a SystemExit: nebari then
+        unwinds every stage it entered without deleting (an Exception would make it
+        destroy the stages before this one, stage 03's namespace with them)."""
+        from nebari_mlflow_plugin.lifecycle import final_backup
+        from nebari_mlflow_plugin.lifecycle.backup_jobs import BackupError, cluster_message
+
+        try:
+            final_backup.check(self.config, stage_outputs)
+        except (final_backup.DestroyRefused, BackupError) as exc:
+            print(f"ERROR: {exc}")
+        except Exception as exc:
+            message = cluster_message(exc)
+            if message is None:
+                raise SystemExit(f"ERROR: the pre-destroy backup failed: {exc!r}") from None
+            print(f"ERROR: the pre-destroy backup failed: {message}")
+        else:
+            return
+        print(
+            "ERROR: nebari destroy stopped before deleting anything (README: What survives "
+            "what). To destroy without a final backup: mlflow.force_destroy: true deletes "
+            "MLflow's data too."
+        )
+        sys.exit(1)
 
     def forget_retained(self, in_state: set[str] | None = None) -> list[str]:
         """Remove the kept storage from the state (`in_state`: its addresses, when the
@@ -174,6 +207,8 @@ class MlflowStage(NebariTerraformStage):
         takeover_values = self.takeover_from.chart_values() if self.takeover_from else None
         if takeover_values:
             values["takeover"] = takeover_values
+            if self.takeover_from.single_node_claim():  # migrate --check says so
+                values["replicaCount"] = 1
         access_role = keycloak_role(mlflow) if mlflow.enabled and mlflow.auth.enabled else None
         if mlflow.enabled:
             domain = DOMAIN.read(stage_outputs)
@@ -193,6 +228,8 @@ class MlflowStage(NebariTerraformStage):
             "forward_auth_middleware": middleware,
             "internal_database": mlflow.database.type == DatabaseType.internal,
             "helm_values": json.dumps(values),
+            # A takeover's copy takes as long as the old store is big: not in Helm's wait.
+            "helm_wait": not takeover_values,
             "helm_overrides": json.dumps(mlflow.overrides),
             # MLflow's JupyterHub access role in Keycloak (config/hub_access.py).
             "keycloak_realm_id": realm or KEYCLOAK_REALM.get(stage_outputs, ""),
@@ -203,6 +240,20 @@ class MlflowStage(NebariTerraformStage):
     def check(self, stage_outputs: dict[str, Any], disable_prompt: bool = False) -> None:
         if not self.config.mlflow.enabled:
             print("MLflow is disabled (mlflow.enabled: false); its data was kept.")
+            return
+        if self.takeover_from is not None and self.takeover_from.release:
+            # The server pods copy in their init containers for as long as the old store
+            # is big; the old server serves the route meanwhile (not waited for).
+            release = self.takeover_from.release
+            domain = DOMAIN.get(stage_outputs, "<domain>")
+            print(
+                f"Taking over 2025.10.x release {release!r}: its server keeps serving "
+                f"{naming.public_url(domain, self.config.mlflow.route_path)} "
+                "while the new server pods copy its database and artifacts. Follow the copy "
+                "with `nebari mlflow migrate --check -c <config>`; once it says verified, "
+                "`nebari mlflow migrate --finish -c <config>` routes to the new server and "
+                "removes the old release."
+            )
             return
         from nebari_mlflow_plugin.lifecycle.kube_target import kube_target
         from nebari_mlflow_plugin.lifecycle.status import KubernetesSource, deployment_problems

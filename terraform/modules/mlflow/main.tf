@@ -78,7 +78,10 @@ resource "helm_release" "mlflow" {
     var.helm_overrides,
   ]
 
-  wait    = true
+  # Not while a takeover copies (the server pods stay in Init for as long as the copy
+  # takes; the old server keeps serving the route meanwhile): the deploy returns and
+  # `nebari mlflow migrate --check` follows the copy.
+  wait    = var.helm_wait
   timeout = var.helm_timeout
 
   depends_on = [kubernetes_secret_v1.database, kubernetes_secret_v1.crypto, kubernetes_secret_v1.auth]

@@ -84,6 +84,12 @@ variable "server_env" {
   default     = {}
 }
 
+variable "helm_wait" {
+  description = "Whether Helm waits for the release to become ready (false while a takeover copies)."
+  type        = bool
+  default     = true
+}
+
 variable "helm_timeout" {
   description = "Seconds Helm waits for the release to become ready."
   type        = number
