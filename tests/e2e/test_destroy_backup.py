@@ -18,6 +18,16 @@ import yaml
 from _nebari.provider import opentofu
 from support import emulators
 from support import nebari as nb
+from support.backup_journey import (
+    LocalKubelet,
+    cli,
+    cloud_store,
+    counts,
+    fake_cluster,
+    local_manifests,
+    pod_of,
+    succeeded,
+)
 from support.deployment import server_deployment
 from support.k8s_api import write_kubeconfig
 from support.k8s_cluster import FakeCluster, serving
@@ -26,14 +36,6 @@ from support.postgres import Postgres
 from support.release import find, render_release
 from support.tofu import FakeTofu
 from test_artifact_stores import BUCKET, STANDINS
-from test_backups import (  # noqa: F401 (seeded: a fixture)
-    LocalKubelet,
-    cli,
-    cloud_store,
-    counts,
-    fake_cluster,
-    seeded,
-)
 
 from nebari_mlflow_plugin.providers import provider_for
 from nebari_mlflow_plugin.stages.mlflow_stage import MlflowStage
@@ -202,8 +204,6 @@ def test_destroy_deploy_restore_brings_the_runs_back_not_the_empty_backup(
 def test_retention_keeps_the_newest_backup_with_data_after_ten_empty_ones(deployment, tmp_path):
     """A scheduled backup with runs, then ten scheduled backups of an empty database
     with keep: 3: the three newest empty ones stay, and so does the one with runs."""
-    from test_backups import local_manifests, pod_of, succeeded
-
     manifests = local_manifests(tmp_path, backup={"keep": 3})
     artifacts = tmp_path / "artifacts"
     artifacts.mkdir()
