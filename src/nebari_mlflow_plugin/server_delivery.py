@@ -6,6 +6,11 @@ the ConfigMap `mlflow-auth-package`, mounted at /opt/nebari-mlflow/server as the
 top-level package `nebari_mlflow_server` (PYTHONPATH), and the auth ini names
 `nebari_mlflow_server.auth:authenticate`. A distinct top-level name, so an
 installed nebari-mlflow-plugin in the same environment never shadows it.
+
+Beside it, a minimal `nebari_mlflow_server.dist-info` declares the package's
+`mlflow.app` entry point, so `mlflow server --app-name nebari-auth` runs
+`nebari_mlflow_server.asgi:create_app` (MLflow's basic-auth app with artifacts
+streamed under the static prefix: see server/asgi.py).
 """
 
 from __future__ import annotations
@@ -13,11 +18,32 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from .__about__ import __version__
+
 _SERVER_DIR = Path(__file__).resolve().parent / "server"
+PACKAGE = "nebari_mlflow_server"
+# `mlflow server --app-name <APP_NAME>` (server/asgi.py keeps the same name).
+APP_NAME = "nebari-auth"
+APP_ENTRY_POINT = f"{PACKAGE}.asgi:create_app"
 
 
 def package_files() -> dict[str, str]:
     return {path.name: path.read_text() for path in sorted(_SERVER_DIR.glob("*.py"))}
+
+
+def metadata_files() -> dict[str, str]:
+    """A minimal dist-info: what importlib.metadata (MLflow's `--app-name` choices)
+    needs to find the app."""
+    return {
+        "METADATA": (
+            "Metadata-Version: 2.1\n"
+            f"Name: {PACKAGE}\n"
+            f"Version: {__version__}\n"
+            "Summary: nebari-mlflow-plugin's server package, mounted into the MLflow server\n"
+        ),
+        "entry_points.txt": f"[mlflow.app]\n{APP_NAME} = {APP_ENTRY_POINT}\n",
+        "top_level.txt": f"{PACKAGE}\n",
+    }
 
 
 def auth_values(mlflow: Any) -> dict[str, Any]:
@@ -29,6 +55,7 @@ def auth_values(mlflow: Any) -> dict[str, Any]:
             defaultPermission=auth.default_permission.value,
             cacheSeconds=auth.cache_seconds,
             package=package_files(),
+            metadata=metadata_files(),
         )
     return values
 

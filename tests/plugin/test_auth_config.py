@@ -35,7 +35,8 @@ def test_auth_is_on_by_default_with_read(tmp_path):
     deployment = server_deployment(release.manifests)
     server = server_container(deployment)
     args = server["args"]
-    assert args[args.index("--app-name") + 1] == "basic-auth"
+    # MLflow's basic-auth app, artifacts streamed under the prefix (server/asgi.py).
+    assert args[args.index("--app-name") + 1] == "nebari-auth"
     init, _ = containers_of(deployment)
     names = [c["name"] for c in init]
     # After the schema migration (the database is up), right before the server.
@@ -54,7 +55,9 @@ def test_auth_is_on_by_default_with_read(tmp_path):
     assert labels["hub.jupyter.org/network-access-hub"] == "true"
     # The authorization package is delivered whole, as the files of server/.
     (package,) = find(release.manifests, "ConfigMap", "mlflow-auth-package")
-    assert set(package["data"]) == {p.name for p in SERVER_PACKAGE.glob("*.py")}
+    # with the dist-info that names its app (mounted beside the package).
+    assert set(package["data"]) == {p.name for p in SERVER_PACKAGE.glob("*.py")} | {
+        "METADATA", "entry_points.txt", "top_level.txt"}  # fmt: skip
     # The server's NetworkPolicy restricts ingress only: it reaches hub and forward-auth.
     (policy,) = find(release.manifests, "NetworkPolicy", "mlflow")
     assert policy["spec"]["policyTypes"] == ["Ingress"]

@@ -170,6 +170,9 @@ http {{
             proxy_set_header Host {r.host};
             proxy_set_header X-Forwarded-Proto https;
             proxy_http_version 1.1;
+            # Traefik streams bodies both ways (no buffering middleware in Nebari's).
+            proxy_request_buffering off;
+            proxy_buffering off;
         }}
         location @login {{
             return 302 /_oauth/login?rd=$request_uri;

@@ -6,8 +6,11 @@ authorization function, delivered as the ConfigMap <fullname>-auth-package. */}}
 
 {{- define "mlflow.authArgs" -}}
 {{- if .Values.auth.enabled }}
+{{- /* MLflow's basic-auth app with artifact transfers streamed under the static prefix
+(nebari_mlflow_server.asgi:create_app, the mlflow.app entry point of the package's
+dist-info; the chart used as is, without it, runs MLflow's own basic-auth app). */}}
 - --app-name
-- basic-auth
+- {{ ternary "nebari-auth" "basic-auth" (hasKey .Values.auth.metadata "entry_points.txt") }}
 {{- end }}
 {{- end }}
 
@@ -132,6 +135,10 @@ memory-backed emptyDir by the init container below, never rendered. */}}
       {{- range $file, $_ := .Values.auth.package }}
       - key: {{ $file }}
         path: nebari_mlflow_server/{{ $file }}
+      {{- end }}
+      {{- range $file, $_ := .Values.auth.metadata }}
+      - key: {{ $file }}
+        path: nebari_mlflow_server.dist-info/{{ $file }}
       {{- end }}
 {{- end }}
 {{- end }}
