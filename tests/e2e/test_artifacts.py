@@ -11,20 +11,17 @@ Speed itself is measured in benchmarks/artifact_transfer.py.
 from __future__ import annotations
 
 import hashlib
-import http.client
 import json
-import os
 import uuid
-from pathlib import Path
 
 import pytest
 from support import nebari as nb
+from support import transfer
 from support.deployment import running_deployment
+from support.transfer import MiB
 from test_auth import as_user, call, create_experiment
 
 pytestmark = pytest.mark.slow
-
-MiB = 1024 * 1024
 
 
 def artifact_url(dep, run: dict, name: str, ajax: bool = False) -> str:
@@ -33,57 +30,20 @@ def artifact_url(dep, run: dict, name: str, ajax: bool = False) -> str:
     return f"{dep.config.mlflow.route_path}/{api}/2.0/mlflow-artifacts/artifacts/{root}/{name}"
 
 
-def transfer(port: int, method: str, url: str, headers: dict, size: int = 0,
-             host: str | None = None) -> tuple[int, bytes, str]:  # fmt: skip
-    """(status, body, sha256 of what was sent) for a GET, or a PUT of `size` bytes
-    streamed in 1 MiB pieces (never whole in this process either)."""
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-    digest = hashlib.sha256()
-    try:
-        connection.putrequest(method, url, skip_host=True)
-        for key, value in {"Host": host or "localhost", **headers}.items():
-            connection.putheader(key, value)
-        if method == "PUT":
-            connection.putheader("Content-Length", str(size))
-        connection.endheaders()
-        piece = bytes(range(256)) * 4096  # 1 MiB
-        sent = 0
-        while sent < size:
-            chunk = piece[: min(MiB, size - sent)]
-            connection.send(chunk)
-            digest.update(chunk)
-            sent += len(chunk)
-        response = connection.getresponse()
-        return response.status, response.read(), digest.hexdigest()
-    finally:
-        connection.close()
-
-
-def server_processes(dep) -> list[int]:
-    """The server container's processes (its process group: CLI, uvicorn, workers)."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if os.getpgid(int(entry.name)) == dep.process.pid:
-                    pids.append(int(entry.name))
-            except ProcessLookupError:
-                continue
-    return pids
-
-
-def peak_rss_mib(pid: int) -> float:
-    """The process's peak resident memory so far (VmHWM), MiB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError(f"no VmHWM for {pid}")
-
-
 def in_cluster(dep, method: str, url: str, user: str | None, size: int = 0):
+    """(status, body, sha256 of the body) at the Service's address, as `user` (their
+    JupyterHub token) or with no credential."""
     headers = as_user(dep, user) if user else {}
-    return transfer(dep.server_port, method, url, headers, size,
-                    host=f"mlflow.{dep.namespace}.svc:5000")  # fmt: skip
+    host = f"mlflow.{dep.namespace}.svc:5000"
+    if method == "PUT":
+        status, body = transfer.put(dep.server_port, url, headers, host, size=size)
+        return status, body, sha256(transfer.PATTERN * (size // MiB + 1), size)
+    status, body, _, digest = transfer.get(dep.server_port, url, headers, host)
+    return status, body, digest
+
+
+def sha256(data: bytes, size: int) -> str:
+    return hashlib.sha256(data[:size]).hexdigest()
 
 
 def new_run(dep, user: str) -> dict:
@@ -99,14 +59,16 @@ def test_an_upload_streams_to_the_store_and_back(deployment):
     size = 192 * MiB
     run = new_run(deployment, "alice")
     url = artifact_url(deployment, run, "model/weights.bin")
-    before = {pid: peak_rss_mib(pid) for pid in server_processes(deployment)}
+    pids = transfer.group_processes(deployment.process.pid)
+    before = transfer.peak_rss_mib(pids)
     status, body, sent = in_cluster(deployment, "PUT", url, "alice", size)
     assert status == 200, body[:300]
     status, body, _ = in_cluster(deployment, "GET", url, "alice")
     assert status == 200 and len(body) == size
     assert hashlib.sha256(body).hexdigest() == sent
-    grown = {pid: peak_rss_mib(pid) - before[pid] for pid in before}
-    assert max(grown.values()) < 48, f"server peak memory grew (MiB per process): {grown}"
+    after = transfer.peak_rss_mib(pids)
+    grown = transfer.growth_mib(before, after)
+    assert grown < 48, f"a server process's peak memory grew by {grown:.0f} MiB: {after}"
 
 
 def test_under_read_others_read_artifacts_and_write_none(deployment):
@@ -133,8 +95,12 @@ def test_under_read_others_read_artifacts_and_write_none(deployment):
 @pytest.fixture(scope="module")
 def private(tmp_path_factory):
     """A deployment with `auth.default_permission: NO_PERMISSIONS`."""
-    config = nb.validate(nb.config_dict("local", {
-        "workers": 1, "prometheus": False, "auth": {"default_permission": "NO_PERMISSIONS"}}))
+    config = nb.validate(
+        nb.config_dict(
+            "local",
+            {"workers": 1, "prometheus": False, "auth": {"default_permission": "NO_PERMISSIONS"}},
+        )
+    )
     with running_deployment(tmp_path_factory.mktemp("private"), config) as dep:
         yield dep
 
@@ -162,10 +128,11 @@ def test_through_the_route_a_browser_session_reads_and_writes_its_artifacts(depl
     def session(user: str) -> dict[str, str]:
         return {"Cookie": f"_forward_auth={deployment.forward_auth.cookie(user, host)}"}
 
-    port = deployment.nginx.port
-    status, body, sent = transfer(port, "PUT", url, session("alice"), 8 * MiB, host)
+    port, size = deployment.nginx.port, 8 * MiB
+    status, body = transfer.put(port, url, session("alice"), host, size=size)
     assert status == 200, body[:300]
     for user in ("alice", "bob"):
-        status, body, _ = transfer(port, "GET", url, session(user), host=host)
-        assert status == 200 and hashlib.sha256(body).hexdigest() == sent, user
-    assert transfer(port, "PUT", url, session("bob"), 10, host)[0] == 403
+        status, _, received, digest = transfer.get(port, url, session(user), host, keep=False)
+        assert status == 200 and received == size, user
+        assert digest == sha256(transfer.PATTERN * 8, size), user
+    assert transfer.put(port, url, session("bob"), host, size=10)[0] == 403
