@@ -43,7 +43,7 @@ from support.deployment import (  # noqa: E402
 )
 from support.load import client_env  # noqa: E402
 
-from nebari_mlflow_plugin.injection import user_env  # noqa: E402
+from nebari_mlflow_plugin.render.injection import user_env  # noqa: E402
 
 LOOP = textwrap.dedent(
     """

@@ -83,13 +83,21 @@ def main() -> None:
     print(f"plugin's own imports: {imports:.0f} ms (python -X importtime; budget 100 ms)")
 
 
+# What nebari imports of the plugin on every command: the hooks, the stages, the CLI.
+PLUGIN_MODULES = (
+    "nebari_mlflow_plugin.plugin",
+    "nebari_mlflow_plugin.stages.mlflow_stage",
+    "nebari_mlflow_plugin.cli.app",
+)
+
+
 def plugin_import_ms(nebari: str) -> float:
     """Cumulative import time of what nebari loads from the plugin on every command
     (hooks, stage, schema, CLI), measured after nebari's own modules are imported."""
     python = str(Path(nebari).with_name("python"))
     code = (
         "import _nebari.stages.base, _nebari.stages.tf_objects, nebari.plugins, typer;"
-        "import nebari_mlflow_plugin.plugin, nebari_mlflow_plugin.stage, nebari_mlflow_plugin.cli"
+        f"import {', '.join(PLUGIN_MODULES)}"
     )
     err = subprocess.run(
         [python, "-X", "importtime", "-c", code], capture_output=True, text=True, check=True
@@ -97,9 +105,7 @@ def plugin_import_ms(nebari: str) -> float:
     total = 0
     for line in err.splitlines():
         parts = [p.strip() for p in line.split("|")]
-        if len(parts) == 3 and parts[2] in (
-            "nebari_mlflow_plugin.plugin", "nebari_mlflow_plugin.stage", "nebari_mlflow_plugin.cli"
-        ):  # fmt: skip
+        if len(parts) == 3 and parts[2] in PLUGIN_MODULES:
             total += int(parts[1])
     return total / 1000
 

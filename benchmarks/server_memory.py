@@ -15,7 +15,7 @@ from /proc:
   load stopped. PostgreSQL's tree (postmaster + backends) is measured the same way.
 
 It prints a table and the least-squares fit `PSS = base + per_worker x workers`
-of the load peaks, which is what src/nebari_mlflow_plugin/sizing.py is set from.
+of the load peaks, which is what src/nebari_mlflow_plugin/config/sizing.py is set from.
 
     .venv/bin/python benchmarks/server_memory.py [--workers 1,2,4,8] [--seconds 20]
         [--clients 4] [--json out.json]

@@ -11,14 +11,14 @@ from nebari.hookspecs import hookimpl
 
 @hookimpl
 def nebari_stage():
-    from nebari_mlflow_plugin.client_stage import NotebookClientStage
-    from nebari_mlflow_plugin.stage import MlflowStage
+    from nebari_mlflow_plugin.stages.client_stage import NotebookClientStage
+    from nebari_mlflow_plugin.stages.mlflow_stage import MlflowStage
 
     return [NotebookClientStage, MlflowStage]
 
 
 @hookimpl
 def nebari_subcommand(cli):
-    from nebari_mlflow_plugin.cli import nebari_subcommand as add_mlflow_commands
+    from nebari_mlflow_plugin.cli.app import nebari_subcommand as add_mlflow_commands
 
     add_mlflow_commands(cli)

@@ -23,7 +23,7 @@ from support.mlflow_server import MlflowServer
 from support.podrun import local_container
 from support.release import find, render_release
 
-from nebari_mlflow_plugin.stage import MlflowStage
+from nebari_mlflow_plugin.stages.mlflow_stage import MlflowStage
 
 pytestmark = pytest.mark.slow
 

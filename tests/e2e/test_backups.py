@@ -43,7 +43,7 @@ from support.seed import SCRIPT as SEED_SCRIPT
 from test_artifact_stores import BUCKET, STANDINS
 from typer.testing import CliRunner
 
-from nebari_mlflow_plugin.stage import MlflowStage
+from nebari_mlflow_plugin.stages.mlflow_stage import MlflowStage
 
 pytestmark = pytest.mark.slow
 

@@ -21,7 +21,7 @@ from support.deployment import (
 )
 from support.forward_auth import SESSION_COOKIE
 
-from nebari_mlflow_plugin.injection import user_env
+from nebari_mlflow_plugin.render.injection import user_env
 
 ARTIFACTS_DIR = REPO / "test-artifacts"
 

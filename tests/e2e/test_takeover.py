@@ -35,7 +35,7 @@ from support.deployment import (
 from support.mlflow_server import MlflowServer
 from support.postgres import Postgres, postgres_bin_dir
 
-from nebari_mlflow_plugin import takeover
+from nebari_mlflow_plugin.lifecycle import takeover
 
 OLD_PYTHON = public_plugin.MLFLOW_PYTHON
 OLD_RELEASE = "demo-mlflow"  # <project>-mlflow, project "demo"

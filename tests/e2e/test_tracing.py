@@ -21,7 +21,7 @@ from support.deployment import MLFLOW_BIN
 from support.release import render_release
 from support.userpod import POD_VENV, build_user_pod, process_env
 
-from nebari_mlflow_plugin.client_stage import NotebookClientStage
+from nebari_mlflow_plugin.stages.client_stage import NotebookClientStage
 
 POD_PYTHON = POD_VENV / "bin" / "python"
 

@@ -22,9 +22,9 @@ from support.deployment import MLFLOW_BIN
 from support.release import render_release
 from support.userpod import POD_VENV, build_user_pod, nebari_mount_paths, process_env
 
-from nebari_mlflow_plugin import notebook_delivery
 from nebari_mlflow_plugin.__about__ import __version__
-from nebari_mlflow_plugin.client_stage import NotebookClientStage
+from nebari_mlflow_plugin.render import notebook_delivery
+from nebari_mlflow_plugin.stages.client_stage import NotebookClientStage
 
 POD_PYTHON = POD_VENV / "bin" / "python"
 MLFLOW_CONFIG = {

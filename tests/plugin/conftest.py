@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from nebari_mlflow_plugin import manifests
+from nebari_mlflow_plugin.render import manifests
 
 
 def _render_chart(

@@ -13,8 +13,8 @@ from support.deployment import containers_of, render, server_container, server_d
 from support.podrun import local_container
 from support.release import find, render_release
 
-from nebari_mlflow_plugin import preview
-from nebari_mlflow_plugin.injection import user_env
+from nebari_mlflow_plugin.cli import preview
+from nebari_mlflow_plugin.render.injection import user_env
 
 SERVER_PACKAGE = Path(__file__).resolve().parents[2] / "src/nebari_mlflow_plugin/server"
 

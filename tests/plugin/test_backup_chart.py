@@ -14,8 +14,8 @@ from support import nebari as nb
 from support.release import find, render_release
 from test_operate_chart import BASE, K8S_VERSIONS, NAMESPACE, of_kind, pod_labels, pod_spec, selects
 
-from nebari_mlflow_plugin.manifests import ChartError
-from nebari_mlflow_plugin.manifests import merge_values as merged
+from nebari_mlflow_plugin.config.overrides import merge_values as merged
+from nebari_mlflow_plugin.render.manifests import ChartError
 
 DESTINATION = "s3://bucket/artifacts"
 VALUE_SETS = {

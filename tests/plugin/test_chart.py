@@ -21,8 +21,8 @@ from support.crds import TRAEFIK_CRDS, crd_schemas
 from nebari_mlflow_plugin import versions
 from nebari_mlflow_plugin.__about__ import __version__
 from nebari_mlflow_plugin.assets import chart_dir
-from nebari_mlflow_plugin.manifests import ChartError
-from nebari_mlflow_plugin.manifests import merge_values as merged
+from nebari_mlflow_plugin.config.overrides import merge_values as merged
+from nebari_mlflow_plugin.render.manifests import ChartError
 
 CHART_DIR = chart_dir()
 K8S_VERSIONS = ["1.29", "1.30", "1.31", "1.32"]

@@ -15,7 +15,7 @@ from support import nebari as nb
 from support.k8s_api import serving, write_kubeconfig
 from typer.testing import CliRunner
 
-from nebari_mlflow_plugin import stage as stage_module
+from nebari_mlflow_plugin.stages import mlflow_stage as stage_module
 
 
 @pytest.fixture(autouse=True)

@@ -11,7 +11,7 @@ from support import nebari as nb
 from support.k8s import Recorded
 from typer.testing import CliRunner
 
-from nebari_mlflow_plugin import status
+from nebari_mlflow_plugin.lifecycle import status
 
 EXAMPLES = sorted(nb.EXAMPLES_DIR.glob("*/nebari-config.yaml"))
 

@@ -13,10 +13,10 @@ from support import k8s_api
 from support import nebari as nb
 from support import terraform as tf
 
-from nebari_mlflow_plugin import notebook_delivery
-from nebari_mlflow_plugin.client_stage import NotebookClientStage
-from nebari_mlflow_plugin.stage import MlflowStage
-from nebari_mlflow_plugin.stage_outputs import KUBECONFIG
+from nebari_mlflow_plugin.config.stage_outputs import KUBECONFIG
+from nebari_mlflow_plugin.render import notebook_delivery
+from nebari_mlflow_plugin.stages.client_stage import NotebookClientStage
+from nebari_mlflow_plugin.stages.mlflow_stage import MlflowStage
 
 
 @pytest.fixture(autouse=True)

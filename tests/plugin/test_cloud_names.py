@@ -18,7 +18,7 @@ import pytest
 from support import nebari as nb
 
 from nebari_mlflow_plugin.assets import terraform_dir
-from nebari_mlflow_plugin.providers import cloud_names as cn
+from nebari_mlflow_plugin.config import cloud_names as cn
 from nebari_mlflow_plugin.providers import provider_for
 
 # Nebari allows 3-16 characters for project_name; names must also survive longer ones

@@ -8,8 +8,8 @@ from __future__ import annotations
 import pytest
 from support import nebari as nb
 
+from nebari_mlflow_plugin.config.stage_outputs import OIDC_ISSUER
 from nebari_mlflow_plugin.providers import preflight, provider_for
-from nebari_mlflow_plugin.stage_outputs import OIDC_ISSUER
 
 
 @pytest.fixture(autouse=True)

@@ -18,10 +18,10 @@ from support import emulators
 from support import nebari as nb
 from support import terraform as tf
 
-from nebari_mlflow_plugin import tfvalues
 from nebari_mlflow_plugin.assets import terraform_dir
+from nebari_mlflow_plugin.config.stage_outputs import OIDC_ISSUER
 from nebari_mlflow_plugin.providers import provider_for
-from nebari_mlflow_plugin.stage_outputs import OIDC_ISSUER
+from nebari_mlflow_plugin.render import tfvalues
 
 CLOUDS = ["aws", "gcp", "azure"]
 # What each provider's locals.tf reads from its resources, as the cloud would report it.

@@ -11,7 +11,7 @@ import pytest
 from nebari.plugins import nebari_plugin_manager
 from support import nebari as nb
 
-from nebari_mlflow_plugin.stage import MlflowStage
+from nebari_mlflow_plugin.stages.mlflow_stage import MlflowStage
 
 
 @pytest.fixture(autouse=True)

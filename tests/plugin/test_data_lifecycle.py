@@ -19,7 +19,7 @@ from support import nebari as nb
 from support import terraform as tf
 from support.tofu import FakeTofu
 
-from nebari_mlflow_plugin import state_guard
+from nebari_mlflow_plugin.lifecycle import state_guard
 from nebari_mlflow_plugin.providers import provider_for
 
 PROVIDERS = ["local", "existing", "aws", "gcp", "azure"]
@@ -279,7 +279,7 @@ def test_every_kept_address_and_the_public_plugins_release_hold_data():
 
 def _survives(provider: str, mlflow: dict, tmp_path) -> dict[str, str]:
     """What `nebari mlflow render` prints as "data after", one line per operation."""
-    from nebari_mlflow_plugin import preview
+    from nebari_mlflow_plugin.cli import preview
 
     config = nb.validate(nb.config_dict(provider, mlflow))
     lines = preview.build(config, tmp_path / provider).summary()["data after"]

@@ -6,7 +6,7 @@ import copy
 
 import pytest
 
-from nebari_mlflow_plugin import health
+from nebari_mlflow_plugin.lifecycle import health
 
 DEPLOYMENT = {
     "apiVersion": "apps/v1",

@@ -12,7 +12,7 @@ from _nebari.provider import opentofu
 from support import nebari as nb
 from support.tofu import FakeTofu
 
-from nebari_mlflow_plugin import adoption
+from nebari_mlflow_plugin.lifecycle import adoption
 from nebari_mlflow_plugin.providers import provider_for
 
 

@@ -13,8 +13,8 @@ from ruamel.yaml import YAML
 from support import nebari as nb
 from typer.testing import CliRunner
 
-from nebari_mlflow_plugin import schema
-from nebari_mlflow_plugin.providers import settings
+from nebari_mlflow_plugin.config import provider_settings as settings
+from nebari_mlflow_plugin.config import schema
 
 
 @pytest.fixture(autouse=True)

@@ -26,8 +26,8 @@ from test_chart import K8S_VERSIONS, NAMESPACE, PG_SECRET, of_kind, pods_selecte
 
 from nebari_mlflow_plugin import versions
 from nebari_mlflow_plugin.assets import chart_dir
-from nebari_mlflow_plugin.manifests import ChartError
-from nebari_mlflow_plugin.manifests import merge_values as merged
+from nebari_mlflow_plugin.config.overrides import merge_values as merged
+from nebari_mlflow_plugin.render.manifests import ChartError
 
 CRDS = PROMETHEUS_CRDS
 # Nebari's monitoring stage (kube-prometheus-stack release, Grafana sidecar settings).

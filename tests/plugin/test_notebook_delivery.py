@@ -14,8 +14,8 @@ import pytest
 import tomllib
 from support import nebari as nb
 
-from nebari_mlflow_plugin import notebook_delivery
-from nebari_mlflow_plugin.client_stage import NotebookClientStage
+from nebari_mlflow_plugin.render import notebook_delivery
+from nebari_mlflow_plugin.stages.client_stage import NotebookClientStage
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -24,7 +24,7 @@ CONFIG_MAP_LIMIT = 1024 * 1024
 # MLflow 2.x still runs on Python 3.8; its entry-point loader only forgives
 # ImportError, so a SyntaxError in a delivered module would break `import mlflow`.
 OLDEST_PYTHON = (3, 8)
-NOTEBOOK_DIR = Path(notebook_delivery.__file__).parent / "notebook"
+NOTEBOOK_DIR = Path(notebook_delivery.__file__).parents[1] / "notebook"
 
 
 def release_for(mlflow: dict, tmp_path=Path("unused")):

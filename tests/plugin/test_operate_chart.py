@@ -8,8 +8,8 @@ import kubernetes_validate
 import pytest
 
 from nebari_mlflow_plugin.assets import chart_dir
-from nebari_mlflow_plugin.manifests import ChartError
-from nebari_mlflow_plugin.manifests import merge_values as merged
+from nebari_mlflow_plugin.config.overrides import merge_values as merged
+from nebari_mlflow_plugin.render.manifests import ChartError
 
 K8S_VERSIONS = ["1.29", "1.30", "1.31", "1.32"]
 NAMESPACE = "dev"

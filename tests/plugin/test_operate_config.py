@@ -15,7 +15,7 @@ from support import nebari as nb
 from support.release import find, render_release
 
 from nebari_mlflow_plugin.providers import provider_for
-from nebari_mlflow_plugin.values import build_values
+from nebari_mlflow_plugin.render.values import build_values
 
 JUPYTERHUB_FILES = (
     Path(kubernetes_services.__file__).parent

@@ -8,7 +8,7 @@ import pytest
 from support import nebari as nb
 from support.release import find, render_release
 
-from nebari_mlflow_plugin.naming import internal_tracking_uri
+from nebari_mlflow_plugin.config.naming import internal_tracking_uri
 
 
 @pytest.fixture(autouse=True)

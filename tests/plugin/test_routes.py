@@ -14,7 +14,7 @@ import pydantic
 import pytest
 from support import nebari as nb
 
-from nebari_mlflow_plugin.schema import ROUTE_PATH_PATTERN
+from nebari_mlflow_plugin.config.schema import ROUTE_PATH_PATTERN
 
 STAGES = Path(_nebari.__file__).parent / "stages"
 MATCH = re.compile(r'match\s*=\s*"([^"]*)"')

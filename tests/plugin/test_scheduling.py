@@ -17,8 +17,8 @@ from _nebari.stages.infrastructure import _calculate_node_groups
 from support import nebari as nb
 from support.release import render_release
 
-from nebari_mlflow_plugin import preview
-from nebari_mlflow_plugin.stage_outputs import GENERAL_NODE_GROUP, INFRASTRUCTURE
+from nebari_mlflow_plugin.cli import preview
+from nebari_mlflow_plugin.config.stage_outputs import GENERAL_NODE_GROUP, INFRASTRUCTURE
 
 K8S_VERSIONS = ["1.29", "1.32"]
 # Validated against their CRDs in test_chart.py and test_monitoring_chart.py.

@@ -15,8 +15,8 @@ import yaml
 from support import nebari as nb
 from support.release import find, render_release
 
-from nebari_mlflow_plugin import sizing
 from nebari_mlflow_plugin.assets import chart_dir
+from nebari_mlflow_plugin.config import sizing
 
 WORKERS = [1, 2, 4, 8, 16, 32]
 BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}

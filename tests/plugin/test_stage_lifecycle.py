@@ -8,9 +8,9 @@ from _nebari.provider import opentofu
 from support import nebari as nb
 from support.k8s import Recorded
 
-from nebari_mlflow_plugin import stage as stage_module
-from nebari_mlflow_plugin import status
+from nebari_mlflow_plugin.lifecycle import status
 from nebari_mlflow_plugin.providers import provider_for
+from nebari_mlflow_plugin.stages import mlflow_stage as stage_module
 
 
 @pytest.fixture(autouse=True)

@@ -10,7 +10,7 @@ import kubernetes_validate
 import pytest
 from support import nebari as nb
 
-from nebari_mlflow_plugin import takeover
+from nebari_mlflow_plugin.lifecycle import takeover
 
 NAMESPACE = "dev"
 DEFAULT = {

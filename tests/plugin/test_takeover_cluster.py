@@ -182,7 +182,7 @@ def our_release_state(takeover_values: dict | None) -> dict:
 
 
 def detect(tmp_path, monkeypatch, state: dict, store=None):
-    from nebari_mlflow_plugin import takeover_cluster
+    from nebari_mlflow_plugin.lifecycle import takeover_cluster
 
     monkeypatch.setattr(takeover_cluster, "pull_state", lambda directory: state)  # tofu
     config = nb.validate(nb.config_dict("local"))
@@ -211,7 +211,7 @@ def test_later_deploys_keep_the_takeover_until_finish_removed_the_old_release(
 
 
 def test_a_takeover_in_progress_without_a_cluster_stops_the_deploy(tmp_path, monkeypatch):
-    from nebari_mlflow_plugin.takeover import TakeoverError
+    from nebari_mlflow_plugin.lifecycle.takeover import TakeoverError
 
     with pytest.raises(TakeoverError, match=r"could not look for the 2025\.10\.x release"):
         detect(tmp_path, monkeypatch, our_release_state({"release": RELEASE}))

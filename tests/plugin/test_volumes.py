@@ -11,10 +11,10 @@ from _nebari.provider import opentofu
 from support import k8s_api
 from support import nebari as nb
 
-from nebari_mlflow_plugin.client_stage import NotebookClientStage
+from nebari_mlflow_plugin.config.stage_outputs import KUBECONFIG
+from nebari_mlflow_plugin.lifecycle.volumes import planned_volumes
 from nebari_mlflow_plugin.providers import provider_for
-from nebari_mlflow_plugin.stage_outputs import KUBECONFIG
-from nebari_mlflow_plugin.volumes import planned_volumes
+from nebari_mlflow_plugin.stages.client_stage import NotebookClientStage
 
 
 @pytest.fixture(autouse=True)

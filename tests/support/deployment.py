@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nebari_mlflow_plugin import naming
+from nebari_mlflow_plugin.config import naming
 from support import cluster_dns
 from support import nebari as nb
 from support.forward_auth import ForwardAuth
@@ -53,7 +53,7 @@ def delivered_pythonpath(directory: Path) -> str:
     """PYTHONPATH of a process in the MLflow virtualenv that has the notebook package as
     user pods get it: the delivered dist-info (its `mlflow.*` entry points) and this
     checkout's code (the virtualenv's editable install may predate both)."""
-    from nebari_mlflow_plugin import notebook_delivery
+    from nebari_mlflow_plugin.render import notebook_delivery
 
     dist_info = directory / "nebari_mlflow_notebook.dist-info"
     dist_info.mkdir(parents=True, exist_ok=True)

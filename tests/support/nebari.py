@@ -15,7 +15,7 @@ from _nebari.provider.cloud import amazon_web_services, azure_cloud, google_clou
 from _nebari.stages.infrastructure import LocalProvider
 from nebari.plugins import nebari_plugin_manager
 
-from nebari_mlflow_plugin.stage import MlflowStage
+from nebari_mlflow_plugin.stages.mlflow_stage import MlflowStage
 
 K8S_VERSION = "1.31"
 EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"

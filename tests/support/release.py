@@ -13,9 +13,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from nebari_mlflow_plugin import tfvalues
-from nebari_mlflow_plugin.manifests import merge_values, render_chart
-from nebari_mlflow_plugin.stage import MlflowStage
+from nebari_mlflow_plugin.config.overrides import merge_values
+from nebari_mlflow_plugin.render import tfvalues
+from nebari_mlflow_plugin.render.manifests import render_chart
+from nebari_mlflow_plugin.stages.mlflow_stage import MlflowStage
 
 
 def values_documents(

@@ -22,7 +22,7 @@ from typing import Any
 
 import _nebari
 
-from nebari_mlflow_plugin.manifests import merge_values
+from nebari_mlflow_plugin.config.overrides import merge_values
 from support.release import find
 
 JUPYTERHUB_DIR = (

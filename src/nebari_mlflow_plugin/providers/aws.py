@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from nebari_mlflow_plugin.providers import cloud_names
+from nebari_mlflow_plugin.config import cloud_names
+from nebari_mlflow_plugin.config.stage_outputs import OIDC_ISSUER
 from nebari_mlflow_plugin.providers.cloud import CloudProvider, service_account_name
-from nebari_mlflow_plugin.stage_outputs import OIDC_ISSUER
 
 S3_BUCKET = "aws_s3_bucket.artifacts[0]"
 

@@ -7,10 +7,11 @@ import os
 from dataclasses import dataclass, replace
 from typing import Any
 
-from nebari_mlflow_plugin.manifests import merge_values
-from nebari_mlflow_plugin.providers import cloud_names, preflight
+from nebari_mlflow_plugin.config import cloud_names
+from nebari_mlflow_plugin.config.overrides import merge_values
+from nebari_mlflow_plugin.config.stage_outputs import AZURE_RESOURCE_GROUP, OIDC_ISSUER
+from nebari_mlflow_plugin.providers import preflight
 from nebari_mlflow_plugin.providers.cloud import CloudProvider, service_account_name
-from nebari_mlflow_plugin.stage_outputs import AZURE_RESOURCE_GROUP, OIDC_ISSUER
 
 RESOURCE_GROUP = "azurerm_resource_group.storage[0]"
 ACCOUNT = "azurerm_storage_account.artifacts[0]"

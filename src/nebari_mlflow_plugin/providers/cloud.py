@@ -6,10 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from nebari_mlflow_plugin import naming
-from nebari_mlflow_plugin.providers import cloud_names
+from nebari_mlflow_plugin.config import cloud_names, naming
+from nebari_mlflow_plugin.config.stage_outputs import OIDC_ISSUER
 from nebari_mlflow_plugin.providers.base import Provider
-from nebari_mlflow_plugin.stage_outputs import OIDC_ISSUER
 
 
 def service_account_name(config: Any) -> str:

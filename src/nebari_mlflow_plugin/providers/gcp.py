@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from nebari_mlflow_plugin.providers import cloud_names, preflight
+from nebari_mlflow_plugin.config import cloud_names
+from nebari_mlflow_plugin.config.stage_outputs import GCP_PROJECT
+from nebari_mlflow_plugin.providers import preflight
 from nebari_mlflow_plugin.providers.cloud import CloudProvider, service_account_name
-from nebari_mlflow_plugin.stage_outputs import GCP_PROJECT
 
 GCS_BUCKET = "google_storage_bucket.artifacts[0]"
 

@@ -13,7 +13,7 @@ unprefixed path those routes have: the same route and the same permission check
 unchanged to MLflow, which decides as before.
 
 Started by `mlflow server --app-name nebari-auth`: the delivered dist-info
-(`server_delivery.metadata_files`) declares this factory as an `mlflow.app` entry
+(render/server_delivery.py `metadata_files`) declares this factory as an `mlflow.app` entry
 point, MLflow's supported way to choose the app (how `basic-auth` itself is found).
 """
 

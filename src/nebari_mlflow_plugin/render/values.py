@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from nebari_mlflow_plugin import naming, server_delivery, versions
+from nebari_mlflow_plugin import versions
 from nebari_mlflow_plugin.assets import chart_digest
+from nebari_mlflow_plugin.config import naming
+from nebari_mlflow_plugin.config.schema import ArtifactsType, DatabaseType, MLflow
+from nebari_mlflow_plugin.config.sizing import server_resources
 from nebari_mlflow_plugin.providers import Provider
-from nebari_mlflow_plugin.schema import ArtifactsType, DatabaseType, MLflow
-from nebari_mlflow_plugin.sizing import server_resources
+from nebari_mlflow_plugin.render import server_delivery
 
 # kube-prometheus-stack's Prometheus pods (the operator labels them
 # app.kubernetes.io/name=prometheus), in the Nebari namespace like MLflow.

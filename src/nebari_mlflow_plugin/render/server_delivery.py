@@ -18,11 +18,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .__about__ import __version__
+from ..__about__ import __version__
 
-_SERVER_DIR = Path(__file__).resolve().parent / "server"
+_SERVER_DIR = Path(__file__).resolve().parents[1] / "server"
 PACKAGE = "nebari_mlflow_server"
-# `mlflow server --app-name <APP_NAME>` (server/asgi.py keeps the same name).
+# `mlflow server --app-name <APP_NAME>` runs the app of server/asgi.py.
 APP_NAME = "nebari-auth"
 APP_ENTRY_POINT = f"{PACKAGE}.asgi:create_app"
 

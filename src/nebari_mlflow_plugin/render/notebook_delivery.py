@@ -29,8 +29,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from nebari_mlflow_plugin import naming
 from nebari_mlflow_plugin.__about__ import __version__
+from nebari_mlflow_plugin.config import naming
 
 PYTHON_DIR = "/opt/nebari-mlflow/python"
 PACKAGE_MOUNT = f"{PYTHON_DIR}/nebari_mlflow_plugin/notebook"
@@ -44,7 +44,7 @@ CAPTURE_EXTENSION = "nebari_mlflow_plugin.notebook.capture"
 # Each ConfigMap is `mlflow-notebook-<part>`: fixed names, known at validation time.
 PARTS = {"package": PACKAGE_MOUNT, "metadata": METADATA_MOUNT, "ipython": IPYTHON_MOUNT}
 
-_NOTEBOOK_DIR = Path(__file__).resolve().parent / "notebook"
+_NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebook"
 
 
 def config_map_name(part: str) -> str:

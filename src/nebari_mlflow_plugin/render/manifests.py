@@ -21,24 +21,6 @@ class ChartError(RuntimeError):
     """Helm refused the chart or the values (schema, required values, templates)."""
 
 
-def merge_values(*documents: dict[str, Any]) -> dict[str, Any]:
-    """Helm's merge of several values files (`-f a -f b`): maps merge, the rest is replaced."""
-    merged: dict[str, Any] = {}
-    for document in documents:
-        merged = _merge(merged, document)
-    return merged
-
-
-def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    result = dict(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(result.get(key), dict):
-            result[key] = _merge(result[key], value)
-        else:
-            result[key] = value
-    return result
-
-
 def render_chart(
     values: dict[str, Any],
     *,

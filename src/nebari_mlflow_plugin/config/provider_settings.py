@@ -13,7 +13,7 @@ from typing import Annotated
 from nebari import schema
 from pydantic import ConfigDict, StringConstraints
 
-from nebari_mlflow_plugin.providers import cloud_names
+from nebari_mlflow_plugin.config import cloud_names
 
 KMS_KEY_ARN_PATTERN = r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:(key|alias)/[A-Za-z0-9/_-]+$"
 

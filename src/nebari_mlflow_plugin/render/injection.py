@@ -1,6 +1,6 @@
 """Environment and mounts added to every JupyterLab user pod.
 
-Runs inside config validation (see schema.InputSchema): it edits
+Runs inside config validation (see stages/inputs.py): it edits
 `jupyterhub.overrides` in place, which stage 07 hands to the JupyterHub chart:
 `singleuser.extraEnv` (z2jh accepts a mapping or a list of EnvVar objects; both
 are handled) and Nebari's `custom.extra-mounts` (see notebook_delivery). What
@@ -18,9 +18,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from nebari_mlflow_plugin import notebook_delivery
-from nebari_mlflow_plugin.naming import internal_tracking_uri
+from nebari_mlflow_plugin.config.naming import internal_tracking_uri
 from nebari_mlflow_plugin.notebook import auth as hub_auth
+from nebari_mlflow_plugin.render import notebook_delivery
 
 # Variables holding a path list: the admin's value is extended, not kept as is.
 PATH_LISTS = {"PYTHONPATH"}

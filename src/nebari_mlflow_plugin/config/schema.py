@@ -1,10 +1,6 @@
-"""The `mlflow:` block of nebari-config.yaml.
-
-Nebari builds one config class by multiple inheritance of every stage's
-`input_schema`, so `InputSchema` below is mixed into that class: its
-`model_validator` sees the whole config and is where the JupyterHub user-pod
-environment is injected (stage 07 deploys JupyterHub before any plugin stage).
-"""
+"""The `mlflow:` block of nebari-config.yaml: its fields, defaults and the checks that
+need only the block itself (the checks against the whole config, and the JupyterHub
+injection, are in stages/inputs.py)."""
 
 from __future__ import annotations
 
@@ -17,9 +13,10 @@ from nebari import schema
 from pydantic import Field, StringConstraints, field_validator, model_validator
 from ruamel.yaml import yaml_object
 
-from nebari_mlflow_plugin import routes, versions
-from nebari_mlflow_plugin.providers.settings import AwsSettings, AzureSettings, GcpSettings
-from nebari_mlflow_plugin.sizing import quantity
+from nebari_mlflow_plugin import versions
+from nebari_mlflow_plugin.config import routes
+from nebari_mlflow_plugin.config.provider_settings import AwsSettings, AzureSettings, GcpSettings
+from nebari_mlflow_plugin.config.quantities import quantity
 
 # Kubernetes resource quantities, e.g. 500m, 2, 1.5, 512Mi, 20Gi, 1e3.
 QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei|e[0-9]+)?$"
@@ -421,7 +418,7 @@ class MLflow(schema.Base):
     @model_validator(mode="before")
     @classmethod
     def _no_2025_10_keys(cls, data: Any) -> Any:
-        from nebari_mlflow_plugin import legacy_config
+        from nebari_mlflow_plugin.config import legacy_config
 
         return legacy_config.check(data)
 
@@ -481,32 +478,3 @@ class MLflow(schema.Base):
                 "mlflow.artifacts.access_mode to 'ReadWriteMany' (with a storage class that "
                 "supports it) or use mlflow.artifacts.type 's3'"
             )
-
-
-class InputSchema(schema.Base):
-    mlflow: MLflow = MLflow()
-
-    @model_validator(mode="after")
-    def _check_provider_and_inject_user_pods(self) -> Any:
-        # Imported here: schema.py is imported on every nebari command.
-        from nebari_mlflow_plugin import overrides
-        from nebari_mlflow_plugin.injection import add_hub_service, inject_user_pods
-        from nebari_mlflow_plugin.providers import provider_for
-        from nebari_mlflow_plugin.values import build_values
-
-        taken = routes.collisions(self.mlflow.route_path, routes.extension_rules(self))
-        if taken:
-            raise ValueError(routes.route_error(self.mlflow.route_path, taken))
-        provider = getattr(self, "provider", None)
-        self.mlflow._replicas_need_shared_storage(getattr(provider, "value", provider))
-        builder = provider_for(provider if provider is not None else "local")
-        if self.mlflow.enabled and self.mlflow.overrides:
-            # What Helm would refuse at deploy time, refused now: before stage 07
-            # reconfigures JupyterHub, before anything is created.
-            overrides.check(self.mlflow.overrides, build_values(self.mlflow, builder))
-        if self.mlflow.enabled and provider is not None:
-            builder.check_config(self)
-            builder.preflight(self)
-        inject_user_pods(self)
-        add_hub_service(self)
-        return self

@@ -22,7 +22,6 @@ from typing import Any
 import yaml
 
 from nebari_mlflow_plugin.assets import chart_dir
-from nebari_mlflow_plugin.manifests import merge_values
 
 # Value path -> why it is not overridable and what to use instead.
 PROTECTED: dict[tuple[str, ...], str] = {
@@ -116,3 +115,21 @@ def check(overrides: dict[str, Any], values: dict[str, Any]) -> None:
         raise ValueError(
             "mlflow." + "; mlflow.".join(problems) + " (chart values: helm/mlflow/README.md)"
         )
+
+
+def merge_values(*documents: dict[str, Any]) -> dict[str, Any]:
+    """Helm's merge of several values files (`-f a -f b`): maps merge, the rest is replaced."""
+    merged: dict[str, Any] = {}
+    for document in documents:
+        merged = _merge(merged, document)
+    return merged
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    result = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(result.get(key), dict):
+            result[key] = _merge(result[key], value)
+        else:
+            result[key] = value
+    return result

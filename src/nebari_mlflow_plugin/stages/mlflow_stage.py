@@ -19,14 +19,15 @@ from _nebari.stages.tf_objects import (
     NebariTerraformState,
 )
 
-from nebari_mlflow_plugin import naming
 from nebari_mlflow_plugin.__about__ import __version__
 from nebari_mlflow_plugin.assets import chart_dir, stamped_chart_yaml, terraform_dir
+from nebari_mlflow_plugin.config import naming
+from nebari_mlflow_plugin.config.scheduling import node_selector
+from nebari_mlflow_plugin.config.schema import DatabaseType
+from nebari_mlflow_plugin.config.stage_outputs import DOMAIN, FORWARD_AUTH
 from nebari_mlflow_plugin.providers import Provider, provider_for
-from nebari_mlflow_plugin.scheduling import node_selector
-from nebari_mlflow_plugin.schema import DatabaseType, InputSchema
-from nebari_mlflow_plugin.stage_outputs import DOMAIN, FORWARD_AUTH
-from nebari_mlflow_plugin.values import build_values
+from nebari_mlflow_plugin.render.values import build_values
+from nebari_mlflow_plugin.stages.inputs import InputSchema
 
 CHECK_TIMEOUT_SECONDS = 600
 CHECK_POLL_SECONDS = 5
@@ -99,7 +100,7 @@ class MlflowStage(NebariTerraformStage):
         Then, unless mlflow.force_destroy, a plan that deletes data stops the deploy
         (state_guard). Either failing stops it before anything is applied. Before
         both, a 2025.10.x deployment to take over is detected (takeover_cluster)."""
-        from nebari_mlflow_plugin import adoption, state_guard, takeover_cluster
+        from nebari_mlflow_plugin.lifecycle import adoption, state_guard, takeover_cluster
 
         mlflow = self.config.mlflow
         directory = str(self.output_directory / self.stage_prefix)
@@ -149,7 +150,7 @@ class MlflowStage(NebariTerraformStage):
         retained = self.provider.retained_addresses()
         if not retained:
             return []
-        from nebari_mlflow_plugin.adoption import state_addresses
+        from nebari_mlflow_plugin.lifecycle.adoption import state_addresses
 
         directory = str(self.output_directory / self.stage_prefix)
         if in_state is None:
@@ -195,8 +196,8 @@ class MlflowStage(NebariTerraformStage):
         if not self.config.mlflow.enabled:
             print("MLflow is disabled (mlflow.enabled: false); its data was kept.")
             return
-        from nebari_mlflow_plugin.kube_target import kube_target
-        from nebari_mlflow_plugin.status import KubernetesSource, deployment_problems
+        from nebari_mlflow_plugin.lifecycle.kube_target import kube_target
+        from nebari_mlflow_plugin.lifecycle.status import KubernetesSource, deployment_problems
 
         namespace = self.config.namespace
         target = kube_target(self.config, stage_outputs)

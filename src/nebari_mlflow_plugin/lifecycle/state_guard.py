@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nebari_mlflow_plugin.adoption import run_tofu, state_addresses, tofu_message
+from nebari_mlflow_plugin.lifecycle.adoption import run_tofu, state_addresses, tofu_message
 
 # Objects whose deletion loses data (or, for a KMS key, makes it unreadable; for the
 # Azure lock, opens the way to deleting the account).

@@ -7,49 +7,13 @@ Errors are one line, not tracebacks.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from pathlib import Path
 
 import typer
 
+from nebari_mlflow_plugin.cli.common import CommandError, load_config, one_line_errors
+
 CONFIG_OPTION = typer.Option(..., "--config", "-c", help="nebari-config.yaml path")
-
-
-class CommandError(Exception):
-    """An expected failure: printed as one line, exit code 1."""
-
-
-def _validation_message(exc) -> str:
-    parts = []
-    for error in exc.errors():
-        location = ".".join(str(p) for p in error["loc"]) or "config"
-        parts.append(f"{location}: {error['msg']}")
-    return "invalid config: " + "; ".join(parts)
-
-
-@contextlib.contextmanager
-def one_line_errors() -> Iterator[None]:
-    import pydantic
-
-    from nebari_mlflow_plugin.manifests import ChartError
-
-    def fail(message: str) -> typer.Exit:
-        typer.secho(f"error: {' '.join(message.split())}", fg="red", err=True)
-        return typer.Exit(1)
-
-    try:
-        yield
-    except pydantic.ValidationError as exc:
-        raise fail(_validation_message(exc)) from None
-    except (CommandError, ChartError, FileNotFoundError, ValueError) as exc:
-        raise fail(str(exc)) from None
-
-
-def _load(config_path: Path):
-    from nebari_mlflow_plugin.offline import read_config
-
-    return read_config(config_path, offline=True)
 
 
 def render(config_path: Path, output: Path) -> None:
@@ -58,10 +22,10 @@ def render(config_path: Path, output: Path) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    from nebari_mlflow_plugin import preview
+    from nebari_mlflow_plugin.cli import preview
 
     with one_line_errors():
-        config = _load(config_path)
+        config = load_config(config_path)
         result = preview.build(config, output)
     table = Table(title=Text(f"MLflow on Nebari: {config.project_name} ({config.namespace})"))
     table.add_column("what", style="bold")
@@ -83,12 +47,12 @@ def status(config_path: Path, kubeconfig: Path | None, context: str | None) -> N
     from rich.table import Table
     from rich.text import Text
 
-    from nebari_mlflow_plugin import naming
-    from nebari_mlflow_plugin.kube_target import kube_target
-    from nebari_mlflow_plugin.status import KubernetesSource, collect
+    from nebari_mlflow_plugin.config import naming
+    from nebari_mlflow_plugin.lifecycle.kube_target import kube_target
+    from nebari_mlflow_plugin.lifecycle.status import KubernetesSource, collect
 
     with one_line_errors():
-        config = _load(config_path)
+        config = load_config(config_path)
         target = kube_target(config, kubeconfig=kubeconfig, context=context)
         try:
             source = KubernetesSource(config.namespace, target.kubeconfig, target.context)
@@ -124,7 +88,7 @@ def preflight(config_path: Path) -> None:
     from nebari_mlflow_plugin.providers import provider_for
 
     with one_line_errors():
-        config = _load(config_path)  # offline: nebari's own cloud look-ups are not the point
+        config = load_config(config_path)  # offline: nebari's own cloud look-ups are not the point
         provider = provider_for(config.provider)
         if not config.mlflow.enabled:
             rprint("mlflow.enabled is false: nothing to check")
@@ -143,10 +107,10 @@ def migrate(config_path: Path, finish: bool, state: Path | None, offline: bool,
     from rich import print as rprint
     from rich.text import Text
 
-    from nebari_mlflow_plugin import migrate_command
+    from nebari_mlflow_plugin.cli import migrate_command
 
     with one_line_errors():
-        config = _load(config_path)
+        config = load_config(config_path)
         try:
             if finish:
                 lines, ok = migrate_command.finish(config, delete_volumes, target), True
@@ -205,7 +169,7 @@ def nebari_subcommand(cli: typer.Typer) -> None:
         target = {"kubeconfig": kubeconfig, "context": context}
         migrate(config, finish, state, offline, delete_volumes, target)
 
-    from nebari_mlflow_plugin import backups
+    from nebari_mlflow_plugin.cli import backups
 
     kubeconfig_option = typer.Option(None, "--kubeconfig", help="kubeconfig file")
     context_option = typer.Option(None, "--context", help="kubeconfig context")

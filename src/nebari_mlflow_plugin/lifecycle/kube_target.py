@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nebari_mlflow_plugin.stage_outputs import KUBECONFIG
+from nebari_mlflow_plugin.config.stage_outputs import KUBECONFIG
 
 # Providers whose config section names the context (`local.kube_context`, `existing.kube_context`).
 CONTEXT_PROVIDERS = ("local", "existing")

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from nebari_mlflow_plugin import naming
-from nebari_mlflow_plugin.kube_target import KubeTarget
+from nebari_mlflow_plugin.config import naming
+from nebari_mlflow_plugin.lifecycle.kube_target import KubeTarget
 
 BACKUP_TEMPLATE = f"{naming.RELEASE_NAME}-backup"
 RESTORE_TEMPLATE = f"{naming.RELEASE_NAME}-restore"
@@ -363,10 +363,10 @@ def describe(backup: dict) -> dict[str, str]:
 
 
 def _open(config_path, kubeconfig, context, timeout: float) -> tuple[Any, Backups]:
-    from nebari_mlflow_plugin.cli import _load
-    from nebari_mlflow_plugin.kube_target import kube_target
+    from nebari_mlflow_plugin.cli.common import load_config
+    from nebari_mlflow_plugin.lifecycle.kube_target import kube_target
 
-    config = _load(config_path)
+    config = load_config(config_path)
     target = kube_target(config, kubeconfig=kubeconfig, context=context)
     cluster = Cluster(config.namespace, target.kubeconfig, target.context)
     return config, Backups(Runner(cluster, timeout=timeout), config)
@@ -402,7 +402,7 @@ def _counts(result: dict) -> list[dict[str, str]]:
 
 def run_command(action: Callable[[], None]) -> None:
     """`action` with the CLI's one-line errors; an unreachable cluster is one line too."""
-    from nebari_mlflow_plugin.cli import CommandError, one_line_errors
+    from nebari_mlflow_plugin.cli.common import CommandError, one_line_errors
 
     with one_line_errors():
         try:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from nebari_mlflow_plugin.schema import ArtifactsType, DatabaseType
+from nebari_mlflow_plugin.config.schema import ArtifactsType, DatabaseType
 
 MOVE_HINT = (
     "To move the data: create a claim with the new settings, copy the data into it "
@@ -40,8 +40,8 @@ class PlannedVolume:
 def planned_volumes(mlflow: Any, provider: Any) -> list[PlannedVolume]:
     """Claims the chart will create and manage for this config (clouds keep artifacts
     in their object store; an existing claim is the admin's, never changed)."""
-    from nebari_mlflow_plugin import naming
-    from nebari_mlflow_plugin.values import build_values
+    from nebari_mlflow_plugin.config import naming
+    from nebari_mlflow_plugin.render.values import build_values
 
     values = build_values(mlflow, provider)
     planned = []
@@ -67,7 +67,7 @@ def planned_volumes(mlflow: Any, provider: Any) -> list[PlannedVolume]:
 
 
 def _problems_of(volume: PlannedVolume, pvc: dict[str, Any], source: VolumeSource) -> list[str]:
-    from nebari_mlflow_plugin.sizing import quantity
+    from nebari_mlflow_plugin.config.quantities import quantity
 
     spec = pvc.get("spec", {})
     hint = MOVE_HINT.format(field=volume.field)

@@ -10,8 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from nebari_mlflow_plugin import health, naming
-from nebari_mlflow_plugin.kube_target import KubeTarget
+from nebari_mlflow_plugin.config import naming
+from nebari_mlflow_plugin.lifecycle import health
+from nebari_mlflow_plugin.lifecycle.kube_target import KubeTarget
 
 POSTGRES_SUFFIX = "-postgres"
 

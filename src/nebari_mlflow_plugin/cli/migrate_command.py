@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from nebari_mlflow_plugin import takeover, takeover_cluster
+from nebari_mlflow_plugin.lifecycle import takeover, takeover_cluster
 
 # What the old release created (Bitnami mlflow, postgresql and minio charts), removed
 # by --finish in this order: (kubernetes client API class, resource as the client's

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from nebari_mlflow_plugin.schema import MLflow
-from nebari_mlflow_plugin.stage_outputs import GENERAL_NODE_GROUP
+from nebari_mlflow_plugin.config.schema import MLflow
+from nebari_mlflow_plugin.config.stage_outputs import GENERAL_NODE_GROUP
 
 
 def node_selector(mlflow: MLflow, stage_outputs: dict[str, Any]) -> dict[str, str]:

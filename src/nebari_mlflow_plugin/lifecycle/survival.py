@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from nebari_mlflow_plugin.config.schema import ArtifactsType, DatabaseType
 from nebari_mlflow_plugin.providers import provider_for
-from nebari_mlflow_plugin.schema import ArtifactsType, DatabaseType
 
 RETAIN_NOTE = "unless its StorageClass's reclaimPolicy is Retain"
 

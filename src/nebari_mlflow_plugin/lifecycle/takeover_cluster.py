@@ -17,9 +17,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from nebari_mlflow_plugin import naming, takeover
-from nebari_mlflow_plugin.kube_target import KubeTarget
-from nebari_mlflow_plugin.takeover import OldDeployment, TakeoverError
+from nebari_mlflow_plugin.config import naming
+from nebari_mlflow_plugin.lifecycle import takeover
+from nebari_mlflow_plugin.lifecycle.kube_target import KubeTarget
+from nebari_mlflow_plugin.lifecycle.takeover import OldDeployment, TakeoverError
 
 TAKEOVER_CONTAINERS = ("takeover-database", "takeover-artifacts")
 SERVER_SELECTOR = (
@@ -34,7 +35,7 @@ def old_release_name(config: Any) -> str:
 
 def pull_state(directory: str) -> dict[str, Any]:
     """The stage's state (`tofu state pull`), {} before its first deploy."""
-    from nebari_mlflow_plugin.adoption import run_tofu, tofu_message
+    from nebari_mlflow_plugin.lifecycle.adoption import run_tofu, tofu_message
 
     ok, out, err = run_tofu(["state", "pull"], directory)
     if not ok:
@@ -94,7 +95,7 @@ class Cluster:
 
 
 def cluster_for(config: Any, stage_outputs: dict[str, Any] | None = None, **target: Any) -> Cluster:
-    from nebari_mlflow_plugin.kube_target import kube_target
+    from nebari_mlflow_plugin.lifecycle.kube_target import kube_target
 
     where = kube_target(config, stage_outputs, **target)
     return Cluster(config.namespace, where.kubeconfig, where.context)

@@ -29,8 +29,9 @@ from typing import Any
 from _nebari.stages.base import NebariTerraformStage
 from _nebari.stages.tf_objects import NebariKubernetesProvider, NebariTerraformState
 
-from nebari_mlflow_plugin import naming, notebook_delivery
 from nebari_mlflow_plugin.assets import terraform_dir
+from nebari_mlflow_plugin.config import naming
+from nebari_mlflow_plugin.render import notebook_delivery
 
 
 class NotebookClientStage(NebariTerraformStage):
@@ -70,10 +71,10 @@ class NotebookClientStage(NebariTerraformStage):
     def refuse_volume_changes(self, stage_outputs: dict[str, Any]) -> None:
         """Exit before anything is applied when the config asks for a volume change
         the cluster's existing claims cannot take."""
-        from nebari_mlflow_plugin.kube_target import kube_target
+        from nebari_mlflow_plugin.lifecycle.kube_target import kube_target
+        from nebari_mlflow_plugin.lifecycle.status import KubernetesSource
+        from nebari_mlflow_plugin.lifecycle.volumes import planned_volumes, volume_problems
         from nebari_mlflow_plugin.providers import provider_for
-        from nebari_mlflow_plugin.status import KubernetesSource
-        from nebari_mlflow_plugin.volumes import planned_volumes, volume_problems
 
         planned = planned_volumes(self.config.mlflow, provider_for(self.config.provider))
         if not planned:

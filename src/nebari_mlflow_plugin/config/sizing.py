@@ -13,11 +13,9 @@ worker at once. Amounts the admin sets are used as they are.
 from __future__ import annotations
 
 import math
-import re
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # schema.py imports quantity() from here
-    from nebari_mlflow_plugin.schema import Resources
+from nebari_mlflow_plugin.config.quantities import quantity
+from nebari_mlflow_plugin.config.schema import Resources
 
 MIB = 1024 * 1024
 
@@ -40,18 +38,6 @@ ROUND_MIB = 64
 # Without a cpu request the pod is BestEffort on CPU; this is the chart's long-standing
 # default (not measured: set it with the workers you expect to keep busy).
 DEFAULT_CPU_REQUEST = "250m"
-
-_UNITS = {"": 1, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18,
-          "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
-          "m": 1e-3}  # fmt: skip
-
-
-def quantity(text: str) -> float:
-    """A Kubernetes quantity (schema.QUANTITY_PATTERN) as a number, e.g. '1Gi' -> 2**30."""
-    number, suffix = re.fullmatch(r"([0-9.]+)(.*)", text).groups()
-    if suffix.startswith("e"):
-        return float(number) * 10 ** int(suffix[1:])
-    return float(number) * _UNITS[suffix]
 
 
 def _mib(amount: float) -> str:

@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from nebari_mlflow_plugin.manifests import merge_values
+from nebari_mlflow_plugin.config.overrides import merge_values
 
 OLD_RELEASE_ADDRESS = "helm_release.mlflow"
 # The old stage's stores, by state address (instance).

@@ -14,14 +14,22 @@ from typing import Any
 import yaml
 from _nebari.stages.infrastructure import _calculate_node_groups
 
-from nebari_mlflow_plugin import backups, naming, notebook_delivery, server_delivery, tfvalues
-from nebari_mlflow_plugin.client_stage import NotebookClientStage
-from nebari_mlflow_plugin.injection import user_env
-from nebari_mlflow_plugin.manifests import PreviewUnavailable, merge_values, render_chart
-from nebari_mlflow_plugin.schema import ArtifactsType, DatabaseType
-from nebari_mlflow_plugin.stage import MlflowStage
-from nebari_mlflow_plugin.stage_outputs import DOMAIN, FORWARD_AUTH, KUBECONFIG, NODE_SELECTORS
-from nebari_mlflow_plugin.survival import what_survives
+from nebari_mlflow_plugin.cli import backups
+from nebari_mlflow_plugin.config import naming
+from nebari_mlflow_plugin.config.overrides import merge_values
+from nebari_mlflow_plugin.config.schema import ArtifactsType, DatabaseType
+from nebari_mlflow_plugin.config.stage_outputs import (
+    DOMAIN,
+    FORWARD_AUTH,
+    KUBECONFIG,
+    NODE_SELECTORS,
+)
+from nebari_mlflow_plugin.lifecycle.survival import what_survives
+from nebari_mlflow_plugin.render import notebook_delivery, server_delivery, tfvalues
+from nebari_mlflow_plugin.render.injection import user_env
+from nebari_mlflow_plugin.render.manifests import PreviewUnavailable, render_chart
+from nebari_mlflow_plugin.stages.client_stage import NotebookClientStage
+from nebari_mlflow_plugin.stages.mlflow_stage import MlflowStage
 
 
 def placeholder(what: str) -> str:
