@@ -2,7 +2,8 @@
 
 Translates what Traefik would do with the IngressRoute and its Middlewares:
 Host + PathPrefix routing, the forward-auth check (auth_request to a stand-in),
-and the redirectRegex middleware (the bare prefix gets a trailing slash).
+the redirectRegex middleware (the bare prefix gets a trailing slash) and the compress
+middleware (gzip, see `gzip_config`).
 Optionally also listens with TLS on 127.0.0.1:443, so a browser's origin is
 exactly `https://<host>`, as on a real Nebari (MLflow checks it on POSTs).
 """
@@ -49,6 +50,8 @@ class Route:
     redirect_regex: str | None
     redirect_replacement: str | None
     forward_auth: bool
+    # The compress Middleware's spec ({excludedContentTypes, minResponseBodyBytes}), or None.
+    compress: dict | None = None
 
 
 def route_from_manifests(manifests: list[dict], forward_auth_name: str) -> Route:
@@ -66,12 +69,42 @@ def route_from_manifests(manifests: list[dict], forward_auth_name: str) -> Route
         ),
         None,
     )
+    compress = next(
+        (middlewares[n]["compress"] for n in names if "compress" in middlewares.get(n, {})), None
+    )
     return Route(
         host=host,
         path_prefix=prefix,
         redirect_regex=redirect["regex"] if redirect else None,
         redirect_replacement=redirect["replacement"] if redirect else None,
         forward_auth=forward_auth_name in names,
+        compress=compress,
+    )
+
+
+# What MLflow serves that gzip shrinks: its UI (HTML, scripts, styles, fonts, SVG) and
+# API (JSON, text). nginx lists the types to compress where Traefik lists the ones not
+# to: these, less the Middleware's excludedContentTypes.
+COMPRESSIBLE = (
+    "text/html", "text/css", "text/plain", "text/javascript", "application/javascript",
+    "application/json", "application/xml", "text/xml", "image/svg+xml", "text/markdown",
+    "application/x-yaml", "text/yaml", "font/ttf", "application/octet-stream",
+    "application/vnd.ms-fontobject", "image/x-icon",
+)  # fmt: skip
+
+
+def gzip_config(compress: dict | None) -> str:
+    """nginx's gzip as Traefik 2.9's compress Middleware does it: gzip at Go's default
+    level, when the client accepts it, for responses of at least minResponseBodyBytes
+    whose type is not excluded."""
+    if compress is None:
+        return ""
+    excluded = set(compress.get("excludedContentTypes") or [])
+    types = " ".join(t for t in COMPRESSIBLE if t not in excluded and t != "text/html")
+    return (
+        "gzip on;\n            gzip_comp_level 6;\n            gzip_proxied any;\n"
+        f"            gzip_min_length {compress.get('minResponseBodyBytes', 1024)};\n"
+        f"            gzip_types {types};"  # text/html is always on in nginx
     )
 
 
@@ -173,6 +206,7 @@ http {{
             # Traefik streams bodies both ways (no buffering middleware in Nebari's).
             proxy_request_buffering off;
             proxy_buffering off;
+            {gzip_config(r.compress)}
         }}
         location @login {{
             return 302 /_oauth/login?rd=$request_uri;
