@@ -137,7 +137,12 @@ def main() -> int:
         config = nb.validate(nb.config_dict("local", {"prometheus": False}))
         dep = stack.enter_context(running_deployment(workdir / "chart", config))
         default = stack.enter_context(
-            MlflowServer(workdir / "default", python=str(MLFLOW_BIN / "python"), workers=0)
+            MlflowServer(
+                workdir / "default",
+                python=str(MLFLOW_BIN / "python"),
+                workers=0,
+                start_timeout=300,
+            )
         )
         print(f"sizes={args.sizes} MiB repeat={args.repeat}")
         print(f"{'size':>9} {'target':<26} {'up MiB/s':>9} {'x dflt':>7} "

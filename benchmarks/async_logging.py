@@ -35,15 +35,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "tests"), str(REPO / "src")]
 
 from support import nebari as nb  # noqa: E402
-from support.deployment import (  # noqa: E402
-    MLFLOW_BIN,
-    delivered_pythonpath,
-    missing_tools,
-    running_deployment,
-)
-from support.load import client_env  # noqa: E402
-
-from nebari_mlflow_plugin.render.injection import user_env  # noqa: E402
+from support.deployment import MLFLOW_BIN, missing_tools, running_deployment  # noqa: E402
+from support.load import pod_env  # noqa: E402
 
 LOOP = textwrap.dedent(
     """
@@ -70,16 +63,6 @@ MODES = {
     "async, unbatched": {"MLFLOW_ENABLE_ASYNC_LOGGING": "true"},
     "async, batched": {},  # as injected (the default config)
 }
-
-
-def pod_env(dep, workdir: Path) -> dict[str, str]:
-    """alice's pod: the injected env (tracking URI, auth provider, async logging), the
-    delivered notebook package, her token; the Service's name leads to the local server."""
-    injected = {k: v for k, v in user_env(dep.config).items() if "{" not in v}
-    injected.pop("PYTHONPATH")  # the pod's mount: here the delivered copy below
-    env = client_env({**dep.client_env(), **injected})
-    env["PYTHONPATH"] = f"{delivered_pythonpath(workdir / 'pod-python')}:{env['PYTHONPATH']}"
-    return env
 
 
 def run_loop(env: dict[str, str], steps: int, experiment: str) -> dict:

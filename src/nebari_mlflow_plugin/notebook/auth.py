@@ -17,6 +17,8 @@ from __future__ import annotations
 import os
 from urllib.parse import urlsplit
 
+from . import flush
+
 PROVIDER_NAME = "nebari-jupyterhub"
 SERVER_ENV = "NEBARI_MLFLOW_SERVER"
 TOKEN_ENV = "JUPYTERHUB_API_TOKEN"
@@ -51,4 +53,7 @@ class NebariHubAuthProvider:
         return PROVIDER_NAME
 
     def get_auth(self) -> HubTokenAuth:
+        # A process talking to this server (MlflowClient too, without start_run): what
+        # it logs asynchronously is sent when it exits (flush.py).
+        flush.install()
         return HubTokenAuth()

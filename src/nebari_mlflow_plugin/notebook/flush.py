@@ -8,7 +8,7 @@ batch for logging: cannot schedule new futures after shutdown"). Measured: 2,000
 points logged in a kernel shut down with the run open, 1,295 arrived. Here the
 flush runs among Python's thread-exit hooks, ahead of the pools' shutdown (those
 hooks run last registered first). Installed by the run context provider when a run
-starts; a no-op without queued data; never raises.
+starts and by the request auth provider; a no-op without queued data; never raises.
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ def _flush() -> None:
 def install() -> bool:
     """Flush MLflow's queue before the thread pools stop (once per process)."""
     global _installed
+    if _installed:
+        return True
     with _lock:
         if _installed:
             return True
