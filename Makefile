@@ -7,7 +7,7 @@ PYTHON ?= python3
 PLAYWRIGHT_CORE_VERSION := 1.65.1
 MLFLOW_VERSION := $(shell sed -n 's/^MLFLOW_VERSION = "\(.*\)"/\1/p' src/nebari_mlflow_plugin/versions.py)
 
-.PHONY: install system-deps test lint clean
+.PHONY: install system-deps test lint docs clean
 # What the public plugin (2025.10.2) runs: the tests upgrade a database it created.
 OLD_MLFLOW_VERSION := 3.3.2
 # The public plugin's wheel: the takeover tests read its Terraform templates in place.
@@ -84,6 +84,11 @@ $(PUBLIC_PLUGIN_WHEEL): .venv/.installed
 test: install
 	.venv/bin/pytest -n 2 --dist loadfile tests/plugin tests/e2e
 	.venv-mlflow/bin/pytest -n 2 --dist loadfile tests/notebook
+
+# The documentation site (MkDocs Material, docs/): broken links or anchors fail it.
+# tests/plugin/test_docs.py builds it too, so `make test` (and CI) does.
+docs: .venv/.installed
+	NO_MKDOCS_2_WARNING=1 PYTHONPATH=src .venv/bin/mkdocs build --strict
 
 lint: install
 	.venv/bin/ruff check src tests benchmarks

@@ -62,6 +62,7 @@ EMPTY_WHEN_HEALTHY = {
     "MLflowHighErrorRate": "no request fails with 5xx",
     "MLflowHighLatency": "requests are faster than the threshold",
     "MLflowDatabaseDown": "PostgreSQL answers",
+    "MLflowBackupStale": "the last backup succeeded an hour ago",
     "5xx error ratio": "no request fails with 5xx",
 }
 SELECTOR = re.compile(r"([a-zA-Z_:][a-zA-Z0-9_:]*)\{([^}]*)\}")
@@ -152,6 +153,13 @@ def static_exposition(files: dict[str, str]) -> type[http.server.BaseHTTPRequest
     return Static
 
 
+DAY = 86400
+
+
+def backup_cronjob(manifests: list[dict]) -> dict:
+    return component(manifests, "CronJob", "backup")
+
+
 def database_claim(manifests: list[dict]) -> str:
     """The claim the PostgreSQL pod mounts (a claim of its own, see pvc.yaml)."""
     (sts,) = find(manifests, "StatefulSet")
@@ -202,6 +210,15 @@ def cluster_series(manifests: list[dict], namespace: str) -> dict[str, str]:
                 f'kube_pod_container_status_restarts_total{{namespace="{namespace}",pod="{pod}",'
                 f'container="{c["name"]}",uid="0"}} 0'
             )
+    # The backup CronJob, created a week ago, run daily, last run (and success) an hour ago.
+    now, cronjob = int(time.time()), backup_cronjob(manifests)["metadata"]["name"]
+    cron = f'namespace="{namespace}",cronjob="{cronjob}"'
+    ksm += [
+        f"kube_cronjob_created{{{cron}}} {now - 7 * DAY}",
+        f"kube_cronjob_status_last_schedule_time{{{cron}}} {now - 3600}",
+        f"kube_cronjob_status_last_successful_time{{{cron}}} {now - 3500}",
+        f"kube_cronjob_next_schedule_time{{{cron}}} {now - 3600 + DAY}",
+    ]
     return {
         "/kubelet/metrics": "\n".join(kubelet) + "\n",
         "/kubelet/metrics/cadvisor": "\n".join(cadvisor) + "\n",
@@ -475,10 +492,11 @@ def test_database_volume_alert_fires_above_its_threshold(scraped, deployment):
     assert float(series["value"][1]) == pytest.approx(0.85, abs=0.01)
 
 
-@pytest.fixture(scope="module")
-def rendered(tmp_path_factory) -> list[dict]:
-    """The release as `nebari deploy` renders it (Nebari's monitoring on by default)."""
-    config = nb.validate(nb.config_dict("local", {}))
+@pytest.fixture(scope="module", params=["auth on", "auth off"])
+def rendered(request, tmp_path_factory) -> list[dict]:
+    """The release as `nebari deploy` renders it (Nebari's monitoring on by default); with
+    auth off the latency rule falls back to MLflow's own histogram."""
+    config = nb.validate(nb.config_dict("local", {"auth": {"enabled": request.param == "auth on"}}))
     return render_release(nb.stage_for(config, tmp_path_factory.mktemp("render")), nb.STAGE_OUTPUTS)
 
 
@@ -495,73 +513,164 @@ def test_promtool_accepts_the_rendered_rules(rendered, tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def alert_scenario(rendered: list[dict], *, healthy: bool) -> dict:
-    """`promtool test rules` input: 20 minutes of series for the scraped jobs (their labels
-    from the rendered ServiceMonitors), a broken or a healthy system, and which alerts
-    must fire at minute 19."""
+def alert_cases(rendered: list[dict]) -> dict[str, tuple[dict[str, str], set[str]]]:
+    """Named `promtool test rules` cases: 20 minutes of input series (labels from the
+    rendered ServiceMonitors and objects) and the alerts that must fire at minute 19;
+    every other alert must not. Times are seconds from the test's start (promtool's
+    clock starts at 0), the backup CronJob runs daily."""
     jobs = {j["static_configs"][0]["labels"]["endpoint"]: j["static_configs"][0]["labels"]
             for j in scrape_jobs(rendered, collections.defaultdict(int), "")}  # fmt: skip
     server, database = jobs["http"], jobs["metrics"]
     (sts,) = find(rendered, "StatefulSet")
     namespace = sts["metadata"]["namespace"]
-    claim = database_claim(rendered)
+    cronjob = backup_cronjob(rendered)
     srv = f'job="{server["job"]}", namespace="{namespace}"'
     pg = f'job="{database["job"]}", namespace="{namespace}"'
-    pvc = f'namespace="{namespace}", persistentvolumeclaim="{claim}"'
-    # Per minute: 60 requests; broken: half of them 5xx, all slower than 0.5 s.
-    if healthy:
-        ok, failed, fast = "0+60x20", "0+0x20", "0+60x20"
-    else:
-        ok, failed, fast = "0+30x20", "0+30x20", "0+0x20"
+    pvc = f'namespace="{namespace}", persistentvolumeclaim="{database_claim(rendered)}"'
+    cron = f'namespace="{namespace}", cronjob="{cronjob["metadata"]["name"]}"'
     request = "mlflow_http_request_total"
-    bucket = "mlflow_http_request_duration_seconds_bucket"
-    series = {
-        f"up{{{srv}}}": "1x20" if healthy else "0x20",
-        f'{request}{{{srv}, method="GET", status="200"}}': ok,
-        f'{request}{{{srv}, method="GET", status="500"}}': failed,
-        f'{bucket}{{{srv}, le="0.5"}}': fast,
-        f'{bucket}{{{srv}, le="5"}}': "0+60x20",
-        f'{bucket}{{{srv}, le="+Inf"}}': "0+60x20",
-        f"pg_up{{{pg}}}": "1x20" if healthy else "0x20",
-        f"kubelet_volume_stats_capacity_bytes{{{pvc}}}": "100x20",
-        f"kubelet_volume_stats_used_bytes{{{pvc}}}": "50x20" if healthy else "90x20",
-    }
+    mlflow_bucket = "mlflow_http_request_duration_seconds_bucket"
+    route_bucket = "mlflow_nebari_request_duration_seconds_bucket"
+
+    def latency(route: str, fast: str) -> dict[str, str]:
+        """60 requests a minute on `route`, `fast` of them under 0.5 s."""
+        return {
+            f'{route_bucket}{{{srv}, route="{route}", le="0.5"}}': fast,
+            f'{route_bucket}{{{srv}, route="{route}", le="5"}}': "0+60x20",
+            f'{route_bucket}{{{srv}, route="{route}", le="+Inf"}}': "0+60x20",
+        }
+
+    def backup(succeeded_at: int | None, created_at: int = -30 * DAY) -> dict[str, str]:
+        """The daily CronJob as kube-state-metrics reports it: last run at minute 10."""
+        series = {
+            f"kube_cronjob_created{{{cron}}}": f"{created_at}x20",
+            f"kube_cronjob_status_last_schedule_time{{{cron}}}": "600x20",
+            f"kube_cronjob_next_schedule_time{{{cron}}}": f"{600 + DAY}x20",
+        }
+        if succeeded_at is not None:
+            series[f"kube_cronjob_status_last_successful_time{{{cron}}}"] = f"{succeeded_at}x20"
+        return series
+
+    def system(healthy: bool, backups: dict[str, str] | None = None) -> dict[str, str]:
+        # Per minute: 60 requests; broken: half of them 5xx, all slower than 0.5 s.
+        ok, failed, fast = ("0+60x20", "0+0x20", "0+60x20") if healthy else (
+            "0+30x20", "0+30x20", "0+0x20")  # fmt: skip
+        return {
+            f"up{{{srv}}}": "1x20" if healthy else "0x20",
+            f'{request}{{{srv}, method="GET", status="200"}}': ok,
+            f'{request}{{{srv}, method="GET", status="500"}}': failed,
+            f'{mlflow_bucket}{{{srv}, le="0.5"}}': fast,
+            f'{mlflow_bucket}{{{srv}, le="5"}}': "0+60x20",
+            f'{mlflow_bucket}{{{srv}, le="+Inf"}}': "0+60x20",
+            **latency("api", fast),
+            f"pg_up{{{pg}}}": "1x20" if healthy else "0x20",
+            f"kubelet_volume_stats_capacity_bytes{{{pvc}}}": "100x20",
+            f"kubelet_volume_stats_used_bytes{{{pvc}}}": "50x20" if healthy else "90x20",
+            **(backups or backup(succeeded_at=900 if healthy else -3 * DAY)),
+        }
+
+    everything = {
+        "MLflowServerDown", "MLflowHighErrorRate", "MLflowHighLatency",
+        "MLflowDatabaseDown", "MLflowDatabaseVolumeFilling", "MLflowBackupStale",
+    }  # fmt: skip
+    return {
+        "broken": (system(healthy=False), everything),
+        "healthy": (system(healthy=True), set()),
+        # Every large upload slow, every tracking call fast: nothing to page about.
+        "slow artifact transfers only": (
+            {**system(healthy=True), **latency("artifacts", "0+0x20")}, set()),
+        # Exporters and kube-state-metrics report nothing at all: the up-style rules and
+        # the backup rule cannot see a healthy system, so they say so (absent()).
+        "nothing reported": ({"unrelated_metric": "1x20"},
+                             {"MLflowServerDown", "MLflowDatabaseDown", "MLflowBackupStale"}),
+        # Never succeeded: counted from the CronJob's creation (3 days > 2 x 1 day) ...
+        "backup never succeeded": (
+            system(True, backup(None, created_at=-3 * DAY)), {"MLflowBackupStale"}),
+        # ... but a CronJob created an hour ago has not missed anything yet.
+        "backup new": (system(True, backup(None, created_at=-3600)), set()),
+        # Last success 1.5 days ago: within twice the daily period.
+        "backup missed once": (system(True, backup(-DAY - DAY // 2)), set()),
+    }  # fmt: skip
+
+
+def expected_labels(rendered: list[dict], alert: str, case: str) -> dict[str, str]:
+    """The labels each alert carries: its aggregation's (or absent()'s matchers)."""
+    jobs = {j["static_configs"][0]["labels"]["endpoint"]: j["static_configs"][0]["labels"]
+            for j in scrape_jobs(rendered, collections.defaultdict(int), "")}  # fmt: skip
+    (sts,) = find(rendered, "StatefulSet")
+    cronjob = backup_cronjob(rendered)
+    namespace = sts["metadata"]["namespace"]
+    server_absent = case == "nothing reported"
+    return {
+        "MLflowServerDown": (
+            {"job": jobs["http"]["job"], "namespace": namespace} if server_absent else {}
+        ),
+        "MLflowHighErrorRate": {},
+        "MLflowHighLatency": {},
+        "MLflowDatabaseDown": {"job": jobs["metrics"]["job"], "namespace": namespace},
+        "MLflowDatabaseVolumeFilling": {
+            "namespace": namespace, "persistentvolumeclaim": database_claim(rendered)},
+        "MLflowBackupStale": {"namespace": namespace, "cronjob": cronjob["metadata"]["name"]},
+    }[alert]  # fmt: skip
+
+
+def alert_tests(rendered: list[dict]) -> dict:
     severity = {
         r["alert"]: r["labels"]["severity"] for g in rule_groups(rendered) for r in g["rules"]
     }
-    expected = {
-        "MLflowServerDown": {},
-        "MLflowHighErrorRate": {},
-        "MLflowHighLatency": {},
-        "MLflowDatabaseDown": {"job": database["job"], "namespace": namespace},
-        "MLflowDatabaseVolumeFilling": {"namespace": namespace, "persistentvolumeclaim": claim},
-    }
-    assert set(expected) == set(severity)
-    return {
-        "rule_files": ["rules.yml"],
-        "evaluation_interval": "1m",
-        "tests": [{
+    tests = []
+    for case, (series, firing) in alert_cases(rendered).items():
+        assert firing <= set(severity), case
+        tests.append({
+            "name": case,
             "interval": "1m",
             "input_series": [{"series": k, "values": v} for k, v in series.items()],
             "alert_rule_test": [
                 {"eval_time": "19m", "alertname": name,
-                 "exp_alerts": [] if healthy else [{"exp_labels": {**labels, "severity": sev}}]}
-                for name, labels in expected.items()
-                for sev in [severity[name]]
+                 "exp_alerts": [{"exp_labels": {**expected_labels(rendered, name, case),
+                                                "severity": severity[name]}}]
+                 if name in firing else []}
+                for name in severity
             ],
-        }],
-    }  # fmt: skip
+        })  # fmt: skip
+    assert set(severity) == set().union(*(f for _, f in alert_cases(rendered).values()))
+    return {"rule_files": ["rules.yml"], "evaluation_interval": "1m", "tests": tests}
 
 
-@pytest.mark.parametrize("healthy", [False, True], ids=["broken", "healthy"])
-def test_alerts_fire_on_a_broken_system_only(rendered, tmp_path, healthy):
-    """Each alert's expression and `for` against synthetic series (annotations are left
-    out: promtool compares their rendered text; `promtool check rules` checks them)."""
+def write_rules(rendered: list[dict], directory: Path) -> None:
+    """The rules without annotations (promtool compares their rendered text; `promtool
+    check rules` checks them)."""
     groups = copy.deepcopy(rule_groups(rendered))
     for group in groups:
         for rule in group["rules"]:
             rule.pop("annotations", None)
-    (tmp_path / "rules.yml").write_text(yaml.safe_dump({"groups": groups}))
-    (tmp_path / "tests.yml").write_text(yaml.safe_dump(alert_scenario(rendered, healthy=healthy)))
+    (directory / "rules.yml").write_text(yaml.safe_dump({"groups": groups}))
+
+
+def test_alerts_fire_when_they_should_and_only_then(rendered, tmp_path):
+    """Each alert's expression and `for` against series that must fire it and series
+    that must not, evaluated by Prometheus's own rule engine (promtool)."""
+    write_rules(rendered, tmp_path)
+    (tmp_path / "tests.yml").write_text(yaml.safe_dump(alert_tests(rendered)))
     result = promtool("test", "rules", str(tmp_path / "tests.yml"))
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_scrape_from_outside_the_allowed_pod_ranges_is_refused(deployment):
+    """Why mlflow.allowed_hosts_extra exists: the real server refuses a scrape whose Host
+    is a pod IP outside 10/8, 172.16/12, 192.168/16 (EKS custom networking's 100.64/10),
+    which Prometheus shows as the target down (tests/plugin/test_pod_hosts.py: the field
+    admits it)."""
+
+    def scrape(host: str) -> int:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{deployment.server_port}/metrics", headers={"Host": host}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.status
+        except urllib.error.HTTPError as error:
+            return error.code
+
+    assert scrape(f"{POD_IP}:5000") == 200
+    assert scrape("100.64.3.7:5000") == 403

@@ -21,6 +21,14 @@ def run(*args: str):
     return result.exit_code, result.output
 
 
+def run_wide(*args: str):
+    """As run(), with tables unfolded: assertions read whole rows."""
+    result = CliRunner().invoke(
+        create_cli(), list(args), env={"COLUMNS": "400"}, catch_exceptions=False
+    )
+    return result.exit_code, result.output
+
+
 def test_mlflow_commands_are_registered():
     code, output = run("mlflow", "--help")
     assert code == 0
@@ -159,9 +167,9 @@ def test_preflight_passes_when_the_cloud_grants_everything(gcp_config, monkeypat
     monkeypatch.setattr(
         preflight, "_gcp_test_permissions", lambda project, perms: asked.append(project) or perms
     )
-    code, output = run("mlflow", "preflight", "-c", str(gcp_config))
+    code, output = run_wide("mlflow", "preflight", "-c", str(gcp_config))
     assert code == 0, output
-    assert "pre-flight passed" in output
+    assert "pre-flight passed for provider gcp" in output
     assert asked == ["my-gcp-project"]
 
 
@@ -173,13 +181,35 @@ def test_preflight_names_the_missing_permission(gcp_config, monkeypatch):
         "_gcp_test_permissions",
         lambda project, perms: [p for p in perms if p != "iam.serviceAccounts.create"],
     )
-    code, output = run("mlflow", "preflight", "-c", str(gcp_config))
-    assert code == 1
-    assert output.startswith("error:") and "iam.serviceAccounts.create" in output
+    code, output = run_wide("mlflow", "preflight", "-c", str(gcp_config))
+    assert code == 1, output
+    (row,) = [line for line in output.splitlines() if "GCP permission" in line]
+    assert "failed" in row and "lacks iam.serviceAccounts.create" in row
+    assert "pre-flight failed for provider gcp" in output and "passed" not in output
+
+
+def test_preflight_that_could_not_ask_does_not_say_passed(gcp_config, monkeypatch):
+    from nebari_mlflow_plugin.providers import preflight
+
+    def no_credentials(project, permissions):
+        raise preflight.PreflightSkipped("no Google credentials: ADC not found")
+
+    monkeypatch.setattr(preflight, "_gcp_test_permissions", no_credentials)
+    code, output = run_wide("mlflow", "preflight", "-c", str(gcp_config))
+    assert code == 2, output
+    assert "not checked" in output and "no Google credentials" in output
+    assert "passed" not in output and "1 check(s) not run" in output
+
+
+def test_preflight_with_the_skip_variable_says_it_did_not_run(gcp_config, monkeypatch):
+    monkeypatch.setenv("NEBARI_MLFLOW_SKIP_PREFLIGHT", "1")
+    code, output = run_wide("mlflow", "preflight", "-c", str(gcp_config))
+    assert code == 2 and "pre-flight not run" in output and "passed" not in output
 
 
 def test_preflight_of_a_volume_provider_has_nothing_to_ask(tmp_path):
     path = tmp_path / "nebari-config.yaml"
     path.write_text(yaml.safe_dump(nb.config_dict("local", {})))
     code, output = run("mlflow", "preflight", "-c", str(path))
-    assert code == 0 and "pre-flight passed" in output
+    assert code == 0 and "nothing to check for provider local" in output
+    assert "passed" not in output

@@ -112,3 +112,17 @@ def test_label_selector_from_dict_and_model():
 
     assert health.label_selector(Selector()) == "a=1,b=2"
     assert health.label_selector({"matchLabels": {"x": "y"}}) == "x=y"
+
+
+def test_a_missing_secret_key_is_named_with_the_kubelet_message_and_the_hub_token_fix():
+    """The kubelet's own message names the Secret and key; the advice covers the
+    MLflow service's JupyterHub token, which JupyterHub's stage writes."""
+    missing = pod("CreateContainerConfigError")
+    missing["status"]["containerStatuses"][0]["state"]["waiting"]["message"] = (
+        "couldn't find key hub.services.mlflow.apiToken in Secret dev/hub"
+    )
+    (problem,) = health.deployment_problems(
+        health.Snapshot(degraded(availableReplicas=0), [missing])
+    )
+    assert "(couldn't find key hub.services.mlflow.apiToken in Secret dev/hub)" in problem
+    assert "run `nebari deploy` again" in problem

@@ -56,8 +56,10 @@ Host-header check); 2.x served it unprefixed. */}}
 {{- end }}
 
 {{/* Hosts MLflow accepts in the Host header: the public names, the Service's DNS
-names (with and without port), loopback, and the private ranges pod IPs come
-from (what Prometheus and the kubelet send; MLflow's own default allows them). */}}
+names (with and without port), loopback, the private ranges pod IPs come from (what
+Prometheus and the kubelet send; MLflow's own default allows them), and the pod
+ranges a cluster has beyond those (`server.podNetworkHosts`, e.g. EKS custom
+networking's 100.64.0.0/10): a scrape from elsewhere is refused and reads as "down". */}}
 {{- define "mlflow.allowedHosts" -}}
 {{- $svc := include "mlflow.fullname" . -}}
 {{- $ns := .Release.Namespace -}}
@@ -69,7 +71,7 @@ from (what Prometheus and the kubelet send; MLflow's own default allows them). *
 {{- $hosts = append $hosts (printf "%s:%s" . $port) -}}
 {{- $hosts = append $hosts (printf "%s:%d" . ($.Values.server.port | int)) -}}
 {{- end -}}
-{{- $hosts = concat $hosts (list "10.*" "192.168.*") -}}
+{{- $hosts = concat $hosts (list "10.*" "192.168.*") .Values.server.podNetworkHosts -}}
 {{- range $i := untilStep 16 32 1 }}{{ $hosts = append $hosts (printf "172.%d.*" $i) }}{{ end -}}
 {{- $hosts | uniq | join "," -}}
 {{- end }}

@@ -78,27 +78,49 @@ def status(config_path: Path, kubeconfig: Path | None, context: str | None) -> N
 
 
 def preflight(config_path: Path) -> None:
-    """Run the provider's checks with the cloud's answers (credentials, permissions,
-    workload identity settings); config validation problems come out first."""
-    import warnings
-
+    """Run the provider's checks with the cloud's answers and print each one with
+    whether it ran: "passed" only when every check ran and passed. Exit 1 when one
+    failed, 2 when one could not run."""
     from rich import print as rprint
-    from rich.markup import escape
+    from rich.table import Table
+    from rich.text import Text
 
+    from nebari_mlflow_plugin.providers import preflight as checks
     from nebari_mlflow_plugin.providers import provider_for
 
     with one_line_errors():
         config = load_config(config_path)  # offline: nebari's own cloud look-ups are not the point
         provider = provider_for(config.provider)
+        name = config.provider.value
         if not config.mlflow.enabled:
             rprint("mlflow.enabled is false: nothing to check")
             return
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            provider.preflight(config)  # check_config already ran in validation
-    for warning in caught:
-        rprint(f"[yellow]warning:[/yellow] {escape(str(warning.message))}")
-    rprint(f"[green]pre-flight passed[/green] for provider {config.provider.value}")
+        if checks.skipped_by_env():
+            rprint(Text(f"pre-flight not run: {checks.SKIP_ENV} is set", style="yellow"))
+            raise typer.Exit(2)
+        results = provider.preflight_checks(config)  # check_config already ran
+    if not results:
+        rprint(f"nothing to check for provider {name}: the stage creates no cloud resources")
+        return
+    style = {checks.PASSED: "green", checks.FAILED: "red", checks.NOT_CHECKED: "yellow"}
+    table = Table(title=Text(f"pre-flight for provider {name}"))
+    for column in ("check", "result", "detail"):
+        table.add_column(column)
+    for r in results:
+        # Details come from the cloud: printed literally, never as rich markup.
+        table.add_row(Text(r.name), Text(r.status, style=style.get(r.status, "")), Text(r.detail))
+    rprint(table)
+    statuses = [r.status for r in results]
+    if checks.FAILED in statuses:
+        rprint(Text(f"pre-flight failed for provider {name}", style="red"))
+        raise typer.Exit(1)
+    if checks.NOT_CHECKED in statuses:
+        count = statuses.count(checks.NOT_CHECKED)
+        rprint(
+            Text(f"pre-flight incomplete for provider {name}: {count} check(s) not run", "yellow")
+        )
+        raise typer.Exit(2)
+    rprint(Text(f"pre-flight passed for provider {name}", style="green"))
 
 
 def migrate(config_path: Path, finish: bool, state: Path | None, offline: bool,

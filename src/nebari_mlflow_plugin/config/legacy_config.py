@@ -21,7 +21,7 @@ BITNAMI_VALUES: dict[str, str] = {
     "run": "this plugin deploys no MLflow Projects runner: remove it",
     "postgresql": (
         "use mlflow.database (type: internal, size, storage_class); the old database is "
-        "copied into it by the takeover (README: Upgrading from 2025.10.x)"
+        "copied into it by the takeover (docs: Upgrade, from 2025.10.x)"
     ),
     "externalDatabase": ("use mlflow.database.type: external with mlflow.database.external_secret"),
     "minio": (

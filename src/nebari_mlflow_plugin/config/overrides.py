@@ -34,6 +34,7 @@ PROTECTED: dict[tuple[str, ...], str] = {
     ("server", "corsAllowedOrigins"): "the plugin sets https://<domain> (lists are replaced)",
     ("server", "platformEnv"): "the plugin sets it; add variables with server.extraEnv",
     ("server", "workers"): "use mlflow.workers",
+    ("server", "podNetworkHosts"): "use mlflow.allowed_hosts_extra",
     ("server", "aiGateway"): "use mlflow.ai_gateway",
     ("server", "cryptoSecret"): "the plugin generates the passphrase Secret",
     ("ingressRoute", "enabled"): "the route is Nebari's way in",

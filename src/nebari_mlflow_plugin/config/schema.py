@@ -14,7 +14,7 @@ from pydantic import Field, StringConstraints, field_validator, model_validator
 from ruamel.yaml import yaml_object
 
 from nebari_mlflow_plugin import versions
-from nebari_mlflow_plugin.config import routes
+from nebari_mlflow_plugin.config import pod_hosts, routes
 from nebari_mlflow_plugin.config.provider_settings import AwsSettings, AzureSettings, GcpSettings
 from nebari_mlflow_plugin.config.quantities import quantity
 
@@ -68,22 +68,33 @@ class PullPolicy(ConfigEnum):
 class Image(schema.Base):
     """Container image of the MLflow server; the tag pins the MLflow version."""
 
+    # Registry and name of the server image (any MLflow image with the -full drivers).
     repository: Annotated[str, StringConstraints(pattern=IMAGE_REPOSITORY_PATTERN)] = (
         versions.MLFLOW_IMAGE
     )
+    # Image tag: pins the MLflow version the server runs and migrates the database to.
     tag: Annotated[str, StringConstraints(pattern=IMAGE_TAG_PATTERN)] = versions.MLFLOW_IMAGE_TAG
+    # Kubernetes imagePullPolicy of the pods using this image.
     pull_policy: PullPolicy = PullPolicy.IfNotPresent
 
 
 class PostgresImage(Image):
+    """Container image of the in-cluster PostgreSQL (also runs the backup and restore Jobs)."""
+
+    # Registry and name of the PostgreSQL image.
     repository: Annotated[str, StringConstraints(pattern=IMAGE_REPOSITORY_PATTERN)] = (
         versions.POSTGRES_IMAGE
     )
+    # PostgreSQL version; a major version change needs a dump and restore (Backups).
     tag: Annotated[str, StringConstraints(pattern=IMAGE_TAG_PATTERN)] = versions.POSTGRES_IMAGE_TAG
 
 
 class ResourceAmounts(schema.Base):
+    """CPU and memory amounts; unset ones are sized from `workers`."""
+
+    # CPU as a Kubernetes quantity, e.g. 500m or 2.
     cpu: Quantity | None = None
+    # Memory as a Kubernetes quantity, e.g. 1536Mi or 2Gi.
     memory: Quantity | None = None
 
 
@@ -94,7 +105,9 @@ class Resources(schema.Base):
     amounts the admin sets are used as they are.
     """
 
+    # What the scheduler reserves for the server container.
     requests: ResourceAmounts = ResourceAmounts()
+    # What the container may use at most (memory beyond it: the pod is OOM-killed).
     limits: ResourceAmounts = ResourceAmounts()
 
     @model_validator(mode="after")
@@ -112,7 +125,9 @@ class Resources(schema.Base):
 class SecretRef(schema.Base):
     """A key of a Kubernetes Secret in the Nebari namespace."""
 
+    # Name of the Secret.
     name: K8sName
+    # Key inside it.
     key: SecretKey = "uri"
 
 
@@ -132,11 +147,12 @@ class Database(schema.Base):
     size: Quantity = "20Gi"
     # StorageClass of that volume; null uses the provider's default.
     storage_class: K8sName | None = None
+    # Image of the in-cluster PostgreSQL.
     image: PostgresImage = PostgresImage()
     # Secret holding the URI, e.g. postgresql+psycopg2://user:pass@host:5432/mlflow.
     external_secret: SecretRef | None = None
     # An existing PersistentVolumeClaim for the in-cluster PostgreSQL instead of the one
-    # the plugin creates: how the database moves to another storage class (README).
+    # the plugin creates: how the database moves to another storage class (docs: Volumes).
     existing_claim: K8sName | None = None
 
     @model_validator(mode="after")
@@ -174,11 +190,13 @@ class S3Compatible(schema.Base):
     endpoint_url: Annotated[str, StringConstraints(pattern=r"^https?://[^\s/]+(/\S*)?$")] | None = (
         None
     )
+    # Bucket name (it must exist).
     bucket: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")]
     # Key prefix inside the bucket.
     prefix: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9!_.*'()/-]*$")] = "mlflow"
     # Secret with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.
     credentials_secret: K8sName
+    # Skip TLS certificate verification towards endpoint_url (self-signed MinIO).
     ignore_tls: bool = False
 
 
@@ -189,11 +207,15 @@ class Artifacts(schema.Base):
     type: ArtifactsType = ArtifactsType.default
     # Volume size, storage class and access mode when artifacts live on a volume.
     size: Quantity = "50Gi"
+    # StorageClass of the artifact volume; null uses the provider's default.
     storage_class: K8sName | None = None
+    # ReadWriteOnce, or ReadWriteMany for more than one replica on a volume; fixed at the
+    # first deploy (Volumes).
     access_mode: VolumeAccessMode = VolumeAccessMode.ReadWriteOnce
     # An existing PersistentVolumeClaim instead of the one the plugin creates: how
-    # artifacts move to another storage class or access mode (README).
+    # artifacts move to another storage class or access mode (docs: Volumes).
     existing_claim: K8sName | None = None
+    # The store for type s3.
     s3: S3Compatible | None = None
 
     @model_validator(mode="after")
@@ -304,6 +326,7 @@ def cron_schedule(field: str, value: str) -> str:
 class GarbageCollection(schema.Base):
     """A scheduled `mlflow gc`. Off by default: it deletes data permanently."""
 
+    # Run the gc CronJob.
     enabled: bool = False
     # When it runs (cron, UTC).
     schedule: str = "0 3 * * *"
@@ -330,6 +353,7 @@ class Backup(schema.Base):
     """Logical backups (pg_dump) of the in-cluster database into the artifact store:
     on a schedule, on demand (`nebari mlflow backup`) and before every schema upgrade."""
 
+    # Scheduled backups and a backup before every schema upgrade (internal database only).
     enabled: bool = True
     # When the scheduled backup runs (cron, UTC).
     schedule: str = "30 2 * * *"
@@ -350,9 +374,10 @@ class DefaultPermission(ConfigEnum):
 
 
 class Auth(schema.Base):
-    """Who may do what in MLflow (README: Authentication). Off: anyone who reaches the
-    server can read, change and delete everything (insecure)."""
+    """Who may do what in MLflow (docs: Authentication and permissions). Off: anyone who
+    reaches the server can read, change and delete everything (insecure)."""
 
+    # Every request is a known Nebari user; false turns authentication off (insecure).
     enabled: bool = True
     # What everyone may do with experiments and models they did not create (creators
     # MANAGE theirs; Nebari admins manage everything).
@@ -368,8 +393,11 @@ class Auth(schema.Base):
 class MLflow(schema.Base):
     """The `mlflow:` block. `{}` or absent deploys a working server."""
 
+    # false removes the server and keeps its data (What survives what).
     enabled: bool = True
     image: Image = Image()
+    # Server pods; more than one needs artifacts every replica reaches (a cloud bucket,
+    # artifacts.type s3, or a ReadWriteMany volume).
     replicas: Annotated[int, Field(ge=1, le=20)] = 1
     # Uvicorn worker processes per replica (`mlflow server --workers`).
     workers: Annotated[int, Field(ge=1, le=32)] = 4
@@ -395,17 +423,21 @@ class MLflow(schema.Base):
     # URL path at https://<domain>; also the server's --static-prefix.
     route_path: Annotated[str, StringConstraints(pattern=ROUTE_PATH_PATTERN)] = "/mlflow"
     # Serve Prometheus metrics at /metrics (the server's root, not under route_path);
-    # with Nebari's monitoring.enabled, also the dashboard and alerts (README: Monitoring).
+    # with Nebari's monitoring.enabled, also the dashboard and alerts (docs: Monitoring).
     prometheus: bool = True
+    # Pod address ranges beyond 10/8, 172.16/12 and 192.168/16 that MLflow must accept
+    # in the Host header (Prometheus and probes reach pods by IP), as IPv4 CIDRs or
+    # host patterns, e.g. ['100.64.0.0/10'] for EKS custom networking.
+    allowed_hosts_extra: list[str] = []
     # MLflow's AI Gateway (LLM provider endpoints and stored provider API keys). Off:
     # everyone who reaches the server could use the keys stored there. Stored keys are
     # encrypted with a passphrase generated per deployment (Secret mlflow-crypto).
     ai_gateway: bool = False
     # Scheduled permanent deletion of deleted runs and their artifacts.
     gc: GarbageCollection = GarbageCollection()
-    # Scheduled and pre-upgrade backups of the in-cluster database (README: Backups and restore).
+    # Scheduled and pre-upgrade backups of the in-cluster database (docs: Backups and restore).
     backup: Backup = Backup()
-    # Authentication and permissions (README: Authentication).
+    # Authentication and permissions (docs: Authentication and permissions).
     auth: Auth = Auth()
     # Per-provider settings; only the deployment's provider's section is used.
     aws: AwsSettings = AwsSettings()
@@ -413,6 +445,11 @@ class MLflow(schema.Base):
     azure: AzureSettings = AzureSettings()
     # Helm values for the chart, deep-merged last (lists replace).
     overrides: dict[str, Any] = {}
+
+    @field_validator("allowed_hosts_extra")
+    @classmethod
+    def _pod_hosts(cls, value: list[str]) -> list[str]:
+        return [pod_hosts.check(entry) for entry in value]
 
     # Keys of the 2025.10.x plugin, named with what replaces them (legacy_config.py).
     @model_validator(mode="before")

@@ -20,8 +20,12 @@ WAITING_ADVICE = {
     "the database is unreachable or its schema could not be upgraded; for mlflow: "
     "database or artifact store permissions are the usual causes)",
     "CreateContainerConfigError": "a referenced Secret or key is missing: check "
-    "mlflow.database.external_secret / mlflow.artifacts.s3.credentials_secret",
+    "mlflow.database.external_secret / mlflow.artifacts.s3.credentials_secret; key "
+    "hub.services.mlflow.apiToken of Secret hub (the MLflow service's JupyterHub token) is "
+    "written by JupyterHub's stage: run `nebari deploy` again",
 }
+# Reasons whose own message (from the kubelet) names what is wrong, e.g. the Secret key.
+SHOW_MESSAGE = {"CreateContainerConfigError"}
 
 
 @dataclass
@@ -58,7 +62,14 @@ def _pod_problems(pod: dict[str, Any]) -> list[str]:
             advice = WAITING_ADVICE[reason].format(
                 namespace=namespace, pod=name, container=container.get("name")
             )
-            problems.append(f"pod {name} container {container.get('name')}: {reason}: {advice}")
+            said = (
+                f" ({waiting['message']})"
+                if reason in SHOW_MESSAGE and waiting.get("message")
+                else ""
+            )
+            problems.append(
+                f"pod {name} container {container.get('name')}: {reason}{said}: {advice}"
+            )
     return problems
 
 

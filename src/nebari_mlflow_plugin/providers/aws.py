@@ -7,6 +7,7 @@ from typing import Any
 
 from nebari_mlflow_plugin.config import cloud_names
 from nebari_mlflow_plugin.config.stage_outputs import OIDC_ISSUER
+from nebari_mlflow_plugin.providers import aws_preflight
 from nebari_mlflow_plugin.providers.cloud import CloudProvider, service_account_name
 
 S3_BUCKET = "aws_s3_bucket.artifacts[0]"
@@ -30,6 +31,17 @@ class AwsProvider(CloudProvider):
             "role_name": names.role,
             "kms_key_arn": config.mlflow.aws.kms_key_arn or "",
         }
+
+    def preflight_checks(self, config: Any) -> list[Any]:
+        names = self.names(config)
+        return aws_preflight.aws_checks(
+            region=config.amazon_web_services.region,
+            bucket=names.bucket,
+            role=names.role,
+            # Nebari's stage 02 names the EKS cluster `<escaped project>-<namespace>`.
+            cluster=f"{config.escaped_project_name}-{config.namespace}",
+            kms_key_arn=config.mlflow.aws.kms_key_arn,
+        )
 
     def retained_addresses(self) -> list[str]:
         return [

@@ -39,8 +39,8 @@ class AzureProvider(CloudProvider):
         super().check_config(config)
         preflight.require_azure_workload_identity(config)
 
-    def preflight(self, config: Any) -> None:
-        preflight.check_azure_permissions(bool(config.mlflow.force_destroy))
+    def preflight_checks(self, config: Any) -> list[preflight.CheckResult]:
+        return preflight.azure_checks(bool(config.mlflow.force_destroy))
 
     def terraform_vars(self, config: Any, stage_outputs: dict[str, Any]) -> dict[str, Any]:
         names = self.names(config)

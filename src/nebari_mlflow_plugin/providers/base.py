@@ -29,10 +29,20 @@ class Provider:
     def check_config(self, config: Any) -> None:
         """Raise ValueError for a config this provider cannot deploy (no network)."""
 
-    def preflight(self, config: Any) -> None:
+    def preflight_checks(self, config: Any) -> list[Any]:
         """Ask the cloud whether the deploying identity may create what the stage
-        creates; raise ValueError with what to change. Warn and return without
-        credentials; offline previews never call it."""
+        creates: one preflight.CheckResult per check, saying whether it ran. None for
+        providers that create no cloud resources."""
+        return []
+
+    def preflight(self, config: Any) -> None:
+        """The checks as config validation runs them: raise ValueError with what to
+        change, warn for a check that could not run; nothing when the skip variable
+        is set (offline previews set it)."""
+        from nebari_mlflow_plugin.providers import preflight
+
+        if not preflight.skipped_by_env():
+            preflight.enforce(self.preflight_checks(config))
 
     def retained_addresses(self) -> list[str]:
         """Terraform addresses holding data: forgotten, not destroyed, on

@@ -37,8 +37,8 @@ class GcpProvider(CloudProvider):
             "gcp_service_account_id": names.service_account_id,
         }
 
-    def preflight(self, config: Any) -> None:
-        preflight.check_gcp_permissions(config.google_cloud_platform.project)
+    def preflight_checks(self, config: Any) -> list[preflight.CheckResult]:
+        return preflight.gcp_checks(config.google_cloud_platform.project)
 
     def retained_addresses(self) -> list[str]:
         return [GCS_BUCKET]

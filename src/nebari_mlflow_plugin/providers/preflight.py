@@ -7,7 +7,11 @@ the cloud cannot be asked (no credentials, no network, an expired token, an erro
 answer) they warn and return: they run inside config validation, i.e. on every
 nebari command including `destroy`, and must never turn into a traceback. Only an
 answer that a permission is missing raises. The raw cloud calls are small module
-functions (`_gcp_test_permissions`, `_azure_permissions`) that tests replace.
+functions (`_gcp_test_permissions`, `_azure_permissions`, aws_preflight's `_aws_client`)
+that tests replace.
+
+Each check returns a `CheckResult` saying whether it ran: `nebari mlflow preflight`
+prints them all and says "passed" only when every check ran and passed.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ import contextlib
 import fnmatch
 import os
 import warnings
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 # Set to skip the cloud permission checks (e.g. for a principal that may not read
@@ -34,16 +40,45 @@ ARM = "https://management.azure.com"
 TIMEOUT_SECONDS = 20
 
 
+PASSED = "passed"
+FAILED = "failed"
+NOT_CHECKED = "not checked"
+NOT_NEEDED = "not needed"
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One pre-flight check: what it is about, whether it ran, and what it found."""
+
+    name: str
+    status: str  # PASSED, FAILED, NOT_CHECKED or NOT_NEEDED
+    detail: str
+
+
 class PreflightSkipped(Exception):
     """The cloud cannot be asked (no credentials); the reason is warned, not raised."""
 
 
-def _skip(what: str, reason: str) -> None:
-    warnings.warn(
-        f"nebari-mlflow-plugin: skipped the {what} pre-flight check ({reason}); "
-        "`nebari deploy` will fail later if the permission is missing",
-        stacklevel=3,
-    )
+def skipped(what: str, reason: str) -> CheckResult:
+    return CheckResult(what, NOT_CHECKED, reason)
+
+
+def enforce(results: Iterable[CheckResult]) -> None:
+    """What config validation does with the results: a failed check raises (all
+    failures in one message), a check that could not run warns."""
+    results = list(results)
+    failures = [r.detail for r in results if r.status == FAILED]
+    if failures:
+        raise ValueError("; ".join(failures))
+    not_run = [r for r in results if r.status == NOT_CHECKED]
+    if not_run:  # one warning: validation runs on every nebari command
+        names = ", ".join(r.name for r in not_run)
+        reasons = "; ".join(dict.fromkeys(r.detail for r in not_run))
+        warnings.warn(
+            f"nebari-mlflow-plugin: skipped the {names} pre-flight check ({reasons}); "
+            "`nebari deploy` will fail later if a permission is missing",
+            stacklevel=3,
+        )
 
 
 def unreachable_errors() -> tuple[type[BaseException], ...]:
@@ -114,22 +149,26 @@ def _gcp_test_permissions(project: str, permissions: list[str]) -> list[str]:
     return response.json().get("permissions", [])
 
 
-def check_gcp_permissions(project: str) -> None:
-    if skipped_by_env():
-        return
+def gcp_checks(project: str) -> list[CheckResult]:
+    what = "GCP permission"
     try:
         granted = set(_gcp_test_permissions(project, list(GCP_PERMISSIONS)))
     except unreachable_errors() as exc:
-        _skip("GCP permission", _reason(exc))
-        return
+        return [skipped(what, _reason(exc))]
     missing = [p for p in GCP_PERMISSIONS if p not in granted]
-    if missing:
-        raise ValueError(
+    if not missing:
+        held = ", ".join(GCP_PERMISSIONS)
+        return [CheckResult(what, PASSED, f"the caller holds {held} on project {project!r}")]
+    return [
+        CheckResult(
+            what,
+            FAILED,
             f"the identity deploying Nebari lacks {', '.join(missing)} on GCP project "
             f"{project!r}; nebari-mlflow-plugin creates a bucket and a service account "
             "bound to it. Grant roles/iam.serviceAccountAdmin and roles/storage.admin (or "
-            "roles/owner), or set 'mlflow: {enabled: false}'"
+            "roles/owner), or set 'mlflow: {enabled: false}'",
         )
+    ]
 
 
 # ---------------------------------------------------------------- Azure
@@ -174,25 +213,30 @@ def azure_allows(permissions: list[dict[str, list[str]]], action: str) -> bool:
     return False
 
 
-def check_azure_permissions(force_destroy: bool) -> None:
-    if skipped_by_env():
-        return
+def azure_checks(force_destroy: bool) -> list[CheckResult]:
+    what = "Azure permission"
     subscription_id = os.environ.get("ARM_SUBSCRIPTION_ID")
     if not subscription_id:
-        _skip("Azure permission", "ARM_SUBSCRIPTION_ID is not set")
-        return
+        return [skipped(what, "ARM_SUBSCRIPTION_ID is not set")]
     try:
         permissions = _azure_permissions(subscription_id)
     except unreachable_errors() as exc:
-        _skip("Azure permission", _reason(exc))
-        return
+        return [skipped(what, _reason(exc))]
     needed = [AZURE_ROLE_ASSIGNMENT_WRITE] + ([] if force_destroy else [AZURE_LOCK_WRITE])
     missing = [action for action in needed if not azure_allows(permissions, action)]
-    if missing:
-        raise ValueError(
+    if not missing:
+        held = ", ".join(needed)
+        return [
+            CheckResult(what, PASSED, f"the caller may {held} in subscription {subscription_id}")
+        ]
+    return [
+        CheckResult(
+            what,
+            FAILED,
             f"the principal deploying Nebari (ARM_CLIENT_ID) may not {', '.join(missing)} in "
             f"subscription {subscription_id}; nebari-mlflow-plugin grants its identity "
             "'Storage Blob Data Contributor' on the artifact account and locks the account's "
             "resource group against deletion. Give the principal 'Owner' or 'User Access "
-            "Administrator' (with 'Contributor'), or set 'mlflow: {enabled: false}'"
+            "Administrator' (with 'Contributor'), or set 'mlflow: {enabled: false}'",
         )
+    ]

@@ -10,7 +10,7 @@ from typing import Any
 
 from nebari_mlflow_plugin import versions
 from nebari_mlflow_plugin.assets import chart_digest
-from nebari_mlflow_plugin.config import naming
+from nebari_mlflow_plugin.config import naming, pod_hosts
 from nebari_mlflow_plugin.config.schema import ArtifactsType, DatabaseType, MLflow
 from nebari_mlflow_plugin.config.sizing import server_resources
 from nebari_mlflow_plugin.providers import Provider
@@ -95,6 +95,7 @@ def build_values(
             "workers": mlflow.workers,
             "exposePrometheus": mlflow.prometheus,
             "aiGateway": mlflow.ai_gateway,
+            "podNetworkHosts": pod_hosts.host_patterns(mlflow.allowed_hosts_extra),
             # Server-side jobs stay off: they run GenAI judges with stored keys on the
             # server, and MLflow 3.17's job runner cannot reach a server behind a prefix.
             "jobExecution": False,

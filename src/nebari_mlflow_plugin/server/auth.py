@@ -26,11 +26,12 @@ import threading
 from flask import Response, current_app, g, has_request_context, make_response, request
 from werkzeug.datastructures import Authorization
 
-from . import attribution, grants, lookups, upstream
+from . import attribution, grants, lookups, request_metrics, upstream
 from .identity import Identity, IdentityCache
 from .settings import Settings
 
 _logger = logging.getLogger(__name__)
+request_metrics.install()  # latency by kind of route, for the alerts (request_metrics.py)
 
 UNAUTHENTICATED = (
     "Not authenticated. MLflow on Nebari accepts: a JupyterHub token "
