@@ -203,9 +203,12 @@ http {{
             proxy_set_header Host {r.host};
             proxy_set_header X-Forwarded-Proto https;
             proxy_http_version 1.1;
-            # Traefik streams bodies both ways (no buffering middleware in Nebari's).
+            # Traefik streams bodies both ways (no buffering middleware in Nebari's),
+            # copying 32 KiB at a time (Go's reverse proxy), not nginx's default page.
             proxy_request_buffering off;
             proxy_buffering off;
+            client_body_buffer_size 32k;
+            proxy_buffer_size 32k;
             {gzip_config(r.compress)}
         }}
         location @login {{
