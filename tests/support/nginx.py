@@ -209,6 +209,8 @@ http {{
             proxy_buffering off;
             client_body_buffer_size 32k;
             proxy_buffer_size 32k;
+            proxy_buffers 8 32k;
+            proxy_busy_buffers_size 64k;
             {gzip_config(r.compress)}
         }}
         location @login {{
