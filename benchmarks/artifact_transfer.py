@@ -2,9 +2,9 @@
 
 In one run, against (a) the server as the chart renders it (auth on, `--static-prefix
 /mlflow`, artifacts on the local volume; tests/support/deployment.py), reached at its
-in-cluster URL with alice's JupyterHub token and through the route (nginx as Traefik,
-forward-auth) with her browser session, and (b) a default `mlflow server` (no prefix,
-no auth, local artifacts), each size is uploaded (PUT, streamed from a file) and
+in-cluster URL with alice's JupyterHub token and through the route (nginx as Traefik)
+with her browser session (signed in through JupyterHub), and (b) a default `mlflow
+server` (no prefix, no auth, local artifacts), each size is uploaded (PUT, streamed from a file) and
 downloaded (GET, streamed to nothing) `--repeat` times, targets taking turns so load
 from elsewhere on the machine weighs on all alike. Every download is checked (bytes
 and sha256). Prints MiB/s (median), the ratio to the default server, and how much one
@@ -37,6 +37,7 @@ from support import nebari as nb  # noqa: E402
 from support import transfer  # noqa: E402
 from support.deployment import MLFLOW_BIN, missing_tools, running_deployment  # noqa: E402
 from support.mlflow_server import MlflowServer  # noqa: E402
+from support.signin import session_header  # noqa: E402
 
 MiB = transfer.MiB
 
@@ -79,7 +80,7 @@ def targets(dep, default: MlflowServer) -> list[Target]:
     root = create_run(f"http://127.0.0.1:{dep.server_port}{prefix}", service_host, alice)
     artifacts = f"{prefix}/api/2.0/mlflow-artifacts/artifacts/{root}"
     route_host = dep.nginx.route.host
-    session = {"Cookie": f"_forward_auth={dep.forward_auth.cookie('alice', route_host)}"}
+    session = session_header(dep, "alice", route_host)
     default_host = f"127.0.0.1:{default.port}"
     default_root = create_run(default.url, default_host, {})
     return [

@@ -18,6 +18,7 @@ import pytest
 from support import nebari as nb
 from support import transfer
 from support.deployment import running_deployment
+from support.signin import session_header
 from support.transfer import MiB
 from test_auth import as_user, call, create_experiment
 
@@ -119,14 +120,14 @@ def test_under_no_permissions_others_neither_read_nor_write_artifacts(private):
 
 
 def test_through_the_route_a_browser_session_reads_and_writes_its_artifacts(deployment):
-    """At https://<domain>/mlflow (nginx as Traefik, forward-auth): alice's session
+    """At https://<domain>/mlflow (nginx as Traefik): alice's browser session
     uploads and downloads; bob's session reads (READ) but cannot write."""
     host = deployment.nginx.route.host
     run = new_run(deployment, "alice")
     url = artifact_url(deployment, run, "data/sample.bin", ajax=True)
 
     def session(user: str) -> dict[str, str]:
-        return {"Cookie": f"_forward_auth={deployment.forward_auth.cookie(user, host)}"}
+        return session_header(deployment, user, host)
 
     port, size = deployment.nginx.port, 8 * MiB
     status, body = transfer.put(port, url, session("alice"), host, size=size)

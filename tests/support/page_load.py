@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 from support.browser import NODE_MODULES, chromium_binary
-from support.forward_auth import SESSION_COOKIE
+from support.signin import session_cookies
 
 SCRIPT = Path(__file__).resolve().parents[1] / "e2e" / "browser" / "page_load.mjs"
 
@@ -19,7 +19,7 @@ def runs_page_loads(dep, origin: str, experiment_id: str, loads: int, user: str 
     plan = {
         "chromium": chromium_binary(), "nodeModules": str(NODE_MODULES), "origin": origin,
         "prefix": dep.config.mlflow.route_path, "experimentId": experiment_id,
-        "sessionCookie": SESSION_COOKIE, "session": dep.forward_auth.cookie(user, host),
+        "cookies": session_cookies(dep, user, host),
         "loads": loads,
     }  # fmt: skip
     result = subprocess.run(

@@ -1,8 +1,8 @@
 // Loads of the runs page in headless Chromium (playwright-core), each with an empty
-// cache (a new browser context), signed in with a session cookie.
+// cache (a new browser context), signed in with the session cookies given.
 //
 // Reads a plan (JSON) on stdin: {chromium, nodeModules, origin, prefix, experimentId,
-// sessionCookie, session, loads}. Prints one JSON object a load:
+// cookies: {name: value}, loads}. Prints one JSON object a load:
 //   {"event": "load", "fcpMs": N, "shownMs": N, "transferBytes": N, "bodyBytes": N,
 //    "scripts": [{"url", "encoding", "transferBytes", "bodyBytes"}]}
 // fcpMs: first contentful paint; shownMs: until the runs table shows the runs;
@@ -30,8 +30,8 @@ try {
     const context = await browser.newContext({
       ignoreHTTPSErrors: true, viewport: { width: 1400, height: 900 },
     });
-    await context.addCookies([{ name: plan.sessionCookie, value: plan.session, domain: host,
-                                path: "/", secure: true, httpOnly: true }]);
+    await context.addCookies(Object.entries(plan.cookies).map(([name, value]) => (
+      { name, value, domain: host, path: "/", secure: true, httpOnly: true })));
     const page = await context.newPage();
     const encodings = new Map();
     page.on("response", (response) => {
