@@ -64,7 +64,8 @@ def main() -> int:
                 for mode, mode_route in routes.items():
                     nginx_dir = workdir / f"nginx-{mode}-{round_}"
                     with Nginx(nginx_dir, mode_route, dep.server_port, dep.nginx.auth_port,
-                               tls=tls):  # fmt: skip
+                               tls=tls, hub_port=dep.hub.port if dep.hub else None,
+                               domain=dep.config.domain):  # fmt: skip
                         loads[mode] += runs_page_loads(
                             dep, f"https://{route.host}", experiment_id, args.loads
                         )

@@ -24,7 +24,9 @@ def tls_route(deployment, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("ui-load-nginx")
     route = deployment.nginx.route
     tls = self_signed(workdir / "tls", route.host)
-    with Nginx(workdir, route, deployment.server_port, deployment.nginx.auth_port, tls=tls):
+    hub_port = deployment.hub.port if deployment.hub else None
+    with Nginx(workdir, route, deployment.server_port, deployment.nginx.auth_port, tls=tls,
+               hub_port=hub_port, domain=deployment.config.domain):  # fmt: skip
         yield f"https://{route.host}"
 
 
