@@ -137,3 +137,22 @@ def test_through_the_route_a_browser_session_reads_and_writes_its_artifacts(depl
         assert status == 200 and received == size, user
         assert digest == sha256(transfer.PATTERN * 8, size), user
     assert transfer.put(port, url, session("bob"), host, size=10)[0] == 403
+
+
+def test_a_group_share_reaches_the_streamed_artifact_routes(private):
+    """alice shares her experiment with /developer (EDIT): bob, a member, reads and
+    writes its run's artifacts on the streamed routes as on every other route; dana,
+    not a member, does neither (default NO_PERMISSIONS)."""
+    run = new_run(private, "alice")
+    tag = {"experiment_id": run["info"]["experiment_id"], "key": "nebari.share.developer",
+           "value": "EDIT"}  # fmt: skip
+    status, body = call(private, "experiments/set-experiment-tag", tag, as_user(private, "alice"))
+    assert status == 200, body
+    url = artifact_url(private, run, "notes.txt")
+    assert in_cluster(private, "PUT", url, "alice", 1000)[0] == 200
+    for target in (url, artifact_url(private, run, "notes.txt", ajax=True)):
+        status, body, _ = in_cluster(private, "GET", target, "bob")
+        assert status == 200 and len(body) == 1000, (target, status, body[:200])
+        assert in_cluster(private, "GET", target, "dana")[0] == 403
+    assert in_cluster(private, "PUT", artifact_url(private, run, "bobs.txt"), "bob", 10)[0] == 200
+    assert in_cluster(private, "PUT", artifact_url(private, run, "danas.txt"), "dana", 10)[0] == 403
