@@ -82,9 +82,12 @@ def shared_release(tmp_path_factory):
         yield dep
 
 
-def load_script(name: str):
+def load_script(name: str, monkeypatch):
+    """The script as a module (registered while the test runs: its dataclasses look
+    their module up)."""
     spec = importlib.util.spec_from_file_location(f"benchmark_{Path(name).stem}", BENCHMARKS / name)
     module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, module)
     spec.loader.exec_module(module)
     return module
 
@@ -97,7 +100,7 @@ def test_benchmark_runs(script, shared_release, tmp_path, monkeypatch, capsys):
         if reason:
             pytest.skip(reason)
     args, expected = IN_PROCESS[script]
-    module = load_script(script)
+    module = load_script(script, monkeypatch)
     own_release = module.running_deployment
     started: list[str] = []
 
