@@ -43,7 +43,7 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from support import nebari as nb  # noqa: E402
 from support.deployment import MLFLOW_BIN, missing_tools, running_deployment  # noqa: E402
-from support.load import client_env, collect, start_clients  # noqa: E402
+from support.load import collect, pod_env, start_clients  # noqa: E402
 
 MIB = 1024 * 1024
 SAMPLE_SECONDS = 0.5
@@ -197,7 +197,8 @@ def run_one(workers: int, args, workdir: Path) -> dict:
         roots = {"server": deployment.process.pid, "postgres": postmaster_pid(deployment)}
         idle_server, settle_seconds = settled(roots["server"])
         idle = {"server": idle_server, "postgres": measure(roots["postgres"])}
-        env = client_env(deployment.client_env())
+        # Clients as in alice's pod (her token, sent by the delivered package), synchronous.
+        env = pod_env(deployment, workdir / f"workers-{workers}", async_logging=False)
         sampler = PeakSampler(roots)
         sampler.start()
         procs, outputs, _ = start_clients(

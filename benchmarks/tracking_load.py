@@ -12,7 +12,8 @@ default `mlflow server` (SQLite, default workers):
     .venv/bin/python benchmarks/tracking_load.py [--clients 16] [--seconds 60]
         [--batch 100] [--runs 10000] [--json out.json]
 
-Clients run in the MLflow virtualenv (.venv-mlflow) as separate processes.
+Clients run in the MLflow virtualenv (.venv-mlflow) as separate processes; against
+the chart's server (auth on) as processes in alice's pod (support/load.py `pod_env`).
 Everything listens on 127.0.0.1 and stops by itself.
 """
 
@@ -34,7 +35,7 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from support import nebari as nb  # noqa: E402
 from support.deployment import MLFLOW_BIN, missing_tools, running_deployment  # noqa: E402
-from support.load import client_env, collect, percentile, start_clients  # noqa: E402
+from support.load import client_env, collect, percentile, pod_env, start_clients  # noqa: E402
 from support.mlflow_server import MlflowServer  # noqa: E402
 
 SEARCH = textwrap.dedent(
@@ -119,7 +120,9 @@ def main() -> int:
         workdir = Path(tmp)
         config = nb.validate(nb.config_dict("local", {}))
         with running_deployment(workdir / "chart", config) as deployment:
-            env = client_env(deployment.client_env())
+            # Clients as in alice's pod (her JupyterHub token, sent by the delivered
+            # package), each log_batch acknowledged by the server (synchronous).
+            env = pod_env(deployment, workdir, async_logging=False)
             result = load(deployment.service_url, env, args, workdir)
             result["stored_points"] = stored_points_postgres(deployment, result.pop("run_ids"))
             result.update(search(deployment.service_url, env, args.runs, workdir))

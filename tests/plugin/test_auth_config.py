@@ -35,7 +35,8 @@ def test_auth_is_on_by_default_with_read(tmp_path):
     deployment = server_deployment(release.manifests)
     server = server_container(deployment)
     args = server["args"]
-    assert args[args.index("--app-name") + 1] == "basic-auth"
+    # MLflow's basic-auth app, artifacts streamed under the prefix (server/asgi.py).
+    assert args[args.index("--app-name") + 1] == "nebari-auth"
     init, _ = containers_of(deployment)
     names = [c["name"] for c in init]
     # After the schema migration (the database is up), right before the server.
@@ -59,9 +60,11 @@ def test_auth_is_on_by_default_with_read(tmp_path):
     labels = deployment["spec"]["template"]["metadata"]["labels"]
     assert labels["hub.jupyter.org/network-access-hub"] == "true"
     # The authorization function's package is delivered whole, as the files of server/,
-    # and the server imports it from there.
+    # with the dist-info that names its app (mounted beside the package), and the server
+    # imports it from there.
     (package,) = find(release.manifests, "ConfigMap", "mlflow-server-package")
-    assert set(package["data"]) == {p.name for p in SERVER_PACKAGE.glob("*.py")}
+    assert set(package["data"]) == {p.name for p in SERVER_PACKAGE.glob("*.py")} | {
+        "METADATA", "entry_points.txt", "top_level.txt"}  # fmt: skip
     mounts = {m["mountPath"]: m for m in server["volumeMounts"]}
     assert mounts[env["PYTHONPATH"]["value"]]["readOnly"] is True
     # The server's NetworkPolicy restricts ingress only: it reaches the hub.

@@ -116,7 +116,23 @@ def test_injection_into_absent_overrides():
         "NEBARI_MLFLOW_HUB_SERVICE": "MLflow",
         "NEBARI_MLFLOW_WORKFLOW_TOKEN_SECONDS": "129600",
         "PYTHONPATH": "/opt/nebari-mlflow/python",
+        # async logging on (the default), batched
+        "MLFLOW_ENABLE_ASYNC_LOGGING": "true",
+        "MLFLOW_ASYNC_LOGGING_BUFFERING_SECONDS": "1",
     }
+
+
+def test_async_logging_is_on_by_default_and_can_be_turned_off():
+    default = user_env(nb.validate(nb.config_dict()))
+    assert default["MLFLOW_ENABLE_ASYNC_LOGGING"] == "true"
+    assert int(default["MLFLOW_ASYNC_LOGGING_BUFFERING_SECONDS"]) >= 1
+    off = user_env(nb.validate(nb.config_dict(mlflow={"notebook": {"async_logging": False}})))
+    assert not {"MLFLOW_ENABLE_ASYNC_LOGGING", "MLFLOW_ASYNC_LOGGING_BUFFERING_SECONDS"} & set(off)
+    # An admin's own choice in the pods stays theirs.
+    kept = user_env(nb.validate(with_extra_env({"MLFLOW_ENABLE_ASYNC_LOGGING": "false"})))
+    assert kept["MLFLOW_ENABLE_ASYNC_LOGGING"] == "false"
+    with pytest.raises(pydantic.ValidationError, match="async_logging"):
+        nb.validate(nb.config_dict(mlflow={"notebook": {"async_logging": "sometimes"}}))
 
 
 def test_injection_keeps_other_overrides():
@@ -154,6 +170,9 @@ def test_injection_adds_to_dict_form():
         "NEBARI_MLFLOW_HUB_SERVICE": "MLflow",
         "NEBARI_MLFLOW_WORKFLOW_TOKEN_SECONDS": "129600",
         "PYTHONPATH": "/opt/nebari-mlflow/python",
+        # async logging on (the default), batched
+        "MLFLOW_ENABLE_ASYNC_LOGGING": "true",
+        "MLFLOW_ASYNC_LOGGING_BUFFERING_SECONDS": "1",
     }
 
 
@@ -192,7 +211,7 @@ def test_injection_is_idempotent_and_configs_do_not_share_state():
     first.namespace = "dev"
     second = nb.validate(nb.config_dict(mlflow={"enabled": False}))
     assert user_env(first)["MLFLOW_TRACKING_URI"] == "http://mlflow.dev.svc:5000/mlflow"
-    assert len(first.jupyterhub.overrides["singleuser"]["extraEnv"]) == 9
+    assert len(first.jupyterhub.overrides["singleuser"]["extraEnv"]) == 11
     assert len(first.jupyterhub.overrides["custom"]["extra-mounts"]) == 2
     assert second.jupyterhub.overrides == {}
 

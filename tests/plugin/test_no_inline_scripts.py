@@ -123,11 +123,15 @@ def test_release_containers_carry_no_inline_program(provider, auth, tmp_path, mo
 
 
 def test_the_server_package_config_map_is_the_whole_package(render_chart):
-    """Whatever auth is, the pods running jobs get every module of `server/`."""
+    """Whatever auth is, the pods running jobs get every module of `server/` (and the
+    dist-info naming its app, mounted beside it)."""
     for auth in (True, False):
         values = {**test_chart.DEFAULT, "auth": {"enabled": auth, "secret": {"name": "a"}}}
         (package,) = find(render_chart(values, NAMESPACE), "ConfigMap", "mlflow-server-package")
-        assert package["data"] == server_delivery.package_files()
+        assert package["data"] == {
+            **server_delivery.package_files(),
+            **server_delivery.metadata_files(),
+        }
 
 
 def test_an_inline_program_is_caught(render_chart):

@@ -14,7 +14,7 @@ import subprocess
 import textwrap
 from pathlib import Path
 
-from support.deployment import MLFLOW_BIN
+from support.deployment import MLFLOW_BIN, delivered_pythonpath
 
 CLIENT = textwrap.dedent(
     """
@@ -56,6 +56,23 @@ def client_env(extra: dict[str, str], **retry: str) -> dict[str, str]:
     # MLflow's own retry settings, as a client in a user pod would have them.
     settings = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3", "MLFLOW_HTTP_REQUEST_TIMEOUT": "60"}
     env.update(settings, **retry, **extra)
+    return env
+
+
+def pod_env(dep, workdir: Path, *, async_logging: bool | None = None) -> dict[str, str]:
+    """A process in alice's pod: the env the plugin injects (tracking URI, the delivered
+    package's JupyterHub-token auth, async logging as configured), the delivered
+    notebook package, her token; the Service's name leads to the local server.
+    `async_logging` False/True overrides the injected setting."""
+    from nebari_mlflow_plugin.render.injection import user_env
+
+    injected = {k: v for k, v in user_env(dep.config).items() if "{" not in v}
+    injected.pop("PYTHONPATH", None)  # the pod's mount: here the delivered copy below
+    env = client_env({**dep.client_env(), **injected})
+    env["PYTHONPATH"] = f"{delivered_pythonpath(workdir / 'pod-python')}:{env['PYTHONPATH']}"
+    if async_logging is False:
+        env.pop("MLFLOW_ASYNC_LOGGING_BUFFERING_SECONDS", None)
+        env["MLFLOW_ENABLE_ASYNC_LOGGING"] = "false"
     return env
 
 

@@ -2,10 +2,11 @@
 
 Translates what Traefik would do with the IngressRoute and its Middlewares:
 Host + PathPrefix routing, the forward-auth check (auth_request to a stand-in),
-the redirectRegex middleware (the bare prefix gets a trailing slash), and the
+the redirectRegex middleware (the bare prefix gets a trailing slash), the
 API route (a request whose `Authorization` matches its HeadersRegexp skips the
-forward-auth middleware). With `hub_port`, Nebari's JupyterHub route (/hub/) on
-the Nebari domain too, which may be another host than MLflow's (`mlflow.host`).
+forward-auth middleware) and the compress middleware (gzip, see `gzip_config`).
+With `hub_port`, Nebari's JupyterHub route (/hub/) on the Nebari domain too, which
+may be another host than MLflow's (`mlflow.host`).
 Optionally also listens with TLS on 127.0.0.1:443, so a browser's origin is
 exactly `https://<host>`, as on a real Nebari (MLflow checks it on POSTs).
 """
@@ -59,6 +60,8 @@ class Route:
     strip_prefix: str | None = None
     # The Service the route sends to (the test maps it to a local port).
     service: str = ""
+    # The compress Middleware's spec ({excludedContentTypes, minResponseBodyBytes}), or None.
+    compress: dict | None = None
 
 
 def route_from_manifests(manifests: list[dict], forward_auth_name: str) -> Route:
@@ -81,6 +84,9 @@ def route_from_manifests(manifests: list[dict], forward_auth_name: str) -> Route
               if "stripPrefix" in middlewares.get(n, {})]  # fmt: skip
     if strips and (len(strips) > 1 or strips[0] != [prefix]):
         raise NotImplementedError(f"stripPrefix {strips} on route prefix {prefix}")
+    compress = next(
+        (middlewares[n]["compress"] for n in names if "compress" in middlewares.get(n, {})), None
+    )
     return Route(
         host=host,
         path_prefix=prefix,
@@ -90,6 +96,33 @@ def route_from_manifests(manifests: list[dict], forward_auth_name: str) -> Route
         api_header_regex=api[0].group(1) if api and api[0] else None,
         strip_prefix=strips[0][0] if strips else None,
         service=rule["services"][0]["name"],
+        compress=compress,
+    )
+
+
+# What MLflow serves that gzip shrinks: its UI (HTML, scripts, styles, fonts, SVG) and
+# API (JSON, text). nginx lists the types to compress where Traefik lists the ones not
+# to: these, less the Middleware's excludedContentTypes.
+COMPRESSIBLE = (
+    "text/html", "text/css", "text/plain", "text/javascript", "application/javascript",
+    "application/json", "application/xml", "text/xml", "image/svg+xml", "text/markdown",
+    "application/x-yaml", "text/yaml", "font/ttf", "application/octet-stream",
+    "application/vnd.ms-fontobject", "image/x-icon",
+)  # fmt: skip
+
+
+def gzip_config(compress: dict | None) -> str:
+    """nginx's gzip as Traefik 2.9's compress Middleware does it: gzip at Go's default
+    level, when the client accepts it, for responses of at least minResponseBodyBytes
+    whose type is not excluded."""
+    if compress is None:
+        return ""
+    excluded = set(compress.get("excludedContentTypes") or [])
+    types = " ".join(t for t in COMPRESSIBLE if t not in excluded and t != "text/html")
+    return (
+        "gzip on;\n            gzip_comp_level 6;\n            gzip_proxied any;\n"
+        f"            gzip_min_length {compress.get('minResponseBodyBytes', 1024)};\n"
+        f"            gzip_types {types};"  # text/html is always on in nginx
     )
 
 
@@ -213,6 +246,15 @@ http {{
             proxy_set_header Host {r.host};
             proxy_set_header X-Forwarded-Proto https;
             proxy_http_version 1.1;
+            # Traefik streams bodies both ways (no buffering middleware in Nebari's),
+            # copying 32 KiB at a time (Go's reverse proxy), not nginx's default page.
+            proxy_request_buffering off;
+            proxy_buffering off;
+            client_body_buffer_size 32k;
+            proxy_buffer_size 32k;
+            proxy_buffers 8 32k;
+            proxy_busy_buffers_size 64k;
+            {gzip_config(r.compress)}
         }}
         location @login {{
             return 302 /_oauth/login?rd=$request_uri;

@@ -22,7 +22,10 @@ from nebari_mlflow_plugin.stages.mlflow_stage import MlflowStage
 def server_package() -> dict[str, Any]:
     """What the plugin always gives the chart besides the values a test writes: the
     server package its pods run (chart tests render bare values with it)."""
-    return {"serverPackage": server_delivery.package_files()}
+    return {
+        "serverPackage": server_delivery.package_files(),
+        "serverPackageMetadata": server_delivery.metadata_files(),
+    }
 
 
 def values_documents(

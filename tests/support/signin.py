@@ -115,3 +115,18 @@ def signed_in(dep, user: str = "alice", host: str | None = None) -> Browser:
     page = browser.get(f"https://{route_host}{dep.config.mlflow.route_path}/")
     assert page.status == 200, [(h.status, h.url, h.body[:200]) for h in browser.hops]
     return browser
+
+
+def session_cookies(dep, user: str = "alice", host: str | None = None) -> dict[str, str]:
+    """The cookies `user`'s signed-in browser sends to MLflow's route (name -> value):
+    Nebari's forward-auth session, which Traefik's login asks for, and MLflow's own
+    session, set after the hub's OAuth (the one the server accepts)."""
+    route_host = host or dep.nginx.route.host
+    jar = signed_in(dep, user, route_host).cookies[route_host]
+    return {name: cookie.value for name, cookie in jar.items()}
+
+
+def session_header(dep, user: str = "alice", host: str | None = None) -> dict[str, str]:
+    """A `Cookie` header with `session_cookies`."""
+    cookies = session_cookies(dep, user, host)
+    return {"Cookie": "; ".join(f"{name}={value}" for name, value in cookies.items())}

@@ -4,8 +4,11 @@ authorization function, a module of the server package (_jobs.tpl). */}}
 
 {{- define "mlflow.authArgs" -}}
 {{- if .Values.auth.enabled }}
+{{- /* MLflow's basic-auth app with artifact transfers streamed under the static prefix
+(nebari_mlflow_server.asgi:create_app, the mlflow.app entry point of the package's
+dist-info, values `serverPackageMetadata`; the chart used as is, without it, runs MLflow's own basic-auth app). */}}
 - --app-name
-- basic-auth
+- {{ ternary "nebari-auth" "basic-auth" (hasKey (.Values.serverPackageMetadata | default dict) "entry_points.txt") }}
 {{- end }}
 {{- end }}
 

@@ -2,7 +2,8 @@
 - Python (MLflow image): modules of the plugin's server package (values
   `serverPackage`, the ConfigMap <fullname>-server-package), mounted read-only as
   the top-level package `nebari_mlflow_server` and run as
-  `python3 -m nebari_mlflow_server.<job> ARG...`;
+  `python3 -m nebari_mlflow_server.<job> ARG...`; beside it its dist-info (values
+  `serverPackageMetadata`, same ConfigMap) declares the mlflow.app `nebari-auth`;
 - shell (postgres image: pg_dump, pg_restore, psql): the chart's files/*.sh, the
   ConfigMap <fullname>-scripts, run as `bash <dir>/<script> ARG...`. */}}
 
@@ -49,6 +50,10 @@
       - key: {{ $file }}
         path: nebari_mlflow_server/{{ $file }}
       {{- end }}
+      {{- range $file, $_ := .Values.serverPackageMetadata }}
+      - key: {{ $file }}
+        path: nebari_mlflow_server.dist-info/{{ $file }}
+      {{- end }}
 {{- end }}
 
 {{- define "mlflow.scriptsMount" -}}
@@ -65,6 +70,6 @@
 
 {{/* Pod annotations: a changed program restarts the pods that run it. */}}
 {{- define "mlflow.programChecksums" -}}
-checksum/server-package: {{ .Values.serverPackage | toJson | sha256sum }}
+checksum/server-package: {{ list .Values.serverPackage .Values.serverPackageMetadata | toJson | sha256sum }}
 checksum/scripts: {{ (.Files.Glob "files/*.sh").AsConfig | sha256sum }}
 {{- end }}

@@ -58,6 +58,7 @@ PROTECTED: dict[tuple[str, ...], str] = {
     ("auth", "cacheSeconds"): "use mlflow.auth.cache_seconds",
     ("auth", "secret"): "the plugin generates the auth Secret",
     ("serverPackage",): "it is the plugin's authorization function and the chart's jobs",
+    ("serverPackageMetadata",): "it declares the plugin's server app (nebari-auth)",
 }
 
 

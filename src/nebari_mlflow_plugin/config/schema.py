@@ -279,6 +279,11 @@ class Notebook(schema.Base):
     # Regular expressions (Python syntax) masked in recorded code and outputs, besides
     # the built-in ones (tokens, keys, passwords); a group named `secret` masks only it.
     capture_redact: list[Annotated[str, StringConstraints(min_length=1)]] = []
+    # MLflow's asynchronous logging in user pods (MLFLOW_ENABLE_ASYNC_LOGGING, points
+    # batched for up to 1 s): `mlflow.log_metric` & co. return at once instead of
+    # waiting for the server (~8 ms each); MLflow sends what is queued at `end_run`
+    # and when the kernel exits. On by default: training loops are what users log from.
+    async_logging: bool = True
 
     @field_validator("capture_experiment")
     @classmethod

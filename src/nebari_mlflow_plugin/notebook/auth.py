@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 from urllib.parse import urlsplit
 
+from . import flush
 from .tokens import saved_token
 
 PROVIDER_NAME = "nebari-jupyterhub"
@@ -55,4 +56,7 @@ class NebariHubAuthProvider:
         return PROVIDER_NAME
 
     def get_auth(self) -> HubTokenAuth:
+        # A process talking to this server (MlflowClient too, without start_run): what
+        # it logs asynchronously is sent when it exits (flush.py).
+        flush.install()
         return HubTokenAuth()

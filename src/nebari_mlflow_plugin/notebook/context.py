@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from mlflow.tracking.context.abstract_context import RunContextProvider
 
+from . import flush
 from .tags import in_nebari, nebari_tags
 
 
@@ -28,6 +29,7 @@ class NebariRunContextProvider(RunContextProvider):
         try:
             if not in_nebari():
                 return {}
+            flush.install()  # a run starts: what it logs asynchronously is sent at exit
             return nebari_tags()
         except Exception:
             # A context tag is never worth a failed start_run.

@@ -8,6 +8,12 @@ backups, restores, takeover copy, gc) travel as files: the chart renders
 (PYTHONPATH); the auth ini names `nebari_mlflow_server.auth:authenticate` and the
 containers run `python3 -m nebari_mlflow_server.<job>`. A distinct top-level name,
 so an installed nebari-mlflow-plugin in the same environment never shadows it.
+
+Beside it, a minimal `nebari_mlflow_server.dist-info` (`serverPackageMetadata`, in
+the same ConfigMap) declares the package's `mlflow.app` entry point, so
+`mlflow server --app-name nebari-auth` runs `nebari_mlflow_server.asgi:create_app`
+(MLflow's basic-auth app with artifacts streamed under the static prefix: see
+server/asgi.py).
 """
 
 from __future__ import annotations
@@ -15,14 +21,34 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from nebari_mlflow_plugin.__about__ import __version__
 from nebari_mlflow_plugin.config.hub_access import HUB_SERVICE_NAME
 
 _SERVER_DIR = Path(__file__).resolve().parents[1] / "server"
+PACKAGE = "nebari_mlflow_server"
+# `mlflow server --app-name <APP_NAME>` runs the app of server/asgi.py.
+APP_NAME = "nebari-auth"
+APP_ENTRY_POINT = f"{PACKAGE}.asgi:create_app"
 
 
 def package_files() -> dict[str, str]:
     """The chart's `serverPackage`: every module of `server/`, by file name."""
     return {path.name: path.read_text() for path in sorted(_SERVER_DIR.glob("*.py"))}
+
+
+def metadata_files() -> dict[str, str]:
+    """The chart's `serverPackageMetadata`, a minimal dist-info: what importlib.metadata
+    (MLflow's `--app-name` choices) needs to find the app."""
+    return {
+        "METADATA": (
+            "Metadata-Version: 2.1\n"
+            f"Name: {PACKAGE}\n"
+            f"Version: {__version__}\n"
+            "Summary: nebari-mlflow-plugin's server package, mounted into the MLflow server\n"
+        ),
+        "entry_points.txt": f"[mlflow.app]\n{APP_NAME} = {APP_ENTRY_POINT}\n",
+        "top_level.txt": f"{PACKAGE}\n",
+    }
 
 
 def auth_values(mlflow: Any) -> dict[str, Any]:

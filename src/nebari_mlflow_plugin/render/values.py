@@ -110,6 +110,7 @@ def build_values(
         "monitoring": monitoring_values(mlflow, nebari_monitoring),
         "auth": server_delivery.auth_values(mlflow),
         "serverPackage": server_delivery.package_files(),
+        "serverPackageMetadata": server_delivery.metadata_files(),
         "gc": {
             "enabled": mlflow.gc.enabled,
             "schedule": mlflow.gc.schedule,

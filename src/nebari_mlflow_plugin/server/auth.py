@@ -236,6 +236,7 @@ def identify() -> Identity | Response:
             if store:
                 store.remember(shared_key, identity)
     g.nebari_identity = identity
+    sharing.remember_caller(identity)  # MLflow's native artifact routes check outside Flask
     return identity
 
 

@@ -22,6 +22,7 @@ otherwise an EDIT share would be a MANAGE share one tag write later.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 from collections.abc import Callable, Collection
 from typing import Any, NamedTuple
@@ -37,6 +38,11 @@ REGISTERED_MODEL = "registered_model"
 PROMPT = "prompt"
 
 _logger = logging.getLogger(__name__)
+
+# The verified caller, for lookups made outside Flask's request context: MLflow checks
+# its native artifact routes (asgi.py) after its bridge to the authorization function
+# has closed the Flask context it made, in a thread that copies this context.
+_caller: contextvars.ContextVar[Any] = contextvars.ContextVar("nebari_caller", default=None)
 
 
 class Share(NamedTuple):
@@ -104,12 +110,15 @@ def rows_for(
     return rows
 
 
+def remember_caller(identity: Any) -> None:
+    """The request's verified caller, for its lookups outside Flask (see `_caller`)."""
+    _caller.set(identity)
+
+
 def _caller_groups(store: Any, user_id: int) -> tuple[str, ...] | None:
     """The groups of the request's verified caller when `user_id` is theirs, else None
     (a lookup about another user, e.g. an admin's permission query, gets no shares)."""
-    if not has_request_context():
-        return None
-    identity = g.get("nebari_identity")
+    identity = g.get("nebari_identity") if has_request_context() else _caller.get()
     if identity is None or not identity.groups:
         return None
     try:

@@ -1,0 +1,61 @@
+"""A training loop in a user pod's kernel does not wait for the server, and loses
+nothing when the kernel shuts down with points still queued.
+
+The pod as rendered (support/userpod.py: injected env, delivered package, alice's
+token) runs a kernel as Jupyter starts it; `mlflow.notebook.async_logging` is on by
+default. The per-step cost is measured in benchmarks/async_logging.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+import pytest
+import test_user_pod
+from support.deployment import MLFLOW_BIN
+from support.userpod import process_env
+from test_user_pod import NOTEBOOK_DRIVER, POD_PYTHON
+
+# The user pod of test_user_pod.py (its fixtures, used here by name).
+pod_release = test_user_pod.pod_release
+user_pod = test_user_pod.user_pod
+
+pytestmark = pytest.mark.slow
+
+STEPS = 2000
+
+CELLS = [
+    "import mlflow\nrun = mlflow.start_run()\nprint(run.info.run_id)",
+    # Asynchronous: each call hands back the operation to wait on, not None.
+    f"ops = [mlflow.log_metric('loss', 1 / (s + 1), step=s) for s in range({STEPS})]\n"
+    "print(type(ops[-1]).__name__)",
+    # No end_run: the user closes the notebook (the kernel is shut down).
+]
+
+
+def test_points_queued_when_the_kernel_shuts_down_all_arrive(deployment, user_pod, tmp_path):
+    kernels = tmp_path / "jupyter" / "kernels" / "pod"
+    kernels.mkdir(parents=True)
+    spec = {"argv": user_pod.kernel_argv(POD_PYTHON), "display_name": "pod", "language": "python"}
+    (kernels / "kernel.json").write_text(json.dumps(spec))
+    result = subprocess.run(
+        [str(MLFLOW_BIN / "python"), "-c", NOTEBOOK_DRIVER, json.dumps(CELLS)],
+        env=process_env(
+            user_pod, deployment.client_env(),
+            {"HOME": str(tmp_path), "JUPYTER_PATH": str(tmp_path / "jupyter")},
+            base=os.environ,
+        ),
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    outputs = json.loads(result.stdout.strip().splitlines()[-1])
+    assert all(out["output_type"] == "stream" for cell in outputs for out in cell), outputs
+    run_id = outputs[0][0]["text"].strip()
+    assert outputs[1][0]["text"].strip() == "RunOperations"  # logged asynchronously
+    # The driver returned after the kernel shut down: what it queued is on the server.
+    history = deployment.api(
+        f"metrics/get-history?run_id={run_id}&metric_key=loss&max_results={STEPS * 2}"
+    )
+    assert sorted(m["step"] for m in history["metrics"]) == list(range(STEPS))
