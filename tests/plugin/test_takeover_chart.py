@@ -133,7 +133,9 @@ def test_the_old_server_keeps_the_route_until_finish(render_chart):
     rule = _route(manifests)
     assert rule["services"] == [{"kind": "Service", "name": "demo-mlflow-tracking", "port": 5000}]
     names = [m["name"] for m in rule["middlewares"]]
-    assert names == ["traefik-forward-auth", "mlflow-trailing-slash", "mlflow-takeover-strip"]
+    # (compressed like the chart's own route: the old UI is as heavy)
+    assert names == ["traefik-forward-auth", "mlflow-trailing-slash", "mlflow-takeover-strip",
+                     "mlflow-compress"]  # fmt: skip
     (strip,) = [m for m in manifests if m["metadata"]["name"] == "mlflow-takeover-strip"]
     assert strip["spec"] == {"stripPrefix": {"prefixes": ["/mlflow/"], "forceSlash": False}}
     after = render_chart({**DEFAULT, **forward_auth}, NAMESPACE)
@@ -193,7 +195,8 @@ def test_the_old_server_is_not_reachable_without_the_login(render_chart):
     during = render_chart({**auth, "takeover": old({**MINIO, **shared}).chart_values()}, NAMESPACE)
     (route,) = [m for m in during if m["kind"] == "IngressRoute"]
     assert [[m["name"] for m in r["middlewares"]] for r in route["spec"]["routes"]] == [
-        ["traefik-forward-auth", "mlflow-trailing-slash", "mlflow-takeover-strip"]]  # fmt: skip
+        ["traefik-forward-auth", "mlflow-trailing-slash", "mlflow-takeover-strip",
+         "mlflow-compress"]]  # fmt: skip
     (after,) = [m for m in render_chart(auth, NAMESPACE) if m["kind"] == "IngressRoute"]
     _, api = after["spec"]["routes"]
     assert "Authorization" in api["match"] and api["services"][0]["name"] == "mlflow"
