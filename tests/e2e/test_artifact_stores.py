@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from support import emulators
 from support import nebari as nb
+from support.emulators import BUCKET, STANDINS
 from support.mlflow_server import MlflowServer
 from support.podrun import local_container
 from support.release import find, render_release
@@ -26,25 +27,6 @@ from support.release import find, render_release
 from nebari_mlflow_plugin.stages.mlflow_stage import MlflowStage
 
 pytestmark = pytest.mark.slow
-
-BUCKET = "demo-dev-mlflow-0123abcd"
-STANDINS = {
-    "aws": {
-        "aws_s3_bucket.artifacts": {"bucket": BUCKET},
-        "aws_iam_role.mlflow": [{"arn": "arn:aws:iam::123456789012:role/demo-dev-mlflow"}],
-    },
-    "gcp": {
-        "google_storage_bucket.artifacts": {"name": BUCKET},
-        "google_service_account.mlflow": [{"email": "m@my-gcp-project.iam.gserviceaccount.com"}],
-    },
-    "azure": {
-        "azurerm_storage_container.artifacts": {"name": "mlflow"},
-        "azurerm_storage_account.artifacts": {"name": "demodevmlflow0123abcd"},
-        "azurerm_user_assigned_identity.mlflow": {
-            "client_id": "00000000-0000-0000-0000-0000000000a1"
-        },
-    },
-}
 
 # Runs in the MLflow virtualenv: create the store's bucket/container (Terraform's job),
 # log + download through the server, then read the object from the store directly.

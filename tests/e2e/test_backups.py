@@ -33,10 +33,10 @@ from support.backup_journey import (
     succeeded,
 )
 from support.deployment import MLFLOW_BIN, render, running_deployment, server_volume
+from support.emulators import BUCKET, STANDINS
 from support.pods import last_json_line, pod_spec
 from support.postgres import Postgres
 from support.release import find, render_release
-from test_artifact_stores import BUCKET, STANDINS
 
 from nebari_mlflow_plugin.stages.mlflow_stage import MlflowStage
 

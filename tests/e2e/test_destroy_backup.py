@@ -29,13 +29,13 @@ from support.backup_journey import (
     succeeded,
 )
 from support.deployment import server_deployment
+from support.emulators import BUCKET, STANDINS
 from support.k8s_api import write_kubeconfig
 from support.k8s_cluster import FakeCluster, serving
 from support.pods import LocalPod, database_addresses, database_secrets, pod_spec
 from support.postgres import Postgres
 from support.release import find, render_release
 from support.tofu import FakeTofu
-from test_artifact_stores import BUCKET, STANDINS
 
 from nebari_mlflow_plugin.providers import provider_for
 from nebari_mlflow_plugin.stages.mlflow_stage import MlflowStage

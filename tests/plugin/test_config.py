@@ -119,6 +119,9 @@ def test_injection_into_absent_overrides():
         # async logging on (the default), batched
         "MLFLOW_ENABLE_ASYNC_LOGGING": "true",
         "MLFLOW_ASYNC_LOGGING_BUFFERING_SECONDS": "1",
+        # artifacts on a volume: every byte through the server, said explicitly
+        "MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD": "false",
+        "MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD": "false",
     }
 
 
@@ -173,6 +176,8 @@ def test_injection_adds_to_dict_form():
         # async logging on (the default), batched
         "MLFLOW_ENABLE_ASYNC_LOGGING": "true",
         "MLFLOW_ASYNC_LOGGING_BUFFERING_SECONDS": "1",
+        "MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD": "false",
+        "MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD": "false",
     }
 
 
@@ -207,11 +212,12 @@ def test_injection_follows_namespace_and_route():
 
 def test_injection_is_idempotent_and_configs_do_not_share_state():
     first = nb.validate(nb.config_dict())
+    once = copy.deepcopy(first.jupyterhub.overrides["singleuser"]["extraEnv"])
     # Revalidating (nebari re-validates on assignment) must not add a second entry.
     first.namespace = "dev"
     second = nb.validate(nb.config_dict(mlflow={"enabled": False}))
     assert user_env(first)["MLFLOW_TRACKING_URI"] == "http://mlflow.dev.svc:5000/mlflow"
-    assert len(first.jupyterhub.overrides["singleuser"]["extraEnv"]) == 11
+    assert first.jupyterhub.overrides["singleuser"]["extraEnv"] == once
     assert len(first.jupyterhub.overrides["custom"]["extra-mounts"]) == 2
     assert second.jupyterhub.overrides == {}
 

@@ -388,13 +388,15 @@ def server_volume(workdir: Path, name: str) -> Path:
 
 
 def render(
-    config: Any, workdir: Path, *, is_upgrade: bool = False, takeover_from: Any = None
-) -> Release:
+    config: Any, workdir: Path, *, is_upgrade: bool = False, takeover_from: Any = None,
+    provider_locals: dict | None = None,
+) -> Release:  # fmt: skip
     """The release `nebari deploy` would apply (an install, or an upgrade); with
-    `takeover_from`, what the stage detected as a 2025.10.x deployment to take over."""
+    `takeover_from`, what the stage detected as a 2025.10.x deployment to take over;
+    `provider_locals`: a cloud provider's Terraform locals (emulators.provider_locals)."""
     stage = nb.stage_for(config, workdir)
     stage.takeover_from = takeover_from
-    manifests = render_release(stage, nb.STAGE_OUTPUTS, is_upgrade=is_upgrade)
+    manifests = render_release(stage, nb.STAGE_OUTPUTS, provider_locals, is_upgrade=is_upgrade)
     # The Secret Terraform creates from random_password.
     (secret_ref,) = {
         item["valueFrom"]["secretKeyRef"]["name"]
@@ -458,14 +460,15 @@ def launch_hub(
 @contextlib.contextmanager
 def running_deployment(
     workdir: Path, config: Any, *, release: Release | None = None,
-    postgres: Postgres | None = None,
+    postgres: Postgres | None = None, server_env: dict[str, str] | None = None,
 ) -> Iterator[Deployment]:  # fmt: skip
     """Start everything the rendered release describes; stop it all on exit.
 
     `release` and a started `postgres` (holding a database from before) stand for a
     deployment onto kept data; by default a fresh install on an empty database. With
     auth on (the default), Nebari's JupyterHub and forward-auth run too, and the
-    server reaches them at their in-cluster names."""
+    server reaches them at their in-cluster names. `server_env` is added to the
+    server's (a store emulator's endpoint and test credentials)."""
     release = release or render(config, workdir)
     manifests = release.manifests
     route = route_from_manifests(manifests, FORWARD_AUTH)
@@ -491,6 +494,7 @@ def running_deployment(
             hub.wait()
         nebari = {"forwardauth-service": auth.port, **({"hub": hub.port} if hub else {})}
         server = release.server(workdir, postgres, port, nebari)
+        server.env.update(server_env or {})
         log = workdir / "server.log"
         process = launch(server, workdir, log)
         nginx = Nginx(workdir / "nginx", route, upstream_port=port, auth_port=auth.port,

@@ -40,6 +40,27 @@ AZURITE_KEY = (
 )
 
 
+# The names Terraform would give the cloud resources (provider_locals' stand-ins).
+BUCKET = "demo-dev-mlflow-0123abcd"
+STANDINS = {
+    "aws": {
+        "aws_s3_bucket.artifacts": {"bucket": BUCKET},
+        "aws_iam_role.mlflow": [{"arn": "arn:aws:iam::123456789012:role/demo-dev-mlflow"}],
+    },
+    "gcp": {
+        "google_storage_bucket.artifacts": {"name": BUCKET},
+        "google_service_account.mlflow": [{"email": "m@my-gcp-project.iam.gserviceaccount.com"}],
+    },
+    "azure": {
+        "azurerm_storage_container.artifacts": {"name": "mlflow"},
+        "azurerm_storage_account.artifacts": {"name": "demodevmlflow0123abcd"},
+        "azurerm_user_assigned_identity.mlflow": {
+            "client_id": "00000000-0000-0000-0000-0000000000a1"
+        },
+    },
+}
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

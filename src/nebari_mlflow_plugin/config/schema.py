@@ -226,6 +226,13 @@ class Artifacts(schema.Base):
     # gc`, overwritten files) this many days after they became noncurrent, so the
     # bill is bounded. null: no rule, noncurrent versions are kept (and billed) forever.
     noncurrent_days: Annotated[int, Field(ge=1, le=36500)] | None = 30
+    # Large files (100 MiB and more) move between user pods and the bucket directly,
+    # through URLs the server presigns after checking the user's permission on the run
+    # (MLflow's proxied multipart transfers): uploads on aws and azure, downloads on aws.
+    # null: on for the cloud stores this plugin creates, off for an admin's
+    # S3-compatible store (pods must reach its endpoint_url); gcp cannot sign them
+    # (docs: Artifacts). false: every byte goes through the server.
+    direct_transfers: bool | None = None
 
     @model_validator(mode="after")
     def _s3_needs_settings(self) -> Artifacts:

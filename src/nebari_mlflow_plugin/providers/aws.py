@@ -8,6 +8,7 @@ from typing import Any
 from nebari_mlflow_plugin.config import cloud_names
 from nebari_mlflow_plugin.config.stage_outputs import OIDC_ISSUER
 from nebari_mlflow_plugin.providers import aws_preflight
+from nebari_mlflow_plugin.providers.base import DOWNLOAD, UPLOAD
 from nebari_mlflow_plugin.providers.cloud import (
     CloudProvider,
     noncurrent_rule,
@@ -68,6 +69,11 @@ class AwsProvider(CloudProvider):
             for address in self.retained_addresses()
             if address != LIFECYCLE or config.mlflow.artifacts.noncurrent_days is not None
         ]
+
+    def presigned_support(self, config: Any) -> frozenset[str]:
+        # IRSA credentials sign S3 URLs (SigV4 with the session token); the role may
+        # create, complete and abort multipart uploads (identity.tf).
+        return frozenset({UPLOAD, DOWNLOAD})
 
     def artifact_store(self, config: Any) -> str:
         return f"s3://{self.names(config).bucket}/{cloud_names.ARTIFACTS_PREFIX}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, ClassVar
 
 from nebari_mlflow_plugin.config import cloud_names
 from nebari_mlflow_plugin.config.overrides import merge_values
@@ -30,6 +30,17 @@ ROLE_ASSIGNMENT = "azurerm_role_assignment.blob_data[0]"
 
 @dataclass(frozen=True)
 class AzureProvider(CloudProvider):
+    # MLflow 3.17 presigns Azure uploads (a SAS per blob, block ids mlflow_block_1 ...
+    # mlflow_block_N), but Azure requires every block id of a blob to have one length:
+    # from the 10th part (90 MiB in MLflow's 10 MiB chunks) Put Block answers
+    # InvalidBlobOrBlock and the upload fails. Advertised anyway (/server-info), so
+    # pods are told: never (render/injection.py; tests/e2e/test_direct_transfers.py).
+    no_presigned_because: ClassVar[str] = (
+        "MLflow's presigned Azure uploads name blocks mlflow_block_1 ... mlflow_block_N and "
+        "Azure refuses block ids of different lengths in one blob, so every file of 10 "
+        "parts or more (90 MiB) fails"
+    )
+
     def names(self, config: Any) -> cloud_names.AzureNames:
         names = cloud_names.azure_names(
             config.project_name, config.namespace, config.azure.storage_account_postfix

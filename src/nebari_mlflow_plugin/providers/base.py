@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
+
+UPLOAD = "upload"
+DOWNLOAD = "download"
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,33 @@ class Provider:
         """Cloud resources this provider creates besides the chart's, for people to read."""
         return []
 
+    # Whether presigned transfers are on when mlflow.artifacts.direct_transfers is null.
+    direct_by_default: ClassVar[bool] = False
+    # Why this provider's store has no presigned transfers (the validation error).
+    no_presigned_because: ClassVar[str] = (
+        "artifacts are on a volume only the server mounts: there is no store for user pods to reach"
+    )
+
+    def presigned_support(self, config: Any) -> frozenset[str]:
+        """Transfers (UPLOAD, DOWNLOAD) MLflow's artifact repository for this store can
+        hand to presigned URLs signed with the server's identity."""
+        return frozenset()
+
+    def direct_transfers(self, config: Any) -> frozenset[str]:
+        """The transfers user pods make straight to the store for this config; ValueError
+        when `mlflow.artifacts.direct_transfers: true` asks for what cannot work."""
+        wanted = config.mlflow.artifacts.direct_transfers
+        supported = self.presigned_support(config)
+        if wanted is None:
+            return supported if self.direct_by_default else frozenset()
+        if wanted and not supported:
+            raise ValueError(
+                f"mlflow.artifacts.direct_transfers: true is not possible on provider "
+                f"{self.name!r}: {self.no_presigned_because}. Allowed here: false or null "
+                "(every artifact byte goes through the MLflow server)"
+            )
+        return supported if wanted else frozenset()
+
 
 @dataclass(frozen=True)
 class VolumeProvider(Provider):
@@ -80,3 +110,10 @@ class VolumeProvider(Provider):
     @property
     def terraform_root(self) -> str:
         return "volume"
+
+    def presigned_support(self, config: Any) -> frozenset[str]:
+        # An admin's S3-compatible store: MLflow's S3 repository presigns both ways. Off
+        # unless asked for: pods must reach its endpoint_url as the server does.
+        if getattr(config.mlflow.artifacts.type, "value", None) == "s3":
+            return frozenset({UPLOAD, DOWNLOAD})
+        return frozenset()

@@ -4,7 +4,7 @@ name the identity trusts, kept storage, and the pre-flight entry points."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from nebari_mlflow_plugin.config import cloud_names, naming
 from nebari_mlflow_plugin.config.stage_outputs import OIDC_ISSUER
@@ -33,6 +33,9 @@ def noncurrent_rule(config: Any) -> str:
 @dataclass(frozen=True)
 class CloudProvider(Provider):
     """A cloud object store reached through workload identity (no static keys)."""
+
+    # The store the plugin creates, which pods reach as the server does.
+    direct_by_default: ClassVar[bool] = True
 
     @property
     def terraform_dirs(self) -> tuple[str, ...]:

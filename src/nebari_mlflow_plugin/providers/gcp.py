@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, ClassVar
 
 from nebari_mlflow_plugin.config import cloud_names
 from nebari_mlflow_plugin.config.stage_outputs import GCP_PROJECT
@@ -19,6 +19,15 @@ GCS_BUCKET = "google_storage_bucket.artifacts[0]"
 
 @dataclass(frozen=True)
 class GcpProvider(CloudProvider):
+    # MLflow's GCS repository presigns with blob.generate_signed_url() and no signer
+    # arguments: that needs a service-account private key, and GKE workload identity
+    # gives the server a token only. Advertised anyway (/server-info), a pod's upload of
+    # a large file would fail, so pods are told: never (render/injection.py).
+    no_presigned_because: ClassVar[str] = (
+        "MLflow signs GCS URLs with a service-account private key and the server's GKE "
+        "workload identity has none ('you need a private key to sign credentials')"
+    )
+
     def gcp_project(self, config: Any, stage_outputs: dict[str, Any] | None = None) -> str:
         project = GCP_PROJECT.get(stage_outputs or {})
         return str(project or config.google_cloud_platform.project)

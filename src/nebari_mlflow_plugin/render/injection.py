@@ -26,6 +26,8 @@ from nebari_mlflow_plugin.config import hub_access
 from nebari_mlflow_plugin.config.naming import internal_tracking_uri
 from nebari_mlflow_plugin.notebook import auth as hub_auth
 from nebari_mlflow_plugin.notebook import tokens as hub_tokens
+from nebari_mlflow_plugin.providers import provider_for
+from nebari_mlflow_plugin.providers.base import DOWNLOAD, UPLOAD
 from nebari_mlflow_plugin.render import notebook_delivery
 
 # Variables holding a path list: the admin's value is extended, not kept as is.
@@ -59,6 +61,27 @@ def async_logging_env(mlflow: Any) -> dict[str, str]:
     }
 
 
+# Files from this size move between pods and the store through presigned URLs (MLflow's
+# default, 500 MiB, leaves the models most users log on the server's path).
+DIRECT_TRANSFER_MIN_BYTES = str(100 * 1024**2)
+
+
+def direct_transfer_env(config: Any) -> dict[str, str]:
+    """MLflow's proxied multipart transfers (`mlflow.artifacts.direct_transfers`), said
+    either way: unset, MLflow 3.17's clients turn them on from the server's /server-info
+    whenever the store's repository has them, on GCP too, where the server cannot sign."""
+    transfers = provider_for(getattr(config, "provider", None) or "local").direct_transfers(config)
+    env = {
+        "MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD": str(UPLOAD in transfers).lower(),
+        "MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD": str(DOWNLOAD in transfers).lower(),
+    }
+    if UPLOAD in transfers:
+        env["MLFLOW_MULTIPART_UPLOAD_MINIMUM_FILE_SIZE"] = DIRECT_TRANSFER_MIN_BYTES
+    if DOWNLOAD in transfers:
+        env["MLFLOW_MULTIPART_DOWNLOAD_MINIMUM_FILE_SIZE"] = DIRECT_TRANSFER_MIN_BYTES
+    return env
+
+
 def user_env(config: Any) -> dict[str, str]:
     """Variables the plugin wants in user pods for this config (empty when off)."""
     mlflow = config.mlflow
@@ -79,6 +102,7 @@ def user_env(config: Any) -> dict[str, str]:
         env[hub_tokens.SERVICE_ENV] = hub_access.HUB_SERVICE_NAME
         env[hub_tokens.LIFETIME_ENV] = str(mlflow.auth.workflow_token_hours * 3600)
     env.update(async_logging_env(mlflow))
+    env.update(direct_transfer_env(config))
     experiment = user_experiment(mlflow)
     if experiment:
         env["MLFLOW_EXPERIMENT_NAME"] = notebook_delivery.readable_user(experiment)

@@ -53,6 +53,7 @@ class InputSchema(schema.Base):
                             NEBARI_CLIENTS)  # fmt: skip
         if self.mlflow.enabled and provider is not None:
             builder.check_config(self)
+            builder.direct_transfers(self)
             builder.preflight(self)
         inject_user_pods(self)
         add_hub_service(self)
