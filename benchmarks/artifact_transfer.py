@@ -4,11 +4,15 @@ In one run, against (a) the server as the chart renders it (auth on, `--static-p
 /mlflow`, artifacts on the local volume; tests/support/deployment.py), reached at its
 in-cluster URL with alice's JupyterHub token and through the route (nginx as Traefik)
 with her browser session (signed in through JupyterHub), and (b) a default `mlflow
-server` (no prefix, no auth, local artifacts), each size is uploaded (PUT, streamed from a file) and
-downloaded (GET, streamed to nothing) `--repeat` times, targets taking turns so load
-from elsewhere on the machine weighs on all alike. Every download is checked (bytes
-and sha256). Prints MiB/s (median), the ratio to the default server, and how much one
-server process's peak memory (VmHWM) grew over the transfers of that size.
+server` (no prefix, no auth, local artifacts), directly and behind the same proxy as
+the route (a second nginx configured like the route, without the login), each size
+is uploaded (PUT, streamed from a file) and downloaded (GET, streamed to nothing)
+`--repeat` times, targets taking turns so load from elsewhere on the machine weighs on
+all alike. Every download is checked (bytes and sha256). Prints MiB/s (median), the
+ratio to the default server reached the same way (directly for the in-cluster URL,
+through the proxy for the route: what the chart costs, not what the extra hop on
+this machine's two cores costs), and how much one server process's peak memory
+(VmHWM) grew over the transfers of that size.
 
     .venv/bin/python benchmarks/artifact_transfer.py [--sizes 256,2048] [--repeat 3]
         [--json out.json]
@@ -27,7 +31,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -37,6 +41,7 @@ from support import nebari as nb  # noqa: E402
 from support import transfer  # noqa: E402
 from support.deployment import MLFLOW_BIN, missing_tools, running_deployment  # noqa: E402
 from support.mlflow_server import MlflowServer  # noqa: E402
+from support.nginx import Nginx  # noqa: E402
 from support.signin import session_header  # noqa: E402
 
 MiB = transfer.MiB
@@ -52,9 +57,23 @@ class Target:
     headers: dict[str, str]
     artifacts: str  # <prefix>/api/2.0/mlflow-artifacts/artifacts/<experiment>/<run>/artifacts
     pgid: int
+    # The default server's row this one is compared with (reached the same way).
+    baseline: str = "default mlflow server"
     up: list[float] = field(default_factory=list)
     down: list[float] = field(default_factory=list)
     growth: float = 0.0
+
+
+PROXIED_DEFAULT = "default, same proxy"
+
+
+def default_proxy(dep, default: MlflowServer, workdir: Path) -> Nginx:
+    """nginx in front of the default server as the route's is configured (streaming,
+    32 KiB copies, the same compression), without the login."""
+    route = replace(dep.nginx.route, host="localhost", path_prefix="/api/",
+                    redirect_regex=None, redirect_replacement=None, forward_auth=False,
+                    api_header_regex=None, strip_prefix=None)  # fmt: skip
+    return Nginx(workdir, route, upstream_port=default.port, auth_port=default.port)
 
 
 def create_run(base: str, host: str, headers: dict[str, str]) -> str:
@@ -73,7 +92,7 @@ def create_run(base: str, host: str, headers: dict[str, str]) -> str:
     return run["info"]["artifact_uri"].removeprefix("mlflow-artifacts:/").strip("/")
 
 
-def targets(dep, default: MlflowServer) -> list[Target]:
+def targets(dep, default: MlflowServer, proxy: Nginx) -> list[Target]:
     prefix = dep.config.mlflow.route_path
     service_host = f"mlflow.{dep.namespace}.svc:5000"
     alice = dep.auth_header("alice")
@@ -83,13 +102,16 @@ def targets(dep, default: MlflowServer) -> list[Target]:
     session = session_header(dep, "alice", route_host)
     default_host = f"127.0.0.1:{default.port}"
     default_root = create_run(default.url, default_host, {})
+    default_artifacts = f"/api/2.0/mlflow-artifacts/artifacts/{default_root}"
     return [
-        Target("default mlflow server", default.port, default_host, {},
-               f"/api/2.0/mlflow-artifacts/artifacts/{default_root}", default.proc.pid),
+        Target("default mlflow server", default.port, default_host, {}, default_artifacts,
+               default.proc.pid),
+        Target(PROXIED_DEFAULT, proxy.port, proxy.route.host, {}, default_artifacts,
+               default.proc.pid),
         Target("chart, in-cluster URL", dep.server_port, service_host, alice, artifacts,
                dep.process.pid),
         Target("chart, through the route", dep.nginx.port, route_host, session, artifacts,
-               dep.process.pid),
+               dep.process.pid, baseline=PROXIED_DEFAULT),
     ]  # fmt: skip
 
 
@@ -145,19 +167,22 @@ def main() -> int:
                 start_timeout=300,
             )
         )
+        proxy = default_proxy(dep, default, workdir / "default-proxy").start()
+        stack.callback(proxy.stop)
         print(f"sizes={args.sizes} MiB repeat={args.repeat}")
         print(f"{'size':>9} {'target':<26} {'up MiB/s':>9} {'x dflt':>7} "
               f"{'down MiB/s':>10} {'x dflt':>7} {'peak +MiB':>9}")  # fmt: skip
         for size_mib in sizes:
             source = workdir / f"file-{size_mib:g}MiB.bin"
             digest = transfer.write_file(source, int(size_mib * MiB))
-            all_targets = targets(dep, default)
+            all_targets = targets(dep, default, proxy)
             measure(all_targets, source, digest, args.repeat)
             source.unlink()
-            base_up = statistics.median(all_targets[0].up)
-            base_down = statistics.median(all_targets[0].down)
+            by_name = {t.name: t for t in all_targets}
             for t in all_targets:
                 up, down = statistics.median(t.up), statistics.median(t.down)
+                base_up = statistics.median(by_name[t.baseline].up)
+                base_down = statistics.median(by_name[t.baseline].down)
                 print(f"{size_mib:>6g}MiB {t.name:<26} {up:>9.0f} {up / base_up:>7.2f} "
                       f"{down:>10.0f} {down / base_down:>7.2f} {t.growth:>9.0f}")  # fmt: skip
                 results[f"{size_mib:g}MiB {t.name}"] = {

@@ -8,15 +8,9 @@ default. The per-step cost is measured in benchmarks/async_logging.py.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-
 import pytest
 import test_user_pod
-from support.deployment import MLFLOW_BIN
-from support.userpod import process_env
-from test_user_pod import NOTEBOOK_DRIVER, POD_PYTHON
+from test_user_pod import run_notebook
 
 # The user pod of test_user_pod.py (its fixtures, used here by name).
 pod_release = test_user_pod.pod_release
@@ -36,21 +30,7 @@ CELLS = [
 
 
 def test_points_queued_when_the_kernel_shuts_down_all_arrive(deployment, user_pod, tmp_path):
-    kernels = tmp_path / "jupyter" / "kernels" / "pod"
-    kernels.mkdir(parents=True)
-    spec = {"argv": user_pod.kernel_argv(POD_PYTHON), "display_name": "pod", "language": "python"}
-    (kernels / "kernel.json").write_text(json.dumps(spec))
-    result = subprocess.run(
-        [str(MLFLOW_BIN / "python"), "-c", NOTEBOOK_DRIVER, json.dumps(CELLS)],
-        env=process_env(
-            user_pod, deployment.client_env(),
-            {"HOME": str(tmp_path), "JUPYTER_PATH": str(tmp_path / "jupyter")},
-            base=os.environ,
-        ),
-        cwd=tmp_path, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
-    outputs = json.loads(result.stdout.strip().splitlines()[-1])
+    outputs = run_notebook(user_pod, deployment, tmp_path, CELLS)
     assert all(out["output_type"] == "stream" for cell in outputs for out in cell), outputs
     run_id = outputs[0][0]["text"].strip()
     assert outputs[1][0]["text"].strip() == "RunOperations"  # logged asynchronously

@@ -36,7 +36,8 @@ BENCHMARKS = REPO / "benchmarks"
 IN_PROCESS = {
     "artifact_transfer.py": (
         ["--sizes", "1", "--repeat", "1"],
-        ["default mlflow server", "chart, in-cluster URL", "chart, through the route"],
+        ["default mlflow server", "default, same proxy", "chart, in-cluster URL",
+         "chart, through the route"],
     ),
     "async_logging.py": (
         ["--steps", "20", "--repeat", "1"], ["sync", "async, unbatched", "async, batched", "20/20"],

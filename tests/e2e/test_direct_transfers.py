@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 from support import emulators
 from support import nebari as nb
+from support.backup_journey import cloud_store
 from support.deployment import MLFLOW_BIN, render, running_deployment
 from support.emulators import BUCKET, STANDINS
 from support.load import pod_env
@@ -60,31 +61,24 @@ CLIENT = textwrap.dedent(
     """
 )
 
-# The store's side (Terraform's bucket or container, created; what landed, read back).
+# What landed in the store, read back with its own SDK (Terraform's bucket or container
+# is made by backup_journey.cloud_store(..., "create")).
 STORE = textwrap.dedent(
     """
-    import base64, hashlib, json, os, sys
-    provider, action = sys.argv[1:3]
+    import hashlib, json, os, sys
+    provider, key = sys.argv[1:3]
     if provider == "aws":
         import boto3
         s3 = boto3.client("s3", endpoint_url=os.environ["MLFLOW_S3_ENDPOINT_URL"],
                           region_name=os.environ["AWS_DEFAULT_REGION"])
-        if action == "create":
-            s3.create_bucket(Bucket=os.environ["BUCKET"], CreateBucketConfiguration={
-                "LocationConstraint": os.environ["AWS_DEFAULT_REGION"]})
-            sys.exit()
-        body = s3.get_object(Bucket=os.environ["BUCKET"], Key=sys.argv[3])["Body"].read()
+        body = s3.get_object(Bucket=os.environ["BUCKET"], Key=key)["Body"].read()
         print(json.dumps({"sha256": hashlib.sha256(body).hexdigest()}))
     else:
         from azure.storage.blob import BlobServiceClient
         blobs = BlobServiceClient.from_connection_string(os.environ["AZURE_STORAGE_CONNECTION_STRING"])
-        if action == "create":
-            blobs.create_container("mlflow")
-            sys.exit()
-        blob = blobs.get_blob_client("mlflow", sys.argv[3])
-        body = blob.download_blob().readall()
+        blob = blobs.get_blob_client("mlflow", key)
         committed, _ = blob.get_block_list("committed")
-        print(json.dumps({"sha256": hashlib.sha256(body).hexdigest(),
+        print(json.dumps({"sha256": hashlib.sha256(blob.download_blob().readall()).hexdigest(),
                           "blocks": [b.id for b in committed]}))
     """  # noqa: E501
 )
@@ -121,7 +115,7 @@ def cloud_deployment(provider: str, workdir: Path):
         with emulators.emulator(provider, workdir / "emu") as emu:
             store_env = {**os.environ, **emu.server_env, "BUCKET": BUCKET,
                          "AWS_DEFAULT_REGION": "us-west-2"}  # fmt: skip
-            run_python(STORE, provider, "create", env=store_env)
+            cloud_store(provider, store_env, "create")
             server_env = {**emu.server_env, "AWS_DEFAULT_REGION": "us-west-2"}
             with running_deployment(workdir, config, release=release,
                                     server_env=server_env) as dep:  # fmt: skip
@@ -182,7 +176,7 @@ def test_on_aws_large_artifacts_bypass_the_server_and_only_permitted_users_get_u
         assert alice["MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD"] == "true"
         logged = log_big(alice, tmp_path / "alice")
         key = logged["key"]
-        assert run_python(STORE, "aws", "read", key, env=store_env)["sha256"] == logged["sha256"]
+        assert run_python(STORE, "aws", key, env=store_env)["sha256"] == logged["sha256"]
         requests = [line for line in emu_log(emu) if f"/{BUCKET}/{key}" in line]
         part_puts = [r for r in requests if '"PUT ' in r and "partNumber=" in r]
         assert len(part_puts) == logged["parts"], requests
@@ -229,7 +223,7 @@ def test_on_azure_pods_upload_through_the_server_which_mlflow_alone_would_not(
         # The size at which MLflow would go presigned, and more than nine parts.
         alice["MLFLOW_MULTIPART_UPLOAD_MINIMUM_FILE_SIZE"] = str(100 * MiB)
         logged = log_big(alice, tmp_path / "as-rendered")
-        stored = run_python(STORE, "azure", "read", logged["key"], env=store_env)
+        stored = run_python(STORE, "azure", logged["key"], env=store_env)
         assert stored["sha256"] == logged["sha256"]
         assert not [b for b in stored["blocks"] if "mlflow_block" in b], stored["blocks"]
 

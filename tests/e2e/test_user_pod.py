@@ -150,14 +150,14 @@ print(json.dumps([cell.outputs for cell in nb.cells]))
 """
 
 
-def test_every_kernel_records_cells_when_capture_is_on(deployment, user_pod, tmp_path):
-    """A kernel of the pod's environment, started as Jupyter starts it, loads the
-    capture extension from the delivered IPython config; its cells become runs."""
+def run_notebook(user_pod, deployment, tmp_path: Path, cells: list[str]) -> list[list[dict]]:
+    """Execute `cells` as a notebook on a kernel of the pod's environment, started as
+    Jupyter starts it (kernel spec "pod"); each cell's outputs, once the kernel is shut
+    down."""
     kernels = tmp_path / "jupyter" / "kernels" / "pod"
     kernels.mkdir(parents=True)
     spec = {"argv": user_pod.kernel_argv(POD_PYTHON), "display_name": "pod", "language": "python"}
     (kernels / "kernel.json").write_text(json.dumps(spec))
-    cells = ["print('hello from alice')", "x = 6 * 7\nx", "1 / 0", "key = 'sk-' + 'q' * 24\nkey"]
     result = subprocess.run(
         [str(MLFLOW_BIN / "python"), "-c", NOTEBOOK_DRIVER, json.dumps(cells)],
         env=process_env(
@@ -168,7 +168,14 @@ def test_every_kernel_records_cells_when_capture_is_on(deployment, user_pod, tmp
         cwd=tmp_path, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
-    outputs = json.loads(result.stdout.strip().splitlines()[-1])
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_every_kernel_records_cells_when_capture_is_on(deployment, user_pod, tmp_path):
+    """A kernel of the pod's environment, started as Jupyter starts it, loads the
+    capture extension from the delivered IPython config; its cells become runs."""
+    cells = ["print('hello from alice')", "x = 6 * 7\nx", "1 / 0", "key = 'sk-' + 'q' * 24\nkey"]
+    outputs = run_notebook(user_pod, deployment, tmp_path, cells)
     assert outputs[0][0]["text"] == "hello from alice\n"
     assert outputs[2][0]["ename"] == "ZeroDivisionError"  # the user sees the error as usual
 
