@@ -25,6 +25,11 @@ CELLS = [
     # Asynchronous: each call hands back the operation to wait on, not None.
     f"ops = [mlflow.log_metric('loss', 1 / (s + 1), step=s) for s in range({STEPS})]\n"
     "print(type(ops[-1]).__name__)",
+    # The model registry (named in the pod's env, see render/injection.py) is the same
+    # server: a model registered from the kernel is there.
+    "client = mlflow.MlflowClient()\nclient.create_registered_model('pod-model')\n"
+    "print(client.create_model_version('pod-model', run.info.artifact_uri,\n"
+    "                                  run.info.run_id).version)",
     # No end_run: the user closes the notebook (the kernel is shut down).
 ]
 
@@ -39,3 +44,6 @@ def test_points_queued_when_the_kernel_shuts_down_all_arrive(deployment, user_po
         f"metrics/get-history?run_id={run_id}&metric_key=loss&max_results={STEPS * 2}"
     )
     assert sorted(m["step"] for m in history["metrics"]) == list(range(STEPS))
+    (number,) = [out["text"].strip() for out in outputs[2] if out.get("name") == "stdout"]
+    version = deployment.api(f"model-versions/get?name=pod-model&version={number}")
+    assert version["model_version"]["run_id"] == run_id

@@ -119,6 +119,7 @@ def test_injection_into_absent_overrides():
         # async logging on (the default), batched
         "MLFLOW_ENABLE_ASYNC_LOGGING": "true",
         "MLFLOW_ASYNC_LOGGING_BUFFERING_SECONDS": "1",
+        "MLFLOW_REGISTRY_URI": "http://mlflow.dev.svc:5000/mlflow",
         # artifacts on a volume: every byte through the server, said explicitly
         "MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD": "false",
         "MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD": "false",
@@ -130,7 +131,10 @@ def test_async_logging_is_on_by_default_and_can_be_turned_off():
     assert default["MLFLOW_ENABLE_ASYNC_LOGGING"] == "true"
     assert int(default["MLFLOW_ASYNC_LOGGING_BUFFERING_SECONDS"]) >= 1
     off = user_env(nb.validate(nb.config_dict(mlflow={"notebook": {"async_logging": False}})))
-    assert not {"MLFLOW_ENABLE_ASYNC_LOGGING", "MLFLOW_ASYNC_LOGGING_BUFFERING_SECONDS"} & set(off)
+    assert not {"MLFLOW_ENABLE_ASYNC_LOGGING", "MLFLOW_ASYNC_LOGGING_BUFFERING_SECONDS",
+                "MLFLOW_REGISTRY_URI"} & set(off)  # fmt: skip
+    # The registry is named as MLflow would derive it (see test_async_logging for why).
+    assert default["MLFLOW_REGISTRY_URI"] == default["MLFLOW_TRACKING_URI"]
     # An admin's own choice in the pods stays theirs.
     kept = user_env(nb.validate(with_extra_env({"MLFLOW_ENABLE_ASYNC_LOGGING": "false"})))
     assert kept["MLFLOW_ENABLE_ASYNC_LOGGING"] == "false"
@@ -176,6 +180,7 @@ def test_injection_adds_to_dict_form():
         # async logging on (the default), batched
         "MLFLOW_ENABLE_ASYNC_LOGGING": "true",
         "MLFLOW_ASYNC_LOGGING_BUFFERING_SECONDS": "1",
+        "MLFLOW_REGISTRY_URI": "http://mlflow.dev.svc:5000/mlflow",
         "MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD": "false",
         "MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD": "false",
     }

@@ -290,6 +290,8 @@ class Notebook(schema.Base):
     # batched for up to 1 s): `mlflow.log_metric` & co. return at once instead of
     # waiting for the server (~8 ms each); MLflow sends what is queued at `end_run`
     # and when the kernel exits. On by default: training loops are what users log from.
+    # Also names the model registry (MLFLOW_REGISTRY_URI, the same server), which keeps
+    # MLflow from looking for a Spark session on every call.
     async_logging: bool = True
 
     @field_validator("capture_experiment")

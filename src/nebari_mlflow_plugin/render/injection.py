@@ -102,6 +102,13 @@ def user_env(config: Any) -> dict[str, str]:
         env[hub_tokens.SERVICE_ENV] = hub_access.HUB_SERVICE_NAME
         env[hub_tokens.LIFETIME_ENV] = str(mlflow.auth.workflow_token_hours * 3600)
     env.update(async_logging_env(mlflow))
+    if mlflow.notebook.async_logging:
+        # The registry MLflow would derive from the tracking URI, named: without it every
+        # fluent call (log_metric: two MlflowClient()s) looks for an active Spark session
+        # and, with no pyspark installed, re-runs a failed `import pyspark` across
+        # sys.path: three quarters of a step (0.126 -> 0.031 ms p50). Code that points
+        # MLflow at another tracking server sets the registry too (docs: data scientists).
+        env["MLFLOW_REGISTRY_URI"] = env["MLFLOW_TRACKING_URI"]
     env.update(direct_transfer_env(config))
     experiment = user_experiment(mlflow)
     if experiment:
