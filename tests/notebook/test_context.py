@@ -45,10 +45,10 @@ def clean_env(tracking_uri: str, tmp_path: Path, **extra: str) -> dict:
     return env
 
 
-def python(env: dict, code: str, *args: str) -> str:
+def python(env: dict, code: str, *args: str, cwd: Path | None = None) -> str:
     """Run `code` (or `-m ...` when code is "-m") in a new interpreter; return stdout."""
     argv = [sys.executable, "-m", *args] if code == "-m" else [sys.executable, "-c", code]
-    proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc.stdout.strip()
 
@@ -233,3 +233,31 @@ def test_tags_never_raise(monkeypatch):
     assert context.NebariRunContextProvider().tags() == {}
     monkeypatch.setattr(context, "in_nebari", boom)
     assert context.NebariRunContextProvider().in_context() is False
+
+
+def test_the_exit_flush_sends_what_is_queued_and_builds_no_store_of_its_own(
+    mlflow_server, tmp_path
+):
+    """A kernel shut down with a run open: the queued points arrive; a process with no
+    tracking URI (a test, a script outside Nebari) gets no `mlflow.db` from the flush."""
+    install = "from nebari_mlflow_plugin.notebook import flush\nassert flush.install()\n"
+    unnamed = clean_env(mlflow_server.url, tmp_path)
+    del unnamed["MLFLOW_TRACKING_URI"]
+    python(unnamed, install, cwd=tmp_path)
+    assert not (tmp_path / "mlflow.db").exists()
+    assert not (tmp_path / "mlruns").exists()
+
+    points = 500
+    code = install + (
+        "import mlflow\nrun = mlflow.start_run()\nprint('RUN_ID=' + run.info.run_id)\n"
+        f"for step in range({points}):\n"
+        "    mlflow.log_metric('loss', 1 / (step + 1), step=step, synchronous=False)\n"
+    )  # the process ends with the run open and the queue full
+    named = clean_env(mlflow_server.url, tmp_path, MLFLOW_ENABLE_ASYNC_LOGGING="true")
+    output = python(named, code, cwd=tmp_path)
+    from mlflow.tracking import MlflowClient
+
+    (run_id,) = [line[7:] for line in output.splitlines() if line.startswith("RUN_ID=")]
+    history = MlflowClient(mlflow_server.url).get_metric_history(run_id, "loss")
+    assert len(history) == points
+    assert not (tmp_path / "mlflow.db").exists()

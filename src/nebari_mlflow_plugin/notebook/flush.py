@@ -9,6 +9,10 @@ points logged in a kernel shut down with the run open, 1,295 arrived. Here the
 flush runs among Python's thread-exit hooks, ahead of the pools' shutdown (those
 hooks run last registered first). Installed by the run context provider when a run
 starts and by the request auth provider; a no-op without queued data; never raises.
+Only towards a tracking URI someone named (the pod's variable, `set_tracking_uri`):
+unnamed (outside Nebari), our flush would build MLflow's default store, a `mlflow.db`
+in the working directory, even in a process that logged nothing; MLflow's own
+`atexit` flush is left to that case.
 """
 
 from __future__ import annotations
@@ -22,8 +26,10 @@ _lock = threading.Lock()
 def _flush() -> None:
     try:
         import mlflow
+        from mlflow.tracking import is_tracking_uri_set
 
-        mlflow.flush_async_logging()
+        if is_tracking_uri_set():
+            mlflow.flush_async_logging()
     except Exception:  # exiting: nothing left to tell the user with
         pass
 
