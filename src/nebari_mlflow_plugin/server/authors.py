@@ -14,7 +14,11 @@ database that records a takeover, table `nebari_takeover`, is touched):
   version (or of that version's run) gets MANAGE, other version authors EDIT;
 - authors become MLflow users (random password; admin flag from JupyterHub at their
   first login). A pod's OS user (`jovyan`, `root`) names nobody: then the home
-  directory of the run's source (`/home/<name>/...`) names its author, if any.
+  directory of the run's source (`/home/<name>/...`) names its author, if any. Not
+  `/home/conda/`: conda-store's environments live there, and a notebook's run records
+  its kernel's launcher (`/home/conda/<ns>/envs/<env>/.../ipykernel_launcher.py`) as
+  its source; such runs name nobody (a user called `conda` would otherwise manage
+  every notebook's experiment).
 
 What already has a grant is left alone, so a re-run changes nothing.
 """
@@ -29,6 +33,8 @@ from collections.abc import Iterable
 from typing import Any
 
 NOBODY = {"", "root", "jovyan", "unknown", "nobody"}
+# Directories under /home in a Nebari pod that are nobody's home.
+SHARED_HOMES = NOBODY | {"conda", "shared"}
 
 
 def _author(user_id: Any, user_tag: Any, source: Any) -> str:
@@ -39,7 +45,7 @@ def _author(user_id: Any, user_tag: Any, source: Any) -> str:
         if str(name or "").strip().lower() not in NOBODY:
             return str(name).strip()
     match = re.match(r"/home/([^/]+)/", str(source or ""))
-    return match[1] if match else ""
+    return match[1] if match and match[1].lower() not in SHARED_HOMES else ""
 
 
 def _authors(rows: Iterable[tuple[Any, Any]]) -> dict[str, list[str]]:
