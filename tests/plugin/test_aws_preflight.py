@@ -27,6 +27,8 @@ CLUSTER = "demo-dev"  # nebari's EKS name: <project>-<namespace>
 ISSUER = "https://oidc.eks.us-west-2.amazonaws.com/id/ABC123"
 OIDC_ARN = f"arn:aws:iam::{ACCOUNT}:oidc-provider/oidc.eks.us-west-2.amazonaws.com/id/ABC123"
 KEY = f"arn:aws:kms:us-west-2:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+# The default config keeps noncurrent versions 30 days: the bucket has a lifecycle rule.
+BUCKET_ACTIONS = aws_preflight.S3_ACTIONS + aws_preflight.LIFECYCLE_ACTIONS
 
 
 @pytest.fixture(autouse=True)
@@ -76,9 +78,7 @@ class FakeAws:
         """The answers of an account where the deploy would succeed; `changes` replace one."""
         self.ok("sts", "get_caller_identity", {"Arn": USER, "Account": ACCOUNT, "UserId": "AID"})
         changes.get("bucket", lambda: self.error("s3", "head_bucket", "404", 404))()
-        changes.get(
-            "s3", lambda: self.simulation(BUCKET_ARN, aws_preflight.S3_ACTIONS)
-        )()  # fmt: skip
+        changes.get("s3", lambda: self.simulation(BUCKET_ARN, BUCKET_ACTIONS))()
         changes.get("iam", lambda: self.simulation(ROLE_ARN, aws_preflight.IAM_ACTIONS))()
         changes.get("cluster", self.cluster)()
         if kms:
@@ -147,11 +147,29 @@ def test_everything_granted_passes_and_asks_for_what_the_stage_creates(aws, tmp_
 
 def test_a_denied_bucket_policy_fails_validation(aws):
     aws.everything_allowed(s3=lambda: aws.simulation(
-        BUCKET_ARN, aws_preflight.S3_ACTIONS, denied={"s3:PutBucketPolicy"}
+        BUCKET_ARN, BUCKET_ACTIONS, denied={"s3:PutBucketPolicy"}
     ))  # fmt: skip
     denied = r"may not s3:PutBucketPolicy \(implicitDeny\)"
     with pytest.raises(pydantic.ValidationError, match=denied):
         config()
+
+
+def test_the_lifecycle_rule_is_asked_for_only_when_the_config_creates_it(aws):
+    """noncurrent_days adds aws_s3_bucket_lifecycle_configuration: the AWS provider puts
+    the rule and reads it back, so a caller denied either fails before the deploy; with
+    noncurrent_days null no rule is created and neither is asked (the Stubber checks the
+    simulated action list)."""
+    aws.everything_allowed(s3=lambda: aws.simulation(
+        BUCKET_ARN, BUCKET_ACTIONS, denied={"s3:PutLifecycleConfiguration"}
+    ))  # fmt: skip
+    result = checks()["S3 bucket"]
+    assert result.status == "failed", result
+    assert "s3:PutLifecycleConfiguration (implicitDeny)" in result.detail
+
+    aws.everything_allowed(s3=lambda: aws.simulation(BUCKET_ARN, aws_preflight.S3_ACTIONS))
+    result = checks({"artifacts": {"noncurrent_days": None}})["S3 bucket"]
+    assert result.status == "passed" and "noncurrent" not in result.detail
+    aws.all_answered()
 
 
 def test_a_denied_role_creation_is_reported_with_the_role(aws):
@@ -219,7 +237,7 @@ def test_an_assumed_role_is_simulated_as_its_role_with_its_path(aws):
            "RoleId": "AROAEXAMPLE0000000000", "CreateDate": "2026-01-01T00:00:00Z"}},
            {"RoleName": "deploy"})  # fmt: skip
     aws.error("s3", "head_bucket", "404", 404)
-    aws.simulation(BUCKET_ARN, aws_preflight.S3_ACTIONS, principal=role)
+    aws.simulation(BUCKET_ARN, BUCKET_ACTIONS, principal=role)
     aws.simulation(ROLE_ARN, aws_preflight.IAM_ACTIONS, principal=role)
     aws.cluster()
     assert checks()["S3 bucket"].status == "passed"

@@ -74,6 +74,24 @@ def test_gcp_lists_missing_permissions(monkeypatch):
     assert "roles/iam.serviceAccountAdmin" in message and "enabled: false" in message
 
 
+def test_gcp_asks_for_bucket_update_only_with_the_lifecycle_rule(monkeypatch):
+    """The noncurrent-version rule is written by a bucket patch on a bucket that exists
+    (adopted again, or older than the rule): storage.buckets.update, asked only when
+    noncurrent_days creates the rule."""
+    asked = []
+
+    def create_only(project, permissions):
+        asked.append(list(permissions))
+        return list(preflight.GCP_PERMISSIONS)
+
+    monkeypatch.setattr(preflight, "_gcp_test_permissions", create_only)
+    with pytest.raises(ValueError, match=r"lacks storage\.buckets\.update .*lifecycle rule"):
+        provider_for("gcp").preflight(config_for("gcp"))
+    asked.clear()
+    provider_for("gcp").preflight(config_for("gcp", {"artifacts": {"noncurrent_days": None}}))
+    assert asked and all("storage.buckets.update" not in a for a in asked)
+
+
 def test_gcp_without_credentials_warns_and_passes(monkeypatch):
     import google.auth
     from google.auth.exceptions import DefaultCredentialsError
@@ -130,11 +148,29 @@ def test_azure_owner_passes(monkeypatch):
 
 def test_azure_lock_permission_is_needed_only_while_data_is_kept(monkeypatch):
     monkeypatch.setenv("ARM_SUBSCRIPTION_ID", "sub-1")
-    only_assign = [{"actions": ["*/read", "Microsoft.Authorization/roleAssignments/*"]}]
+    only_assign = [{"actions": [
+        "*/read", "Microsoft.Authorization/roleAssignments/*", "Microsoft.Storage/*"
+    ]}]  # fmt: skip
     monkeypatch.setattr(preflight, "_azure_permissions", lambda s: only_assign)
     with pytest.raises(ValueError, match="locks/write"):
         provider_for("azure").preflight(config_for("azure"))
     provider_for("azure").preflight(config_for("azure", {"force_destroy": True}))
+
+
+def test_azure_management_policy_is_needed_only_with_the_lifecycle_rule(monkeypatch):
+    """noncurrent_days creates azurerm_storage_management_policy: a principal that may
+    assign roles and lock (User Access Administrator alone) but not write the account's
+    management policy fails, naming what the policy is for; without the rule it passes."""
+    monkeypatch.setenv("ARM_SUBSCRIPTION_ID", "sub-1")
+    access_admin_only = [{"actions": ["*/read", "Microsoft.Authorization/*"], "notActions": []}]
+    monkeypatch.setattr(preflight, "_azure_permissions", lambda s: access_admin_only)
+    with pytest.raises(
+        ValueError, match=r"may not Microsoft\.Storage/storageAccounts/managementPolicies/write "
+        r".*sets the account's lifecycle policy \(mlflow\.artifacts\.noncurrent_days\)"
+    ):  # fmt: skip
+        provider_for("azure").preflight(config_for("azure"))
+    provider_for("azure").preflight(config_for("azure", {"artifacts": {"noncurrent_days": None}}))
+    assert preflight.azure_allows(CONTRIBUTOR, preflight.AZURE_MANAGEMENT_POLICY_WRITE)
 
 
 def test_azure_without_credentials_warns_and_passes(monkeypatch):

@@ -48,6 +48,7 @@ class AwsProvider(CloudProvider):
             # Nebari's stage 02 names the EKS cluster `<escaped project>-<namespace>`.
             cluster=f"{config.escaped_project_name}-{config.namespace}",
             kms_key_arn=config.mlflow.aws.kms_key_arn,
+            lifecycle=config.mlflow.artifacts.noncurrent_days is not None,
         )
 
     def retained_addresses(self) -> list[str]:

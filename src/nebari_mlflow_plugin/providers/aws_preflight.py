@@ -42,6 +42,11 @@ S3_ACTIONS = (
     "s3:PutEncryptionConfiguration",
     "s3:PutBucketTagging",
 )
+# With mlflow.artifacts.noncurrent_days set, aws_s3_bucket_lifecycle_configuration: the
+# AWS provider puts the rule (PutBucketLifecycleConfiguration), then reads it back until
+# it is stable, and on every plan (GetBucketLifecycleConfiguration); removing the rule
+# (DeleteBucketLifecycle) is authorized as s3:PutLifecycleConfiguration too.
+LIFECYCLE_ACTIONS = ("s3:PutLifecycleConfiguration", "s3:GetLifecycleConfiguration")
 IAM_ACTIONS = ("iam:CreateRole", "iam:PutRolePolicy", "iam:GetRole")
 DENIED_CODES = {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation"}
 
@@ -143,7 +148,14 @@ def _permissions(
     return None
 
 
-def _bucket(s3: Any, iam: Any, principal: str | None, bucket: str, partition: str) -> CheckResult:
+def bucket_actions(lifecycle: bool) -> tuple[str, ...]:
+    """What the bucket's resources need: the lifecycle rule's actions only with the rule."""
+    return S3_ACTIONS + (LIFECYCLE_ACTIONS if lifecycle else ())
+
+
+def _bucket(
+    s3: Any, iam: Any, principal: str | None, bucket: str, partition: str, lifecycle: bool
+) -> CheckResult:
     arn = f"arn:{partition}:s3:::{bucket}"
     try:
         s3.head_bucket(Bucket=bucket)
@@ -161,10 +173,13 @@ def _bucket(s3: Any, iam: Any, principal: str | None, bucket: str, partition: st
             )
         else:
             return skipped(BUCKET, _why(exc, "s3:HeadBucket"))
-    refused = _permissions(iam, principal, BUCKET, S3_ACTIONS, arn)
+    refused = _permissions(iam, principal, BUCKET, bucket_actions(lifecycle), arn)
     if refused:
         return refused
-    return CheckResult(BUCKET, PASSED, f"{bucket} {state}; the caller may create and configure it")
+    rule = " with its noncurrent-version rule" if lifecycle else ""
+    return CheckResult(
+        BUCKET, PASSED, f"{bucket} {state}; the caller may create and configure it{rule}"
+    )
 
 
 def _oidc(eks: Any, iam: Any, cluster: str, account: str, partition: str) -> CheckResult:
@@ -231,8 +246,14 @@ def _kms(kms: Any, key_arn: str | None, region: str, account: str) -> CheckResul
 
 
 def aws_checks(
-    region: str, bucket: str, role: str, cluster: str, kms_key_arn: str | None
+    region: str,
+    bucket: str,
+    role: str,
+    cluster: str,
+    kms_key_arn: str | None,
+    lifecycle: bool = True,
 ) -> list[CheckResult]:
+    """`lifecycle`: the noncurrent-version rule is created (noncurrent_days is set)."""
     try:
         sts = _aws_client("sts", region)
         caller_arn = str(sts.get_caller_identity()["Arn"])
@@ -244,7 +265,8 @@ def aws_checks(
     results = [CheckResult(CREDENTIALS, PASSED, caller_arn)]
     iam = _aws_client("iam", region)
     principal = _principal(iam, caller_arn)
-    results.append(_bucket(_aws_client("s3", region), iam, principal, bucket, partition))
+    s3 = _aws_client("s3", region)
+    results.append(_bucket(s3, iam, principal, bucket, partition, lifecycle))
     role_arn = f"arn:{partition}:iam::{account}:role/{role}"
     results.append(
         _permissions(iam, principal, ROLE, IAM_ACTIONS, role_arn)

@@ -57,7 +57,10 @@ class AzureProvider(CloudProvider):
         preflight.require_azure_workload_identity(config)
 
     def preflight_checks(self, config: Any) -> list[preflight.CheckResult]:
-        return preflight.azure_checks(bool(config.mlflow.force_destroy))
+        return preflight.azure_checks(
+            bool(config.mlflow.force_destroy),
+            lifecycle=config.mlflow.artifacts.noncurrent_days is not None,
+        )
 
     def terraform_vars(self, config: Any, stage_outputs: dict[str, Any]) -> dict[str, Any]:
         names = self.names(config)

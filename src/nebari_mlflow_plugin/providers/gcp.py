@@ -51,7 +51,10 @@ class GcpProvider(CloudProvider):
         }
 
     def preflight_checks(self, config: Any) -> list[preflight.CheckResult]:
-        return preflight.gcp_checks(config.google_cloud_platform.project)
+        return preflight.gcp_checks(
+            config.google_cloud_platform.project,
+            lifecycle=config.mlflow.artifacts.noncurrent_days is not None,
+        )
 
     def retained_addresses(self) -> list[str]:
         return [GCS_BUCKET]

@@ -34,8 +34,23 @@ GCP_PERMISSIONS = (
     "storage.buckets.create",
     "storage.buckets.setIamPolicy",
 )
+# The noncurrent-version rule (mlflow.artifacts.noncurrent_days) is part of the bucket:
+# a new bucket gets it with storage.buckets.create, an existing one (adopted again, or
+# created before the rule existed, or a changed number of days) through a bucket patch,
+# which needs storage.buckets.update.
+GCP_LIFECYCLE_PERMISSION = "storage.buckets.update"
 AZURE_ROLE_ASSIGNMENT_WRITE = "Microsoft.Authorization/roleAssignments/write"
 AZURE_LOCK_WRITE = "Microsoft.Authorization/locks/write"
+# azurerm_storage_management_policy, the noncurrent-version rule.
+AZURE_MANAGEMENT_POLICY_WRITE = "Microsoft.Storage/storageAccounts/managementPolicies/write"
+# What the stage does with each Azure permission, for the refusal.
+AZURE_WHY = {
+    AZURE_ROLE_ASSIGNMENT_WRITE: "grants its identity 'Storage Blob Data Contributor' on the "
+    "artifact account",
+    AZURE_LOCK_WRITE: "locks the account's resource group against deletion",
+    AZURE_MANAGEMENT_POLICY_WRITE: "sets the account's lifecycle policy "
+    "(mlflow.artifacts.noncurrent_days)",
+}
 ARM = "https://management.azure.com"
 TIMEOUT_SECONDS = 20
 
@@ -149,22 +164,25 @@ def _gcp_test_permissions(project: str, permissions: list[str]) -> list[str]:
     return response.json().get("permissions", [])
 
 
-def gcp_checks(project: str) -> list[CheckResult]:
+def gcp_checks(project: str, lifecycle: bool = True) -> list[CheckResult]:
+    """`lifecycle`: the bucket carries the noncurrent-version rule (noncurrent_days set)."""
     what = "GCP permission"
+    needed = list(GCP_PERMISSIONS) + ([GCP_LIFECYCLE_PERMISSION] if lifecycle else [])
     try:
-        granted = set(_gcp_test_permissions(project, list(GCP_PERMISSIONS)))
+        granted = set(_gcp_test_permissions(project, needed))
     except unreachable_errors() as exc:
         return [skipped(what, _reason(exc))]
-    missing = [p for p in GCP_PERMISSIONS if p not in granted]
+    missing = [p for p in needed if p not in granted]
     if not missing:
-        held = ", ".join(GCP_PERMISSIONS)
+        held = ", ".join(needed)
         return [CheckResult(what, PASSED, f"the caller holds {held} on project {project!r}")]
+    rule = " with its lifecycle rule" if lifecycle else ""
     return [
         CheckResult(
             what,
             FAILED,
             f"the identity deploying Nebari lacks {', '.join(missing)} on GCP project "
-            f"{project!r}; nebari-mlflow-plugin creates a bucket and a service account "
+            f"{project!r}; nebari-mlflow-plugin creates a bucket{rule} and a service account "
             "bound to it. Grant roles/iam.serviceAccountAdmin and roles/storage.admin (or "
             "roles/owner), or set 'mlflow: {enabled: false}'",
         )
@@ -213,7 +231,8 @@ def azure_allows(permissions: list[dict[str, list[str]]], action: str) -> bool:
     return False
 
 
-def azure_checks(force_destroy: bool) -> list[CheckResult]:
+def azure_checks(force_destroy: bool, lifecycle: bool = True) -> list[CheckResult]:
+    """`lifecycle`: the account gets the noncurrent-version policy (noncurrent_days set)."""
     what = "Azure permission"
     subscription_id = os.environ.get("ARM_SUBSCRIPTION_ID")
     if not subscription_id:
@@ -223,6 +242,7 @@ def azure_checks(force_destroy: bool) -> list[CheckResult]:
     except unreachable_errors() as exc:
         return [skipped(what, _reason(exc))]
     needed = [AZURE_ROLE_ASSIGNMENT_WRITE] + ([] if force_destroy else [AZURE_LOCK_WRITE])
+    needed += [AZURE_MANAGEMENT_POLICY_WRITE] if lifecycle else []
     missing = [action for action in needed if not azure_allows(permissions, action)]
     if not missing:
         held = ", ".join(needed)
@@ -234,9 +254,9 @@ def azure_checks(force_destroy: bool) -> list[CheckResult]:
             what,
             FAILED,
             f"the principal deploying Nebari (ARM_CLIENT_ID) may not {', '.join(missing)} in "
-            f"subscription {subscription_id}; nebari-mlflow-plugin grants its identity "
-            "'Storage Blob Data Contributor' on the artifact account and locks the account's "
-            "resource group against deletion. Give the principal 'Owner' or 'User Access "
-            "Administrator' (with 'Contributor'), or set 'mlflow: {enabled: false}'",
+            f"subscription {subscription_id}; nebari-mlflow-plugin "
+            f"{'; '.join(AZURE_WHY[action] for action in missing)}. Give the principal "
+            "'Owner' or 'User Access Administrator' (with 'Contributor'), or set "
+            "'mlflow: {enabled: false}'",
         )
     ]
