@@ -82,15 +82,24 @@ def _constraints(metadata: list[Any]) -> list[str]:
     return out
 
 
+def choices(values: Any) -> str:
+    """The allowed values of a Literal, an Enum or a JSON schema enum, as written in YAML."""
+    return " \\| ".join(f"`{json.dumps(value)}`" for value in values)
+
+
 def type_name(annotation: Any, metadata: list[Any] | None = None) -> str:
     inner, optional = _unwrap(annotation)
     extra = _constraints(list(metadata or []))
     if typing.get_origin(inner) is typing.Annotated:
         base, *meta = typing.get_args(inner)
+        # A Field(...) inside Annotated (e.g. under `| None`) keeps its bounds in .metadata.
+        meta = [m for item in meta for m in (getattr(item, "metadata", None) or [item])]
         return type_name(base | None if optional else base, [*(metadata or []), *meta])
     origin = typing.get_origin(inner)
     if isinstance(inner, type) and issubclass(inner, enum.Enum):
-        name = " \\| ".join(f"`{m.value}`" for m in inner)
+        name = choices(m.value for m in inner)
+    elif origin is typing.Literal:
+        name = choices(typing.get_args(inner))
     elif isinstance(inner, type) and issubclass(inner, BaseModel):
         name = "object"
     elif origin is list:
@@ -153,7 +162,7 @@ def mlflow_model() -> type[BaseModel]:
 def _json_type(node: dict[str, Any]) -> str:
     kind = node.get("type")
     if "enum" in node:
-        return " \\| ".join(f"`{v}`" for v in node["enum"])
+        return choices(node["enum"])
     if isinstance(kind, list):
         return " or ".join(kind)
     if kind == "array" and isinstance(node.get("items"), dict):
@@ -202,12 +211,22 @@ def _cell(text: str) -> str:
     return "`".join(p if i % 2 else p.replace("<", "&lt;") for i, p in enumerate(parts))
 
 
+# A pointer to a page of this site, as the code's comments and messages write them.
+DOCS_POINTER = re.compile(r"\bdocs/([\w/-]+\.md(?:#[\w-]+)?)")
+
+
+def _linked(cell: str) -> str:
+    """docs/<page>.md#<section> in a description becomes a link from this page (under
+    docs/reference/), which `mkdocs build --strict` then checks, anchor included."""
+    return DOCS_POINTER.sub(lambda m: f"[{m.group(1)}](../{m.group(1)})", cell)
+
+
 def _table(rows: list[tuple[str, str, str, str]], first: str, section: str) -> list[str]:
     """Rows named relative to their section's heading (which carries the full path)."""
     out = [f"| {first} | type | default | description |", "|---|---|---|---|"]
     for name, kind, default, doc in rows:
         short = name.removeprefix(f"{section}.") if section else name
-        out.append(f"| `{short}` | {kind} | {_cell(default)} | {_cell(doc)} |")
+        out.append(f"| `{short}` | {kind} | {_cell(default)} | {_linked(_cell(doc))} |")
     return out
 
 
@@ -217,7 +236,7 @@ def markdown() -> str:
     for path, doc, rows in pydantic_sections(mlflow_model()):
         lines += [f"### `{path}`", ""]
         if doc:
-            lines += [doc, ""]
+            lines += [_linked(doc), ""]
         lines += [*_table(rows, "field", path), ""]
     lines += [
         "## Chart values (`mlflow.overrides`)",

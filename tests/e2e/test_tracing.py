@@ -111,7 +111,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 endpoint, experiment_id = sys.argv[1:3]
-# In a user pod, the pod's JupyterHub token authenticates the export (README: Tracing).
+# In a user pod, the pod's JupyterHub token authenticates the export (docs/data-scientists.md).
 token = os.environ["JUPYTERHUB_API_TOKEN"]
 exporter = OTLPSpanExporter(endpoint=endpoint, headers={"x-mlflow-experiment-id": experiment_id,
                                                         "Authorization": f"Bearer {token}"})
@@ -129,7 +129,7 @@ print("exported")
 
 def test_an_otlp_export_to_the_in_cluster_url_lands_in_the_server(deployment):
     experiment_id = new_experiment(deployment, "otlp")
-    endpoint = f"{deployment.service_url}/v1/traces"  # the URL documented in README
+    endpoint = f"{deployment.service_url}/v1/traces"  # the URL docs/data-scientists.md documents
     env = {**os.environ, **deployment.client_env()}
     result = subprocess.run(
         [str(MLFLOW_BIN / "python"), "-c", OTLP_EXPORT, endpoint, experiment_id],

@@ -6,10 +6,12 @@ the supported-versions table says what pyproject.toml, versions.py and nebari pi
 from __future__ import annotations
 
 import ast
+import enum
 import importlib.util
 import re
 import subprocess
 import sys
+import typing
 from functools import cache
 from pathlib import Path
 
@@ -32,13 +34,18 @@ def _module(name: str, path: Path):
     return module
 
 
-def test_the_site_builds_strictly(tmp_path):
-    """What `make docs` runs; mkdocs.yml sets strict and anchor validation."""
-    result = subprocess.run(
-        [sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(tmp_path / "site")],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
+def build_site(site: Path, config: Path = ROOT / "mkdocs.yml") -> subprocess.CompletedProcess:
+    """What `make docs` runs: `mkdocs build --strict`, the plugin's sources first."""
+    return subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "-f", str(config), "-d", str(site)],
+        cwd=config.parent, capture_output=True, text=True, timeout=300,
         env={"PATH": "/usr/bin:/bin", "NO_MKDOCS_2_WARNING": "1", "PYTHONPATH": str(ROOT / "src")},
     )  # fmt: skip
+
+
+def test_the_site_builds_strictly(tmp_path):
+    """What `make docs` runs; mkdocs.yml sets strict and anchor validation."""
+    result = build_site(tmp_path / "site")
     assert result.returncode == 0, result.stdout + result.stderr
     page = (tmp_path / "site" / "reference" / "configuration" / "index.html").read_text()
     assert "allowed_hosts_extra" in page and "podNetworkHosts" in page
@@ -53,6 +60,42 @@ def test_every_field_and_chart_value_has_a_description():
     top = text.split("### `mlflow`", 1)[1].split("###", 1)[0]
     for name in MLflow.model_fields:  # every top-level field has its row
         assert f"| `{name}` |" in top, name
+
+
+def _choices_of(annotation) -> list | None:
+    """The values a Literal or Enum field allows (through Optional and Annotated)."""
+    for arg in (annotation, *typing.get_args(annotation)):
+        if typing.get_origin(arg) is typing.Annotated:
+            arg = typing.get_args(arg)[0]
+        if typing.get_origin(arg) is typing.Literal:
+            return list(typing.get_args(arg))
+        if isinstance(arg, type) and issubclass(arg, enum.Enum):
+            return [member.value for member in arg]
+    return None
+
+
+def test_a_field_with_fixed_choices_lists_them():
+    """A Literal or Enum field's type is its allowed values, as written in the config
+    (e.g. mlflow.azure.account_replication_type: "ZRS", "LRS", ...), not "Literal"."""
+    reference = _module("docs_reference", ROOT / "scripts" / "docs_reference.py")
+    sections = reference.pydantic_sections(reference.mlflow_model())
+    types_by_path = {row[0]: row[1] for _, _, rows in sections for row in rows}
+    models = {"mlflow": reference.mlflow_model()}
+    checked = []
+    while models:
+        path, model = models.popitem()
+        for name, field in model.model_fields.items():
+            sub = reference._model(field.annotation)
+            if sub is not None:
+                models[f"{path}.{name}"] = sub
+            values = _choices_of(field.annotation)
+            if values:
+                shown = types_by_path[f"{path}.{name}"]
+                assert shown == " \\| ".join(f'`"{v}"`' for v in values), (path, name, shown)
+                checked.append(f"{path}.{name}")
+    assert "mlflow.azure.account_replication_type" in checked
+    assert "mlflow.auth.default_permission" in checked  # an Enum
+    assert not [t for t in types_by_path.values() if re.search(r"Literal|Annotated|Union", t)]
 
 
 # ---------------------------------------------------------------- quoted messages
@@ -182,10 +225,33 @@ class Emits:
         return ends
 
 
+# Quoted answers no code of this project or of MLflow emits: Nebari's Traefik and
+# forward-auth give them. Each: (whose, as the page names it right after the quote;
+# where it comes from).
+THIRD_PARTY = {
+    "500 Internal Server Error": (
+        "Traefik",
+        "traefik/traefik v2 (Nebari 2025.10 runs 2.9.1) pkg/middlewares/auth/forward.go, "
+        "forwardAuth.ServeHTTP: when the request to the auth server fails (fa.client.Do, "
+        "client timeout 30 s), rw.WriteHeader(http.StatusInternalServerError), no body; the "
+        "reason phrase is Go's http.StatusText(500)",
+    ),
+    "Service unavailable": (
+        "traefik-forward-auth",
+        "thomseddon/traefik-forward-auth internal/server.go, AuthCallbackHandler: "
+        'http.Error(w, "Service unavailable", 503) when p.ExchangeCode (Keycloak) fails; '
+        "Nebari runs maxisme/traefik-forward-auth, a fork of it",
+    ),
+}
+
+
+def _page() -> str:
+    return (DOCS / "troubleshooting.md").read_text()
+
+
 def quoted_messages() -> list[str]:
     """Lines of every ```text block of the troubleshooting page."""
-    page = (DOCS / "troubleshooting.md").read_text()
-    blocks = re.findall(r"^```text\n(.*?)^```", page, flags=re.MULTILINE | re.DOTALL)
+    blocks = re.findall(r"^```text\n(.*?)^```", _page(), flags=re.MULTILINE | re.DOTALL)
     return [line.strip() for block in blocks for line in block.splitlines() if line.strip()]
 
 
@@ -193,7 +259,20 @@ def test_the_troubleshooting_page_quotes_messages():
     assert len(quoted_messages()) >= 20
 
 
-@pytest.mark.parametrize("message", quoted_messages())
+def test_quotes_of_other_software_are_quoted_named_and_not_ours():
+    """Each third-party quote is on the page, in a block of its own, followed by prose
+    naming whose it is; none is a message this project or MLflow emits (those are
+    checked against the code instead)."""
+    page = _page()
+    for quote, (whose, _source) in THIRD_PARTY.items():
+        block = f"```text\n{quote}\n```\n"
+        assert block in page, quote
+        after = page.split(block, 1)[1][:400]
+        assert whose in after, (quote, whose)
+        assert not Emits(quote).ok(), quote
+
+
+@pytest.mark.parametrize("message", [m for m in quoted_messages() if m not in THIRD_PARTY])
 def test_every_quoted_message_is_one_the_code_emits(message):
     if not sorted((ROOT / ".venv-mlflow").glob("lib/python*/site-packages/mlflow")):
         pytest.skip(".venv-mlflow (MLflow's own messages) is not installed")
@@ -211,28 +290,68 @@ def test_a_message_the_code_does_not_emit_is_caught():
 # ---------------------------------------------------------------- supported versions
 
 
-def versions_table() -> dict[str, str]:
+NEBARI_SERVICES = (
+    Path(nebari_constants.__file__).parent
+    / "stages" / "kubernetes_services" / "template" / "modules" / "kubernetes" / "services"
+)  # fmt: skip
+
+
+def versions_table() -> dict[str, tuple[str, str]]:
+    """component -> (version, where it comes from)."""
     page = (DOCS / "reference" / "versions.md").read_text()
-    rows = re.findall(r"^\| ([^|]+?) \| `([^|]+)` \|", page, flags=re.MULTILINE)
-    return {name: value for name, value in rows}
+    rows = re.findall(r"^\| ([^|]+?) \| `([^|]+)` \| (.+) \|$", page, flags=re.MULTILINE)
+    return {name: (value, source) for name, value, source in rows}
+
+
+def _nebari_chart(module: str, chart: str) -> str:
+    """The version of a Helm chart nebari 2025.10's stage 08 installs."""
+    text = (NEBARI_SERVICES / module / "main.tf").read_text()
+    return re.search(rf'chart\s*=\s*"{chart}"\s*\n\s*version\s*=\s*"([^"]+)"', text)[1]
+
+
+def _makefile(variable: str) -> str:
+    makefile = (ROOT / "Makefile").read_text()
+    return re.search(rf"^{variable} := (\S+)", makefile, flags=re.MULTILINE)[1]
+
+
+def _expected_versions() -> dict[str, str]:
+    """Each row's version as its source of truth says; a row without an entry fails."""
+    from support.crds import PROMETHEUS_CRDS
+    from test_chart import K8S_VERSIONS
+    from test_notebook_delivery import OLDEST_PYTHON
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    (nebari,) = [d for d in project["dependencies"] if d.startswith("nebari")]
+    highest = ".".join(nebari_constants.HIGHEST_SUPPORTED_K8S_VERSION)
+    assert K8S_VERSIONS[-1] == highest  # the chart is validated up to nebari's highest
+    prometheus = _nebari_chart("monitoring", "kube-prometheus-stack")
+    # The ServiceMonitor/PrometheusRule tests validate against that release's CRDs.
+    assert PROMETHEUS_CRDS.name == f"kube-prometheus-stack-{prometheus}-crds"
+    table = versions_table()
+    z2jh = _nebari_chart("jupyterhub", "jupyterhub")
+    assert f"z2jh {z2jh} " in table["JupyterHub"][1]  # the JupyterHub the auth tests run
+    # User pods: the tests' pod environment installs the server's MLflow; the notebook
+    # package's modules are parsed as the oldest Python that MLflow 2.x runs on.
+    assert "mlflow==$(MLFLOW_VERSION) ipykernel" in (ROOT / "Makefile").read_text()
+    assert f"Python {'.'.join(map(str, OLDEST_PYTHON))}+" in table["MLflow in user pods"][1]
+    return {
+        "Nebari": nebari.removeprefix("nebari"),
+        "OpenTofu": nebari_constants.OPENTOFU_VERSION,
+        "MLflow image": f"{versions.MLFLOW_IMAGE}:{versions.MLFLOW_IMAGE_TAG}",
+        "PostgreSQL": f"{versions.POSTGRES_IMAGE}:{versions.POSTGRES_IMAGE_TAG}",
+        "PostgreSQL exporter": (
+            f"{versions.POSTGRES_EXPORTER_IMAGE}:{versions.POSTGRES_EXPORTER_IMAGE_TAG}"
+        ),
+        "Kubernetes": f"{K8S_VERSIONS[0]}` - `{K8S_VERSIONS[-1]}",
+        "Python (where `nebari` runs)": project["requires-python"],
+        "JupyterHub": _makefile("JUPYTERHUB_VERSION").removesuffix(".*"),
+        "kube-prometheus-stack": prometheus,
+        "MLflow in user pods": versions.MLFLOW_VERSION,
+    }
 
 
 def test_supported_versions_say_what_the_project_pins():
-    table = versions_table()
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    (nebari,) = [d for d in project["dependencies"] if d.startswith("nebari")]
-    assert table["Nebari"] == nebari.removeprefix("nebari")
-    assert table["Python (where `nebari` runs)"] == project["requires-python"]
-    assert table["OpenTofu"] == nebari_constants.OPENTOFU_VERSION
-    assert table["MLflow image"] == f"{versions.MLFLOW_IMAGE}:{versions.MLFLOW_IMAGE_TAG}"
-    assert table["PostgreSQL"] == f"{versions.POSTGRES_IMAGE}:{versions.POSTGRES_IMAGE_TAG}"
-    exporter = f"{versions.POSTGRES_EXPORTER_IMAGE}:{versions.POSTGRES_EXPORTER_IMAGE_TAG}"
-    assert table["PostgreSQL exporter"] == exporter
-    from test_chart import K8S_VERSIONS
-
-    highest = ".".join(nebari_constants.HIGHEST_SUPPORTED_K8S_VERSION)
-    assert table["Kubernetes"] == f"{K8S_VERSIONS[0]}` - `{K8S_VERSIONS[-1]}"
-    assert K8S_VERSIONS[-1] == highest
-    makefile = (ROOT / "Makefile").read_text()
-    hub = re.search(r"^JUPYTERHUB_VERSION := (\S+)", makefile, flags=re.MULTILINE).group(1)
-    assert table["JupyterHub"] == hub.removesuffix(".*")
+    """Every row against its source; a row the test does not know fails, as does a
+    source whose row is gone."""
+    table = {name: value for name, (value, _) in versions_table().items()}
+    assert table == _expected_versions()

@@ -123,8 +123,8 @@ def test_admin_cpu_limit_below_the_default_request_caps_it(tmp_path):
 
 
 # What `benchmarks/server_memory.py --workers 1,2,4,8 --seconds 20 --clients 4` measured
-# (README "Sizing"): PSS of the server's process tree after load and at the load's peak,
-# MiB. Data from the machine, not from sizing.py: the sizing must cover it.
+# (docs/admin/configure.md#sizing): PSS of the server's process tree after load and at
+# the load's peak, MiB. Data from the machine, not from sizing.py: the sizing must cover it.
 MEASURED = {1: (389, 389), 2: (590, 590), 4: (958, 957), 8: (1688, 1687)}
 
 

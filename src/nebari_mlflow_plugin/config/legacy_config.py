@@ -21,7 +21,8 @@ BITNAMI_VALUES: dict[str, str] = {
     "run": "this plugin deploys no MLflow Projects runner: remove it",
     "postgresql": (
         "use mlflow.database (type: internal, size, storage_class); the old database is "
-        "copied into it by the takeover (docs: Upgrade, from 2025.10.x)"
+        "copied into it by the takeover "
+        "(docs/admin/upgrade.md#upgrading-from-nebari-mlflow-plugin-202510x)"
     ),
     "externalDatabase": ("use mlflow.database.type: external with mlflow.database.external_secret"),
     "minio": (

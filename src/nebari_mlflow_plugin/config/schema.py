@@ -156,7 +156,8 @@ class Database(schema.Base):
     # Secret holding the URI, e.g. postgresql+psycopg2://user:pass@host:5432/mlflow.
     external_secret: SecretRef | None = None
     # An existing PersistentVolumeClaim for the in-cluster PostgreSQL instead of the one
-    # the plugin creates: how the database moves to another storage class (docs: Volumes).
+    # the plugin creates: how the database moves to another storage class
+    # (docs/admin/volumes.md#moving-a-volume).
     existing_claim: K8sName | None = None
 
     @model_validator(mode="after")
@@ -214,10 +215,11 @@ class Artifacts(schema.Base):
     # StorageClass of the artifact volume; null uses the provider's default.
     storage_class: K8sName | None = None
     # ReadWriteOnce, or ReadWriteMany for more than one replica on a volume; fixed at the
-    # first deploy (Volumes).
+    # first deploy (docs/admin/volumes.md).
     access_mode: VolumeAccessMode = VolumeAccessMode.ReadWriteOnce
     # An existing PersistentVolumeClaim instead of the one the plugin creates: how
-    # artifacts move to another storage class or access mode (docs: Volumes).
+    # artifacts move to another storage class or access mode
+    # (docs/admin/volumes.md#moving-a-volume).
     existing_claim: K8sName | None = None
     # The store for type s3.
     s3: S3Compatible | None = None
@@ -231,7 +233,8 @@ class Artifacts(schema.Base):
     # (MLflow's proxied multipart transfers): uploads on aws and azure, downloads on aws.
     # null: on for the cloud stores this plugin creates, off for an admin's
     # S3-compatible store (pods must reach its endpoint_url); gcp cannot sign them
-    # (docs: Artifacts). false: every byte goes through the server.
+    # (docs/admin/providers.md#large-artifacts-straight-to-the-bucket). false: every byte
+    # goes through the server.
     direct_transfers: bool | None = None
 
     @model_validator(mode="after")
@@ -392,8 +395,8 @@ class DefaultPermission(ConfigEnum):
 
 
 class Auth(schema.Base):
-    """Who may do what in MLflow (docs: Authentication and permissions). Off: anyone who
-    reaches the server can read, change and delete everything (insecure)."""
+    """Who may do what in MLflow (docs/admin/auth.md). Off: anyone who reaches the
+    server can read, change and delete everything (insecure)."""
 
     # Every request is a known Nebari user; false turns authentication off (insecure).
     enabled: bool = True
@@ -450,13 +453,14 @@ class MLflow(schema.Base):
     notebook: Notebook = Notebook()
     # URL path at https://<domain>; also the server's --static-prefix.
     route_path: Annotated[str, StringConstraints(pattern=ROUTE_PATH_PATTERN)] = "/mlflow"
-    # A host of MLflow's own, e.g. mlflow.<domain> (README: Authentication, "Path or
-    # host"): MLflow at https://<host><route_path>/, another origin than the users'
-    # servers and apps under https://<domain>/user/. Its DNS record must point at
-    # Nebari's load balancer; the certificate comes as the domain's does. null: the domain.
+    # A host of MLflow's own, e.g. mlflow.<domain> (docs/admin/auth.md#browsers-path-or-host):
+    # MLflow at https://<host><route_path>/, another origin than the users' servers and
+    # apps under https://<domain>/user/. Its DNS record must point at Nebari's load
+    # balancer; the certificate comes as the domain's does. null: the domain.
     host: Annotated[str, StringConstraints(pattern=HOST_PATTERN, max_length=253)] | None = None
     # Serve Prometheus metrics at /metrics (the server's root, not under route_path);
-    # with Nebari's monitoring.enabled, also the dashboard and alerts (docs: Monitoring).
+    # with Nebari's monitoring.enabled, also the dashboard and alerts
+    # (docs/admin/monitoring.md).
     prometheus: bool = True
     # Pod address ranges beyond 10/8, 172.16/12 and 192.168/16 that MLflow must accept
     # in the Host header (Prometheus and probes reach pods by IP), as IPv4 CIDRs or
@@ -468,9 +472,9 @@ class MLflow(schema.Base):
     ai_gateway: bool = False
     # Scheduled permanent deletion of deleted runs and their artifacts.
     gc: GarbageCollection = GarbageCollection()
-    # Scheduled and pre-upgrade backups of the in-cluster database (docs: Backups and restore).
+    # Scheduled and pre-upgrade backups of the in-cluster database (docs/admin/backups.md).
     backup: Backup = Backup()
-    # Authentication and permissions (docs: Authentication and permissions).
+    # Authentication and permissions (docs/admin/auth.md).
     auth: Auth = Auth()
     # Per-provider settings; only the deployment's provider's section is used.
     aws: AwsSettings = AwsSettings()

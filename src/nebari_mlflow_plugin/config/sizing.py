@@ -21,7 +21,7 @@ MIB = 1024 * 1024
 
 # Measured with `benchmarks/server_memory.py --workers 1,2,4,8 --seconds 20 --clients 4`
 # (MLflow 3.17.2 as the chart runs it: PostgreSQL backend, server jobs off), MiB of
-# PSS; see README "Sizing".
+# PSS; see docs/admin/configure.md#sizing.
 STEADY_BASE_MIB = 214.0
 STEADY_PER_WORKER_MIB = 185.0
 PEAK_BASE_MIB = 214.0

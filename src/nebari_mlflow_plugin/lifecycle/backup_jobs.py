@@ -241,7 +241,8 @@ class Backups:
         if getattr(database.type, "value", database.type) == "external":
             raise BackupError(
                 "mlflow.database.type is external: its backups are the database provider's "
-                "(README: Backups and restore); `nebari mlflow restore` restores into it"
+                "(docs/admin/backups.md#external-databases); `nebari mlflow restore` "
+                "restores into it"
             )
         if not self.config.mlflow.backup.enabled:
             raise BackupError("mlflow.backup.enabled is false: no backup Job is deployed")

@@ -147,7 +147,7 @@ def refusal(config: Any, lost: list[str]) -> str:
     if artifacts_on_volume(config) and config.mlflow.enabled:
         lines.append(
             f"Copy it out first ({COPY_DIR} then holds the artifacts and, in _backups/, the "
-            "database backups; README: What survives what):"
+            "database backups; docs/admin/backups.md#nebari-destroy-backs-up-first):"
         )
         lines += [f"  {command}" for command in copy_out_commands(config)]
     lines.append(

@@ -1,6 +1,6 @@
 """What survives disabling MLflow and `nebari destroy`, for this config exactly.
 
-One source for `nebari mlflow render`'s summary and the README's table: the
+What `nebari mlflow render`'s summary says (docs/admin/survival.md tabulates it). The
 answer depends on the provider (a cloud bucket is outside the cluster, a volume is
 a claim in Nebari's namespace, which stage 03's destroy deletes), on where the
 database is, on `force_destroy`, and on what the destroy does first

@@ -19,7 +19,7 @@ from nebari_mlflow_plugin.config.schema import ArtifactsType, DatabaseType
 
 MOVE_HINT = (
     "To move the data: create a claim with the new settings, copy the data into it "
-    "(README: Moving a volume), and set {field}.existing_claim to its name"
+    "(docs/admin/volumes.md#moving-a-volume), and set {field}.existing_claim to its name"
 )
 
 

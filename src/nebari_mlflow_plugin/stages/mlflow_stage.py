@@ -173,9 +173,9 @@ class MlflowStage(NebariTerraformStage):
         else:
             return
         print(
-            "ERROR: nebari destroy stopped before deleting anything (README: What survives "
-            "what). To destroy without a final backup: mlflow.force_destroy: true deletes "
-            "MLflow's data too."
+            "ERROR: nebari destroy stopped before deleting anything (docs/admin/survival.md). "
+            "To destroy without a final backup: mlflow.force_destroy: true deletes MLflow's "
+            "data too."
         )
         sys.exit(1)
 
