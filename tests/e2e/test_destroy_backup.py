@@ -23,6 +23,7 @@ from support.backup_journey import (
     cli,
     cloud_store,
     counts,
+    database_objects,
     fake_cluster,
     local_manifests,
     pod_of,
@@ -56,8 +57,9 @@ class CloudKubelet(LocalKubelet):
 
 
 @contextlib.contextmanager
-def cloud_release(provider: str, deployment, tmp_path: Path, monkeypatch):
-    """(stage, stage outputs naming the fake cluster, store env, kubelet)."""
+def cloud_release(provider: str, deployment, tmp_path: Path, monkeypatch, server: bool = True):
+    """(stage, stage outputs naming the fake cluster, store env, kubelet); `server`
+    False: the cluster holds no server Deployment (a deploy that failed half-way)."""
     nb.patch_cloud_lookups(monkeypatch)
     if reason := emulators.missing(provider):
         pytest.skip(reason)
@@ -72,7 +74,8 @@ def cloud_release(provider: str, deployment, tmp_path: Path, monkeypatch):
         kubelet = CloudKubelet(manifests, tmp_path / "pods", deployment.postgres, tmp_path,
                                env=env)  # fmt: skip
         cronjobs = {c["metadata"]["name"]: c for c in find(manifests, "CronJob")}
-        cluster = FakeCluster("dev", cronjobs, server_deployment(manifests), kubelet)
+        cluster = FakeCluster("dev", cronjobs, server_deployment(manifests) if server else None,
+                              kubelet, objects=database_objects(manifests))  # fmt: skip
         with serving(cluster) as url:
             kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", {"c": url}, "c")
             outputs = {**nb.STAGE_OUTPUTS}
@@ -90,10 +93,13 @@ def test_destroy_writes_and_verifies_a_pre_destroy_backup_before_deleting(
     """Runs in the database (seeded through the real server) -> the stage's destroy: a
     `pre-destroy` backup is in the bucket, whole (its sha256 as stored matches its
     manifest) and holding every run, before OpenTofu is asked to destroy anything;
-    the bucket itself is forgotten, not destroyed."""
+    the bucket itself is forgotten, not destroyed. The server Deployment is gone (a
+    deploy that failed half-way): the backup needs the database, not the server.
+    (With the Deployment: test_destroy_deploy_restore_brings_the_runs_back_...)"""
     expected = counts(deployment.postgres)
     assert expected["runs"] > 0
-    with cloud_release("aws", deployment, tmp_path, monkeypatch) as (stage, outputs, env, kubelet):
+    release = cloud_release("aws", deployment, tmp_path, monkeypatch, server=False)
+    with release as (stage, outputs, env, kubelet):
         events: list[tuple[str, dict]] = []
 
         def deploy(**kwargs):
@@ -223,3 +229,35 @@ def test_retention_keeps_the_newest_backup_with_data_after_ten_empty_ones(deploy
             names.append(made["backup"])
     kept = sorted(p.name for p in (artifacts / "_backups").iterdir())
     assert kept == sorted([with_data["backup"], *names[-3:]])
+
+
+def test_restore_without_from_changes_nothing_when_every_backup_is_of_an_empty_database(
+    deployment, tmp_path
+):
+    """Only backups of an empty database (a new deploy's scheduled one), and a database
+    MLflow has not made its tables in yet (it lacks even their Default experiment):
+    `nebari mlflow restore --yes` with no --from restores none of them. It says there
+    is nothing to bring back and names the newest for --from; the server is never
+    stopped."""
+    manifests = local_manifests(tmp_path)
+    artifacts = tmp_path / "artifacts"
+    artifacts.mkdir()
+    source = deployment.postgres
+    with Postgres(tmp_path / "empty-pg", user=source.user, password=source.password,
+                  database=source.database) as empty:  # fmt: skip
+        empty.query("CREATE TABLE experiments AS SELECT 0 AS experiment_id")  # a new database
+        made = succeeded(pod_of(manifests, "mlflow-backup", tmp_path / "empty", empty,
+                                volumes={"artifacts": artifacts}))  # fmt: skip
+        assert made["manifest"]["counts"]["experiments"] == 1
+        empty.query("DROP TABLE experiments")  # the deploy's migration has not run yet
+        config_file = tmp_path / "nebari-config.yaml"
+        config_file.write_text(yaml.safe_dump(nb.config_dict("local", {"workers": 2})))
+        kubelet = LocalKubelet(manifests, tmp_path / "pods", empty, artifacts)
+        with fake_cluster(manifests, kubelet, config_file) as (cluster, args):
+            code, out = cli("restore", *args, "--yes")
+        assert empty.query("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'") == "0"
+    assert code == 1, out
+    assert "nothing to bring back" in out and "a backup of an empty database is never" in out
+    assert f"To restore one anyway, name it: --from {made['backup']} (the newest" in out, out
+    assert cluster.scaled == []
+    assert [j["metadata"]["name"].split("-")[1] for j in kubelet.jobs] == ["plan"]

@@ -36,6 +36,17 @@ def test_the_default_restore_skips_backups_of_an_empty_database():
     assert policy.default_restore(incomplete, current=EMPTY)["name"].endswith("Z-scheduled")
 
 
+def test_into_a_database_without_tables_the_default_is_never_a_backup_of_an_empty_one():
+    """MLflow has not made its tables yet (every count 0): an empty database's backup
+    holds one row more (the Default experiment) but no data; the older one with runs is
+    the default, and with only empty backups there is none."""
+    no_tables = dict.fromkeys(EMPTY, 0)
+    newest_first = [manifest("20261205T023000Z-scheduled", "scheduled", EMPTY),
+                    manifest("20261204T023000Z-scheduled", "scheduled", SEEDED)]  # fmt: skip
+    assert policy.default_restore(newest_first, no_tables)["name"] == "20261204T023000Z-scheduled"
+    assert policy.default_restore(newest_first[:1], no_tables) is None
+
+
 def test_retention_keeps_the_newest_backup_with_data_whatever_its_kind_or_age():
     """Ten scheduled backups of an empty database after the last one with runs."""
     with_data = ("20261120T023000Z-scheduled", manifest("", "scheduled", SEEDED))

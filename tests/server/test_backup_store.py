@@ -5,6 +5,7 @@ emulators: tests/e2e/test_backups.py and test_pre_upgrade_backup.py."""
 
 from __future__ import annotations
 
+import copy
 import datetime
 import hashlib
 import json
@@ -218,15 +219,25 @@ def test_scheduled_backups_of_an_empty_database_keep_the_one_with_runs(
     assert sorted(p.name for p in root.iterdir()) == [with_runs, empties[1]]
 
 
-@pytest.fixture
-def database(tmp_path):
-    """A real PostgreSQL with MLflow's schema (what the restore pod's URI points at)."""
+@pytest.fixture(scope="module")
+def postgres(tmp_path_factory):
+    """A real PostgreSQL (what the restore pod's URI points at), one per module."""
     from support.postgres import Postgres, postgres_bin_dir
 
     if postgres_bin_dir() is None:
         pytest.skip("PostgreSQL server binaries not installed")
-    with Postgres(tmp_path / "pg", password="plan-password") as pg:
+    with Postgres(tmp_path_factory.mktemp("pg"), password="plan-password") as pg:
         yield pg
+
+
+@pytest.fixture
+def database(postgres, request):
+    """A new, empty database of its own: no MLflow tables until a client makes them."""
+    name = request.node.name.removeprefix("test_")[:60]
+    postgres.query(f'CREATE DATABASE "{name}"')
+    own = copy.copy(postgres)
+    own.database = name
+    return own
 
 
 def plan_restore(monkeypatch, capsys, root, uri, *name: str) -> dict:
@@ -237,31 +248,58 @@ def plan_restore(monkeypatch, capsys, root, uri, *name: str) -> dict:
     return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
 
 
-def test_plan_restore_never_picks_a_backup_of_the_empty_database(
+def test_plan_restore_into_a_database_without_mlflow_tables_picks_the_older_backup_with_runs(
     tmp_path, monkeypatch, capsys, database
 ):
-    """After destroy + deploy the newest backup is of the new, empty database: the
-    default is the newest one holding what the database lacks, and says what it has."""
+    """A database MLflow has not made its tables in yet counts 0 everywhere, so it
+    lacks even the Default experiment a backup of an empty database holds: that newer
+    empty backup is still not the default, the older one with runs is."""
+    root, work = tmp_path / "volume" / "_backups", tmp_path / "work"
+    with_runs = upload_with(monkeypatch, capsys, work, root, "experiments 2\nruns 4\n")
+    empty = upload_with(monkeypatch, capsys, work, root, "experiments 1\n")
+    plan = plan_restore(monkeypatch, capsys, root, database.uri)
+    assert plan["current"] == dict.fromkeys(COUNTED, 0)
+    assert [b["name"] for b in plan["backups"]] == [empty, with_runs]
+    assert (plan["chosen"]["name"], plan["chosen"]["counts"]["runs"]) == (with_runs, 4)
+
+
+def test_plan_restore_picks_the_newest_backup_with_runs_over_a_newer_empty_one(
+    tmp_path, monkeypatch, capsys, database
+):
+    """After destroy + deploy the newest backup is of the new, empty database (its
+    Default experiment only): the default is the newest one holding what the database
+    lacks; named, even the empty one is what is restored."""
     root, work = tmp_path / "volume" / "_backups", tmp_path / "work"
     upload_with(monkeypatch, capsys, work, root, "experiments 2\nruns 3\n")
     with_runs = upload_with(monkeypatch, capsys, work, root, "experiments 2\nruns 4\n")
     empty = upload_with(monkeypatch, capsys, work, root, "experiments 1\n")
-    # Before MLflow made its tables: nothing is counted, every backup holds more.
-    plan = plan_restore(monkeypatch, capsys, root, database.uri)
-    assert plan["current"] == dict.fromkeys(COUNTED, 0)
-    assert plan["chosen"]["name"] == empty
     from mlflow import MlflowClient
 
-    client = MlflowClient(database.uri)  # creates the schema and the Default experiment
+    MlflowClient(database.uri).search_experiments()  # the schema and the Default experiment
     plan = plan_restore(monkeypatch, capsys, root, database.uri)
     assert plan["current"] == {**dict.fromkeys(COUNTED, 0), "experiments": 1}
     assert (plan["chosen"]["name"], plan["chosen"]["counts"]["runs"]) == (with_runs, 4)
     # (Retention, keep 1, deleted the older one with runs, not the newest with runs.)
     assert [b["name"] for b in plan["backups"]] == [empty, with_runs]
-    # Named, it is what is restored, even the empty one.
     assert plan_restore(monkeypatch, capsys, root, database.uri, empty)["chosen"]["name"] == empty
-    # A database holding at least what every backup holds: nothing to bring back.
+
+
+def test_plan_restore_chooses_nothing_when_no_backup_holds_data_the_database_lacks(
+    tmp_path, monkeypatch, capsys, database
+):
+    """Backups of an empty database only: nothing is chosen, whether MLflow has made
+    its tables or not (the CLI then refuses and names the newest for --from). Nor when
+    the database holds at least what the one backup with runs holds."""
+    root, work = tmp_path / "volume" / "_backups", tmp_path / "work"
+    upload_with(monkeypatch, capsys, work, root, "experiments 1\n")
+    assert plan_restore(monkeypatch, capsys, root, database.uri)["chosen"] is None
+    from mlflow import MlflowClient
+
+    client = MlflowClient(database.uri)
+    assert plan_restore(monkeypatch, capsys, root, database.uri)["chosen"] is None
+    upload_with(monkeypatch, capsys, work, root, "experiments 2\nruns 4\n")
     experiment = client.create_experiment("e")
     for _ in range(4):
         client.create_run(experiment)
-    assert plan_restore(monkeypatch, capsys, root, database.uri)["chosen"] is None
+    plan = plan_restore(monkeypatch, capsys, root, database.uri)
+    assert (plan["chosen"], plan["current"]["runs"]) == (None, 4)

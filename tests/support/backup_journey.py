@@ -177,11 +177,23 @@ def cli(*args: str, answer: str | None = None) -> tuple[int, str]:
     return result.exit_code, " ".join(re.sub("[\u2500-\u257f]", " ", result.output).split())
 
 
+def database_objects(manifests) -> dict[str, dict[str, dict]]:
+    """The release's claims and its PostgreSQL StatefulSet, ready (a local PostgreSQL
+    serves the database), as the API server holds them after a deploy."""
+    claims = {c["metadata"]["name"]: c for c in find(manifests, "PersistentVolumeClaim")}
+    ready = {"replicas": 1, "readyReplicas": 1}
+    statefulsets = {s["metadata"]["name"]: {**s, "status": ready}
+                    for s in find(manifests, "StatefulSet")}  # fmt: skip
+    return {"persistentvolumeclaims": claims, "statefulsets": statefulsets}
+
+
 @contextlib.contextmanager
 def fake_cluster(manifests, kubelet, config_file: Path):
-    """The fake API server holding the release's CronJobs and Deployment; the CLI's args."""
+    """The fake API server holding the release's CronJobs, Deployment and database
+    objects; the CLI's args."""
     cronjobs = {c["metadata"]["name"]: c for c in find(manifests, "CronJob")}
-    cluster = FakeCluster("dev", cronjobs, server_deployment(manifests), kubelet)
+    cluster = FakeCluster("dev", cronjobs, server_deployment(manifests), kubelet,
+                          objects=database_objects(manifests))  # fmt: skip
     with serving(cluster) as url:
         kubeconfig = write_kubeconfig(config_file.with_name(f"kube-{id(cluster)}"), {"c": url}, "c")
         yield cluster, ["-c", str(config_file), "--kubeconfig", str(kubeconfig), "--timeout", "300"]

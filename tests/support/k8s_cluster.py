@@ -1,13 +1,14 @@
 """A loopback Kubernetes API server that keeps objects, for the commands that act.
 
 k8s_api.py answers reads from recordings; this one plays the API server for Jobs,
-CronJobs and a Deployment's scale: it holds the rendered CronJobs and Deployment,
-stores the Jobs the real kubernetes client creates, and hands each to a `Kubelet`
-the test supplies, which runs the Job's pod for real (support/pods.py) and reports
-each container's exit code and log. Scaling the Deployment is handed to the kubelet
-too (stop or start the local server). What the client sees — Job status and
-conditions, pods with `job-name` labels, container statuses, logs — is what the API
-server would show for that outcome.
+CronJobs and a Deployment's scale: it holds the rendered CronJobs and Deployment (or
+none: a deploy that failed half-way), other objects read by name (`objects`: the
+database's claim and StatefulSet), stores the Jobs the real kubernetes client
+creates, and hands each to a `Kubelet` the test supplies, which runs the Job's pod
+for real (support/pods.py) and reports each container's exit code and log. Scaling
+the Deployment is handed to the kubelet too (stop or start the local server). What
+the client sees — Job status and conditions, pods with `job-name` labels, container
+statuses, logs — is what the API server would show for that outcome.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ DEPLOYMENT = re.compile(rf"^/apis/apps/v1{NS}/deployments/(?P<name>[^/]+)$")
 SCALE = re.compile(rf"^/apis/apps/v1{NS}/deployments/(?P<name>[^/]+)/scale$")
 PODS = re.compile(rf"^/api/v1{NS}/pods$")
 LOG = re.compile(rf"^/api/v1{NS}/pods/(?P<name>[^/]+)/log$")
+OBJECT = re.compile(rf"^/(?:api/v1|apis/[^/]+/[^/]+){NS}/(?P<plural>[^/]+)/(?P<name>[^/]+)$")
 
 
 class Kubelet(Protocol):
@@ -51,8 +53,9 @@ def _now() -> str:
 class FakeCluster:
     namespace: str
     cronjobs: dict[str, dict]
-    deployment: dict
+    deployment: dict | None
     kubelet: Kubelet
+    objects: dict[str, dict[str, dict]] = field(default_factory=dict)  # plural -> name -> obj
     jobs: dict[str, dict] = field(default_factory=dict)
     pods: dict[str, dict] = field(default_factory=dict)
     logs: dict[tuple[str, str], str] = field(default_factory=dict)
@@ -61,6 +64,8 @@ class FakeCluster:
 
     def __post_init__(self) -> None:
         self.lock = threading.Lock()
+        if self.deployment is None:
+            return
         self.deployment = copy.deepcopy(self.deployment)
         replicas = self.deployment["spec"].get("replicas", 1)
         self.deployment["status"] = {"replicas": replicas, "availableReplicas": replicas}
@@ -173,7 +178,7 @@ class FakeCluster:
                 return 200, {"kind": "Status", "apiVersion": "v1", "status": "Success"}
             return 200, self.jobs[m["name"]]
         if (m := DEPLOYMENT.match(path)) and method == "GET":
-            if m["name"] != self.deployment["metadata"]["name"]:
+            if self.deployment is None or m["name"] != self.deployment["metadata"]["name"]:
                 return 404, _status(404, f"deployment {m['name']} not found")
             return 200, self.deployment
         if (m := SCALE.match(path)) and method == "PATCH":
@@ -201,6 +206,9 @@ class FakeCluster:
         if (m := LOG.match(path)) and method == "GET":
             text = self.logs.get((m["name"], query.get("container", [""])[0]))
             return (200, text) if text is not None else (404, _status(404, "no such container"))
+        if (m := OBJECT.match(path)) and method == "GET" and m["plural"] in self.objects:
+            found = self.objects[m["plural"]].get(m["name"])
+            return (200, found) if found else (404, _status(404, f"{m['name']} not found"))
         return 404, _status(404, f"not served by the fake: {method} {path}")
 
 

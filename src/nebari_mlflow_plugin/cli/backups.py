@@ -106,6 +106,20 @@ def restore_sides(plan: dict) -> list[dict[str, str]]:
             for t in chosen or current]  # fmt: skip
 
 
+def nothing_to_restore(plan: dict) -> str:
+    """Why the default restore brings nothing back, and the flag that restores anyway."""
+    runs = (plan.get("current") or {}).get("runs", "?")
+    listed = plan.get("backups") or []
+    if not listed:
+        return f"no backup in {plan['root']}: nothing to restore"
+    return (
+        f"nothing to bring back: no backup in {plan['root']} holds data the database lacks "
+        f"(it holds {runs} runs; a backup of an empty database is never the default). To "
+        f"restore one anyway, name it: --from {listed[0]['name']} (the newest; `nebari "
+        "mlflow backups` lists them all)"
+    )
+
+
 def restore_command(config_path, kubeconfig, context, name: str | None, yes: bool,
                     timeout: float) -> None:  # fmt: skip
     import typer
@@ -117,13 +131,7 @@ def restore_command(config_path, kubeconfig, context, name: str | None, yes: boo
         plan = backups.plan_restore(name)
         chosen = plan.get("chosen")
         if chosen is None:
-            runs = (plan.get("current") or {}).get("runs", "?")
-            newest = ", ".join(b["name"] for b in plan.get("backups", [])[:5]) or "none"
-            raise BackupError(
-                f"no backup in {plan['root']} holds rows the database lacks (it holds {runs} "
-                f"runs): nothing to bring back by default; name one with --from (newest: "
-                f"{newest})"
-            )
+            raise BackupError(nothing_to_restore(plan))
         shown = describe(chosen)
         rprint(Text(f"backup {chosen['name']} ({shown['kind']}, {shown['created']}) "
                     f"from {plan['root']}"))  # fmt: skip

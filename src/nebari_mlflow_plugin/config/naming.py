@@ -8,6 +8,9 @@ they derive from the config alone, never from Terraform outputs.
 from __future__ import annotations
 
 RELEASE_NAME = "mlflow"
+# The chart's in-cluster PostgreSQL (its StatefulSet) and the claim holding its data.
+POSTGRES_NAME = f"{RELEASE_NAME}-postgres"
+POSTGRES_CLAIM = f"{POSTGRES_NAME}-data"
 SERVICE_PORT = 5000
 STAGE_NAME = "mlflow"
 # Creates the user-pod ConfigMaps before stage 07 configures JupyterHub to mount them.

@@ -56,15 +56,19 @@ class Cluster:
     def _plain(self, obj: Any) -> Any:
         return self._api.sanitize_for_serialization(obj)
 
-    def cronjob(self, name: str) -> dict | None:
+    def _read(self, read: Callable[[str, str], Any], name: str) -> dict | None:
+        """The object `read` returns, None when the API answers 404."""
         from kubernetes.client.rest import ApiException
 
         try:
-            return self._plain(self._batch.read_namespaced_cron_job(name, self.namespace))
+            return self._plain(read(name, self.namespace))
         except ApiException as exc:
             if exc.status == 404:
                 return None
             raise
+
+    def cronjob(self, name: str) -> dict | None:
+        return self._read(self._batch.read_namespaced_cron_job, name)
 
     def create_job(self, body: dict) -> None:
         self._batch.create_namespaced_job(self.namespace, body)
@@ -87,14 +91,13 @@ class Cluster:
         return response.data.decode("utf-8", "replace")
 
     def deployment(self, name: str) -> dict | None:
-        from kubernetes.client.rest import ApiException
+        return self._read(self._apps.read_namespaced_deployment, name)
 
-        try:
-            return self._plain(self._apps.read_namespaced_deployment(name, self.namespace))
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
+    def statefulset(self, name: str) -> dict | None:
+        return self._read(self._apps.read_namespaced_stateful_set, name)
+
+    def pvc(self, name: str) -> dict | None:
+        return self._read(self._core.read_namespaced_persistent_volume_claim, name)
 
     def scale(self, name: str, replicas: int) -> None:
         self._apps.patch_namespaced_deployment_scale(

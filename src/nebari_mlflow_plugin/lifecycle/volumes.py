@@ -60,7 +60,7 @@ def planned_volumes(mlflow: Any, provider: Any) -> list[PlannedVolume]:
         persistence = database["internal"]["persistence"]
         if not persistence.get("existingClaim"):
             planned.append(PlannedVolume(
-                "mlflow.database", f"{naming.RELEASE_NAME}-postgres-data", persistence["size"],
+                "mlflow.database", naming.POSTGRES_CLAIM, persistence["size"],
                 persistence.get("storageClass") or None, "ReadWriteOnce",
             ))  # fmt: skip
     return planned

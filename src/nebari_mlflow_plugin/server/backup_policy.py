@@ -6,7 +6,8 @@ counts (the dump's own, read back when it was written):
 
 - after `nebari destroy` + `nebari deploy`, the scheduled backup of the new, empty
   database is the newest; restoring it would bring back nothing. The default is the
-  newest complete backup holding rows the current database lacks;
+  newest complete backup holding data, and rows the current database lacks (a
+  database without MLflow's tables lacks even an empty one's Default experiment);
 - a week of such empty backups must not push the last one with runs out of
   retention: the newest backup that holds data is never deleted, whatever its kind
   or age.
@@ -39,9 +40,12 @@ def default_restore(
     backups: Sequence[Mapping[str, Any]], current: Mapping[str, int]
 ) -> Mapping[str, Any] | None:
     """The newest complete backup (`backups` newest first, manifests with "counts")
-    that holds rows the current database lacks; None when none does."""
+    that holds data (holds_data) and rows the current database lacks; None when none
+    does. A backup of an empty database is never the default, not even over a
+    database without MLflow's tables (all counts 0), which lacks its one row."""
     for backup in backups:
-        if backup.get("complete", True) and missing_from(backup.get("counts") or {}, current):
+        counts = backup.get("counts") or {}
+        if backup.get("complete", True) and holds_data(counts) and missing_from(counts, current):
             return backup
     return None
 

@@ -341,8 +341,8 @@ def current_counts() -> dict[str, int]:
 
 def plan_restore(settings: Settings, name: str) -> None:
     """What a restore brings back and replaces: the backup named, else the newest
-    complete one holding rows the current database lacks (never one of an empty
-    database over an older one with runs); `chosen` null when none does."""
+    complete one holding data the current database lacks (never one of an empty
+    database, whatever the database holds); `chosen` null when none does."""
     current, entries = current_counts(), backups(settings.root)
     listed = [{**(m or {}), "name": n, "complete": m is not None} for n, m in entries]
     if name:
