@@ -80,3 +80,22 @@ def test_a_cluster_without_the_backup_cronjob_is_named(tmp_path, render_chart):
     assert code == 1
     assert "no CronJob mlflow-backup in namespace dev" in output, output
     assert not cluster.jobs
+
+
+def test_a_restore_into_an_external_database_needs_the_admins_own_undo(tmp_path):
+    """The chart does not back up an external database, so no pre-restore backup can be
+    written: the restore stops before reading the cluster until the admin says they took
+    a snapshot; then it goes on (here to the unreachable cluster)."""
+    external = {"type": "external", "external_secret": {"name": "db"}}
+    config = config_file(tmp_path, database=external)
+    code, output = run("restore", "--yes", "-c", config, "--kubeconfig", nowhere(tmp_path))
+    assert code == 1
+    assert "no pre-restore backup would be written" in output, output
+    assert "--without-pre-restore-backup" in output and "nothing was changed" in output
+    code, output = run("restore", "--yes", "--without-pre-restore-backup", "-c", config,
+                       "--kubeconfig", nowhere(tmp_path))  # fmt: skip
+    assert code == 1 and output.startswith("error: no cluster reachable"), output
+    # The flag changes nothing for the chart's own database: it is always backed up first.
+    code, output = run("restore", "--yes", "--without-pre-restore-backup", "-c",
+                       config_file(tmp_path), "--kubeconfig", nowhere(tmp_path))  # fmt: skip
+    assert code == 1 and output.startswith("error: no cluster reachable"), output

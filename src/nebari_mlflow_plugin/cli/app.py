@@ -226,9 +226,15 @@ def nebari_subcommand(cli: typer.Typer) -> None:
         kubeconfig: Path = kubeconfig_option,
         context: str = context_option,
         timeout: float = timeout_option,
+        without_undo: bool = typer.Option(
+            False,
+            "--without-pre-restore-backup",
+            help="external database only: restore although the plugin cannot back it up "
+            "first (take a snapshot with its provider before)",
+        ),
     ) -> None:
-        """Restore a backup: stop the server, restore, upgrade, start, verify counts."""
-        backups.restore_command(config, kubeconfig, context, name, yes, timeout)
+        """Restore a backup: stop the server, back up, restore, upgrade, start, verify."""
+        backups.restore_command(config, kubeconfig, context, name, yes, timeout, without_undo)
 
     @app.command("preflight")
     def preflight_command(config: Path = CONFIG_OPTION) -> None:

@@ -121,13 +121,14 @@ def nothing_to_restore(plan: dict) -> str:
 
 
 def restore_command(config_path, kubeconfig, context, name: str | None, yes: bool,
-                    timeout: float) -> None:  # fmt: skip
+                    timeout: float, without_undo: bool = False) -> None:  # fmt: skip
     import typer
     from rich import print as rprint
     from rich.text import Text
 
     def action() -> None:
         config, backups = _open(config_path, kubeconfig, context, timeout)
+        backups.check_undo(without_undo)
         plan = backups.plan_restore(name)
         chosen = plan.get("chosen")
         if chosen is None:
@@ -136,9 +137,11 @@ def restore_command(config_path, kubeconfig, context, name: str | None, yes: boo
         rprint(Text(f"backup {chosen['name']} ({shown['kind']}, {shown['created']}) "
                     f"from {plan['root']}"))  # fmt: skip
         rprint(_table("what the restore brings back and what it replaces", restore_sides(plan)))
+        undo = ("no pre-restore backup (external database: your snapshot is the undo)"
+                if backups.external() else "the database backed up (pre-restore)")  # fmt: skip
         if not yes and not typer.confirm(
             f"Replace everything MLflow holds in namespace {config.namespace} with this "
-            "backup? The server is stopped, the database backed up (pre-restore), then restored",
+            f"backup? The server is stopped, {undo}, then restored",
             default=False,
         ):
             raise BackupError("nothing changed: restore not confirmed")
@@ -150,8 +153,8 @@ def restore_command(config_path, kubeconfig, context, name: str | None, yes: boo
             rprint(Text(f"what it replaced is backup {undo}: `nebari mlflow restore -c "
                         f"<config> --from {undo}` undoes this restore"))  # fmt: skip
         else:
-            rprint(Text("external database: no pre-restore backup (the chart backs up only its "
-                        "own database); your provider's snapshot is the undo"))  # fmt: skip
+            rprint(Text("external database: no pre-restore backup was written; the snapshot "
+                        "you took is the undo"))  # fmt: skip
 
     run_command(action)
 

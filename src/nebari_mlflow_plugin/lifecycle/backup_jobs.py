@@ -240,8 +240,7 @@ class Backups:
 
     def backup(self, kind: str = "on-demand") -> dict:
         """Take a backup now (the scheduled one's pod, kind on-demand unless said)."""
-        database = self.config.mlflow.database
-        if getattr(database.type, "value", database.type) == "external":
+        if self.external():
             raise BackupError(
                 "mlflow.database.type is external: its backups are the database provider's "
                 "(docs/admin/backups.md#external-databases); `nebari mlflow restore` "
@@ -280,12 +279,28 @@ class Backups:
             without_affinity(job)
         return self._run(job, "fetch")
 
+    def external(self) -> bool:
+        database = self.config.mlflow.database
+        return getattr(database.type, "value", database.type) == "external"
+
+    def check_undo(self, without_undo: bool) -> None:
+        """A restore replaces the whole database; into an external one (which the chart
+        does not back up: no pre-restore backup) only when the admin says they have
+        another undo, before anything is read or changed."""
+        if self.external() and not without_undo:
+            raise BackupError(
+                "mlflow.database.type is external: the plugin does not back it up, so no "
+                "pre-restore backup would be written and this restore could not be undone "
+                "with `nebari mlflow restore`. Take a snapshot with the database's provider "
+                "first, then run again with --without-pre-restore-backup "
+                "(docs/admin/backups.md#external-databases); nothing was changed"
+            )
+
     def pre_restore_backup(self) -> dict | None:
         """A backup (kind pre-restore) of what the restore replaces, with the server
         stopped (nothing written after it); None for an external database (its
         provider's snapshots are the undo: the chart has no backup Job for it)."""
-        database = self.config.mlflow.database
-        if getattr(database.type, "value", database.type) == "external":
+        if self.external():
             return None
         job = self.runner.job_from(self.runner.template(BACKUP_TEMPLATE), "pre-restore")
         with_action(job, "upload", ["upload"], {"MLFLOW_BACKUP_KIND": "pre-restore"})
