@@ -31,6 +31,7 @@ from support.deployment import (
 from support.mlflow_server import free_port
 from support.replica import second_replica
 
+from nebari_mlflow_plugin.notebook import keeper, tokens
 from nebari_mlflow_plugin.render.injection import user_env
 
 pytestmark = pytest.mark.slow
@@ -140,7 +141,8 @@ def test_a_stopped_servers_token_is_refused_with_what_to_do(dep):
     status, body = call(dep, SEARCH, token)
     assert status == 401, body
     assert b"server of 'dana'" in body and b"has stopped" in body, body
-    assert b"nebari_mlflow_plugin.notebook.tokens" in body
+    # What is true now: the server keeps a workflow token once MLflow is used there.
+    assert b"use MLflow there once" in body and b"--hours" in body, body
 
 
 CLIENT = """
@@ -165,32 +167,93 @@ def run(env: dict, argv: list[str], tmp_path, timeout: float = 120):
                           timeout=timeout)  # fmt: skip
 
 
-def test_a_workflow_token_outlives_the_server_until_it_expires(dep, tmp_path):
-    """In JupyterLab the user makes a workflow token; an Argo step (the pod's env, the
-    server's token long gone) logs to MLflow with it until it expires."""
-    server_token = dep.hub.start_server("alice")
-    token_file = tmp_path / "home" / "workflow-token.json"
-    pod = pod_process_env(
-        dep, tmp_path, JUPYTERHUB_API_URL=dep.hub.api_url, JUPYTERHUB_USER="alice",
-        JUPYTERHUB_API_TOKEN=server_token, NEBARI_MLFLOW_TOKEN_FILE=str(token_file),
-    )  # fmt: skip
-    lifetime = 25
-    minted = run(pod, [str(MLFLOW_BIN / "python"), "-m", "nebari_mlflow_plugin.notebook.tokens",
-                       "--hours", str(lifetime / 3600), "--print"], tmp_path)  # fmt: skip
-    made_at = time.monotonic()
-    assert minted.returncode == 0, minted.stderr
-    assert oct(token_file.stat().st_mode & 0o777) == "0o600"
-    workflow_token = minted.stdout.strip()
-    scopes = dep.hub.api("GET", "/user", token=workflow_token)["scopes"]
-    assert "access:services!service=MLflow" in scopes and "tokens!user=alice" not in scopes
-    dep.hub.stop_server("alice")
+# What Argo sets in a workflow step (the user's pod env copied by jupyterflow-override).
+ARGO_STEP = {
+    "ARGO_WORKFLOW_NAME": "train-x7k2p",
+    "ARGO_WORKFLOW_UID": "3f1c9a52-5d0e-4c1b-9a7e-2b6f0c8d4e11",
+    "ARGO_NODE_ID": "train-x7k2p-1234",
+    "ARGO_POD_NAME": "train-x7k2p-fit-1234",
+}
 
-    step = run(pod, [str(MLFLOW_BIN / "python"), "-c", CLIENT], tmp_path)
-    assert step.returncode == 0, step.stderr[-2000:]
-    # Past its expiry (and the server's cache), it is refused.
+
+def lab_env(dep, tmp_path, user: str, server_token: str, **extra: str) -> dict[str, str]:
+    """A process of `user`'s JupyterLab server: the pod's env as rendered, the hub's
+    variables KubeSpawner sets (the server's own token), a home of its own."""
+    env = pod_process_env(dep, tmp_path, JUPYTERHUB_API_URL=dep.hub.api_url,
+                          JUPYTERHUB_USER=user, JUPYTERHUB_API_TOKEN=server_token,
+                          HOME=str(tmp_path / "home"), **extra)  # fmt: skip
+    env.pop(tokens.FILE_ENV, None)  # the default place, under $HOME
+    return env
+
+
+def kept_tokens(dep, user: str) -> list[dict]:
+    """The tokens JupyterLab made for `user`, as the hub lists them."""
+    listed = dep.hub.api("GET", f"/users/{user}/tokens")["api_tokens"]
+    return [t for t in listed if t.get("note") == keeper.NOTE]
+
+
+def test_jupyterlab_keeps_a_workflow_token_that_outlives_the_server(dep, tmp_path):
+    """Nothing to set up: alice uses MLflow in JupyterLab once, and a workflow step (the
+    same env and home, Argo's variables) keeps logging after her server stopped, until
+    the token expires (its lifetime shortened through the pod's variable). The step
+    itself never makes a token."""
+    server_token = dep.hub.start_server("alice")
+    lifetime = 25
+    lab = lab_env(dep, tmp_path, "alice", server_token,
+                  NEBARI_MLFLOW_WORKFLOW_TOKEN_SECONDS=str(lifetime))  # fmt: skip
+    step = {**lab, **ARGO_STEP}
+    token_file = tmp_path / "home" / ".config" / "nebari-mlflow" / "workflow-token.json"
+    python = str(MLFLOW_BIN / "python")
+    before = len(kept_tokens(dep, "alice"))
+
+    assert run(step, [python, "-c", CLIENT], tmp_path).returncode == 0  # the server's token
+    assert not token_file.exists() and len(kept_tokens(dep, "alice")) == before
+
+    made_at = time.monotonic()
+    used = run(lab, [python, "-c", CLIENT], tmp_path)
+    assert used.returncode == 0, used.stderr[-2000:]
+    assert token_file.exists(), used.stderr[-2000:]
+    assert oct(token_file.stat().st_mode & 0o777) == "0o600"
+    kept = json.loads(token_file.read_text())
+    assert kept["user"] == "alice" and len(kept_tokens(dep, "alice")) == before + 1
+    scopes = dep.hub.api("GET", "/user", token=kept["token"])["scopes"]
+    assert "access:services!service=MLflow" in scopes and "tokens!user=alice" not in scopes
+    dep.hub.stop_server("alice")  # as Nebari's culler does after 30 idle minutes
+
+    logged = run(step, [python, "-c", CLIENT], tmp_path)
+    assert logged.returncode == 0, logged.stderr[-2000:]
+    # Past its expiry (and the server's cache), the step has nothing left: the 401 says
+    # what to do.
     time.sleep(max(0.0, made_at + lifetime + CACHE_SECONDS + 1 - time.monotonic()))
-    assert call(dep, SEARCH, workflow_token)[0] == 401
-    assert run(pod, [str(MLFLOW_BIN / "python"), "-c", CLIENT], tmp_path).returncode != 0
+    assert call(dep, SEARCH, kept["token"])[0] == 401
+    late = run(step, [python, "-c", CLIENT], tmp_path)
+    assert late.returncode != 0
+    assert "that server has stopped" in late.stderr and "use MLflow there once" in late.stderr
+    assert json.loads(token_file.read_text()) == kept
+
+
+def test_the_token_commands_say_where_the_token_went_and_it_works(dep, tmp_path):
+    """`... notebook.tokens --hours 1` and the workflow helper's `token --hours 2`, run in
+    JupyterLab: each says where the token went and for how long, and MLflow takes it."""
+    server_token = dep.hub.start_server("dana")
+    try:
+        lab = lab_env(dep, tmp_path, "dana", server_token)
+        token_file = tmp_path / "home" / ".config" / "nebari-mlflow" / "workflow-token.json"
+        python = str(MLFLOW_BIN / "python")
+        seen = set()
+        for module, hours in (("tokens", 1), ("workflow token", 2)):
+            argv = [python, "-m", f"nebari_mlflow_plugin.notebook.{module}", "--hours", str(hours)]
+            started = time.time()
+            made = run(lab, " ".join(argv).split(), tmp_path)
+            assert made.returncode == 0, made.stderr[-2000:]
+            assert f"kept in {token_file} (valid {hours} h)" in made.stderr, made.stderr
+            kept = json.loads(token_file.read_text())
+            assert kept["token"] not in seen and kept["user"] == "dana"
+            assert started + hours * 3600 <= kept["expires_at"] <= time.time() + hours * 3600
+            assert whoami(dep, kept["token"]) == "dana"
+            seen.add(kept["token"])
+    finally:
+        dep.hub.stop_server("dana")
 
 
 def test_a_user_the_hub_does_not_know_gets_nothing(dep):

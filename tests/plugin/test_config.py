@@ -115,6 +115,7 @@ def test_injection_into_absent_overrides():
         # what the notebook package's workflow tokens are made with
         "NEBARI_MLFLOW_HUB_SERVICE": "MLflow",
         "NEBARI_MLFLOW_WORKFLOW_TOKEN_SECONDS": "129600",
+        "NEBARI_MLFLOW_WORKFLOW_TOKENS": "auto",
         "PYTHONPATH": "/opt/nebari-mlflow/python",
         # async logging on (the default), batched
         "MLFLOW_ENABLE_ASYNC_LOGGING": "true",
@@ -176,6 +177,7 @@ def test_injection_adds_to_dict_form():
         # what the notebook package's workflow tokens are made with
         "NEBARI_MLFLOW_HUB_SERVICE": "MLflow",
         "NEBARI_MLFLOW_WORKFLOW_TOKEN_SECONDS": "129600",
+        "NEBARI_MLFLOW_WORKFLOW_TOKENS": "auto",
         "PYTHONPATH": "/opt/nebari-mlflow/python",
         # async logging on (the default), batched
         "MLFLOW_ENABLE_ASYNC_LOGGING": "true",

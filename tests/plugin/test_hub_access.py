@@ -36,13 +36,18 @@ def test_pods_tokens_carry_mlflows_scope_and_can_make_workflow_tokens():
     env = pod_env(config)
     assert env["NEBARI_MLFLOW_HUB_SERVICE"] == "MLflow"
     assert env["NEBARI_MLFLOW_WORKFLOW_TOKEN_SECONDS"] == str(36 * 3600)
+    assert env["NEBARI_MLFLOW_WORKFLOW_TOKENS"] == "auto"  # JupyterLab keeps one
 
 
-def test_workflow_token_lifetime_is_configurable():
-    config = nb.validate(nb.config_dict("local", {"auth": {"workflow_token_hours": 72}}))
+def test_workflow_token_lifetime_and_keeping_are_configurable():
+    config = nb.validate(nb.config_dict(
+        "local", {"auth": {"workflow_token_hours": 72, "workflow_tokens": "manual"}}))  # fmt: skip
     assert pod_env(config)["NEBARI_MLFLOW_WORKFLOW_TOKEN_SECONDS"] == str(72 * 3600)
+    assert pod_env(config)["NEBARI_MLFLOW_WORKFLOW_TOKENS"] == "manual"
     with pytest.raises(pydantic.ValidationError, match="workflow_token_hours"):
         nb.validate(nb.config_dict("local", {"auth": {"workflow_token_hours": 0}}))
+    with pytest.raises(pydantic.ValidationError, match="workflow_tokens"):
+        nb.validate(nb.config_dict("local", {"auth": {"workflow_tokens": "always"}}))
 
 
 @pytest.mark.parametrize("cls", ["Spawner", "KubeSpawner"])

@@ -31,7 +31,7 @@ def access_scope(service: str = HUB_SERVICE_NAME) -> str:
 def server_token_scopes(service: str = HUB_SERVICE_NAME) -> list[str]:
     """`Spawner.server_token_scopes` with MLflow: JupyterHub's default `server` role
     (report activity, be reached as itself), MLflow's access scope, and `tokens!user`
-    so the pod can mint its user's workflow tokens (README: Credentials)."""
+    so the pod can mint its user's workflow tokens (docs/admin/auth.md#credentials)."""
     return ["users:activity!user", "access:servers!server", access_scope(service), "tokens!user"]
 
 

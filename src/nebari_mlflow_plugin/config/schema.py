@@ -394,6 +394,12 @@ class DefaultPermission(ConfigEnum):
     EDIT = "EDIT"
 
 
+@yaml_object(yaml)
+class WorkflowTokens(ConfigEnum):
+    AUTO = "auto"
+    MANUAL = "manual"
+
+
 class Auth(schema.Base):
     """Who may do what in MLflow (docs/admin/auth.md). Off: anyone who reaches the
     server can read, change and delete everything (insecure)."""
@@ -410,9 +416,15 @@ class Auth(schema.Base):
     # long, but refuses only on fresh ones: a withdrawn grant keeps allowing at most this
     # long, a new grant applies at once.
     cache_seconds: Annotated[int, Field(ge=5, le=600)] = 60
-    # Lifetime of the workflow tokens users mint for Argo workflows and scheduled jobs
-    # (README: Credentials); a server's own token dies when the server stops.
+    # Lifetime of workflow tokens, the MLflow-only credential of Argo workflows and
+    # scheduled jobs (a server's own token dies when the server stops, Nebari culls idle
+    # servers after 30 minutes): a job outlives its server by at least half of it (docs:
+    # Authentication and permissions, "Credentials").
     workflow_token_hours: Annotated[int, Field(ge=1, le=24 * 90)] = 36
+    # auto: each user's JupyterLab server keeps a workflow token in their home, made when
+    # MLflow is first used there and renewed at half its lifetime: nothing to set up.
+    # manual: only users who run `python -m nebari_mlflow_plugin.notebook.tokens` have one.
+    workflow_tokens: WorkflowTokens = WorkflowTokens.AUTO
     # Keycloak groups whose members get the JupyterHub scope that MLflow requires
     # (a client role on Nebari's `jupyterhub` client; Nebari puts every user in one of
     # these by default). Members of no listed group cannot use MLflow with their tokens.

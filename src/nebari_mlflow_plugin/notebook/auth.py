@@ -10,8 +10,10 @@ $JUPYTERHUB_API_TOKEN`, read at each request, only when:
   token never leaves for another host, whatever the code sets as tracking URI;
 - the request has no Authorization of its own (explicit MLflow credentials,
   MLFLOW_TRACKING_TOKEN or USERNAME/PASSWORD, win).
-A workflow token the user made (notebook/tokens.py), while valid, goes before the
-pod's token: it outlives the server, whose token JupyterHub deletes when it stops.
+A workflow token (notebook/tokens.py), while valid, goes before the pod's token: it
+outlives the server, whose token JupyterHub deletes when it stops. In a JupyterLab
+server, a request to its MLflow also has that token kept valid (keeper.py: in the
+background, a clock read on this thread).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import os
 from urllib.parse import urlsplit
 
 from . import flush
+from .keeper import keep_fresh
 from .tokens import saved_token
 
 PROVIDER_NAME = "nebari-jupyterhub"
@@ -42,6 +45,7 @@ class HubTokenAuth:
             and "Authorization" not in request.headers
             and _origin(request.url) == _origin(server)
         ):
+            keep_fresh()
             token = saved_token() or os.environ.get(TOKEN_ENV, "")
             if token:
                 request.headers["Authorization"] = f"Bearer {token}"

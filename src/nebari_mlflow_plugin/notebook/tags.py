@@ -107,6 +107,20 @@ def nebari_user() -> str:
     return getenv("JUPYTERHUB_USER", "PREFERRED_USERNAME")
 
 
+# Set in an Argo workflow step (scheduled notebook jobs are Argo workflows too) or by a
+# scheduled job, never in a JupyterLab server. Named one by one: Nebari's user pods carry
+# ARGO_SERVER, ARGO_TOKEN... for the argo CLI, which workflow steps copy too.
+WORKFLOW_STEP_ENV = (
+    "ARGO_WORKFLOW_NAME", "ARGO_WORKFLOW_UID", "ARGO_NODE_ID", "ARGO_POD_NAME",
+    "ARGO_TEMPLATE", "ARGO_CONTAINER_NAME", "NEBARI_JOB_ID",
+)  # fmt: skip
+
+
+def in_workflow_step() -> bool:
+    """True in a workflow step or scheduled job (which copy the user pod's env)."""
+    return any(os.environ.get(name, "").strip() for name in WORKFLOW_STEP_ENV)
+
+
 def in_nebari() -> bool:
     """True in a Nebari user pod or a Nebari workflow pod, unless disabled."""
     if os.environ.get("NEBARI_MLFLOW_CONTEXT", "").strip().lower() in _DISABLED:

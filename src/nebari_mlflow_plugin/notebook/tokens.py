@@ -13,20 +13,23 @@ in a file of your home directory (mode 0600), which workflow steps and scheduled
 mount too. The package's auth provider (notebook/auth.py) sends that token while it is
 valid, else the pod's own: nothing to pass to the workflow. `--print` also writes it
 to stdout, for a job that takes it as MLFLOW_TRACKING_TOKEN.
+
+In a JupyterLab server the package keeps that file valid by itself (keeper.py): the
+command is for a lifetime of your choosing (`--hours`), or where the admin chose
+`mlflow.auth.workflow_tokens: manual`. The file names its user: a token of someone else
+is never sent. Standard library only; what only minting needs is imported there, so
+importing this module (auth.py's, with every `import mlflow` in a pod) costs little.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
 import sys
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from pathlib import Path
+from typing import NamedTuple
 
 # Set in user pods by the plugin (render/injection.py).
 SERVICE_ENV = "NEBARI_MLFLOW_HUB_SERVICE"
@@ -53,7 +56,8 @@ def _service() -> str:
     return os.environ.get(SERVICE_ENV) or "MLflow"
 
 
-def _lifetime() -> int:
+def lifetime() -> int:
+    """Seconds a workflow token lasts: the deployment's `mlflow.auth.workflow_token_hours`."""
     try:
         return int(os.environ.get(LIFETIME_ENV) or DEFAULT_LIFETIME)
     except ValueError:
@@ -61,6 +65,9 @@ def _lifetime() -> int:
 
 
 def _post(url: str, token: str, body: dict) -> dict:
+    import urllib.error
+    import urllib.request
+
     request = urllib.request.Request(
         url,
         data=json.dumps(body).encode(),
@@ -110,33 +117,64 @@ def mint_workflow_token(
             "run this in a JupyterLab server of Nebari (JUPYTERHUB_API_URL, JUPYTERHUB_USER "
             "and JUPYTERHUB_API_TOKEN are not all set)"
         )
-    lifetime = int(expires_in if expires_in is not None else _lifetime())
+    seconds = int(expires_in if expires_in is not None else lifetime())
     body = {
         "scopes": [f"access:services!service={_service()}"],
-        "expires_in": lifetime,
+        "expires_in": seconds,
         "note": note or "MLflow workflow token (nebari-mlflow-plugin)",
     }
-    made = _post(f"{api}/users/{urllib.parse.quote(user, safe='')}/tokens", token, body)
+    from urllib.parse import quote
+
+    made = _post(f"{api}/users/{quote(user, safe='')}/tokens", token, body)
     if save:
-        _save(made["token"], time.time() + lifetime)
+        _save(Saved(made["token"], time.time() + seconds, user))
     return made["token"]
 
 
-def _save(token: str, expires_at: float) -> None:
+class Saved(NamedTuple):
+    """What the token file holds; `user` is None in files written before it was recorded
+    (always the home's owner's: only this package wrote them)."""
+
+    token: str
+    expires_at: float
+    user: str | None = None
+
+
+def parse(text: str) -> Saved:
+    """The token file's content; ValueError if it is not one."""
+    try:
+        data = json.loads(text)
+        user = data.get("user")
+        return Saved(str(data["token"]), float(data["expires_at"]),
+                     None if user is None else str(user))  # fmt: skip
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise ValueError(f"not a workflow token file: {exc!r}") from None
+
+
+def _save(saved: Saved) -> None:
+    """Atomically: a reader (a workflow step, another kernel) sees the old file or the new
+    one, and concurrent writers (kernels of one user) each write a file of their own."""
+    import tempfile
+
     path = token_file()
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    fd = os.open(str(partial), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        json.dump({"token": token, "expires_at": expires_at}, out)
-    os.replace(str(partial), str(path))
+    fd, partial = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+    try:
+        with os.fdopen(fd, "w") as out:  # mkstemp: mode 0600
+            json.dump(saved._asdict(), out)
+        os.replace(partial, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(partial)
+        raise
 
 
-_read: tuple = (None, None)  # ((mtime, size), (token, expires_at)) of the file last read
+_read: tuple = (None, None)  # ((mtime, size), Saved) of the file last read
 
 
 def saved_token() -> str | None:
-    """The kept workflow token while it is valid (re-read only when the file changes)."""
+    """The kept workflow token while it is valid and of this pod's user (re-read only
+    when the file changes)."""
     global _read
     path = token_file()
     try:
@@ -146,18 +184,23 @@ def saved_token() -> str | None:
     signature = (stat.st_mtime_ns, stat.st_size)
     if _read[0] != signature:
         try:
-            data = json.loads(path.read_text())
-            _read = (signature, (str(data["token"]), float(data["expires_at"])))
-        except (OSError, ValueError, KeyError, TypeError):
+            _read = (signature, parse(path.read_text()))
+        except (OSError, ValueError):
             return None
-    token, expires_at = _read[1]
-    return token if expires_at - MARGIN_SECONDS > time.time() else None
+    saved = _read[1]
+    user = os.environ.get("JUPYTERHUB_USER")
+    if saved.user is not None and user and saved.user != user:
+        return None  # someone else's: never act as them
+    return saved.token if saved.expires_at - MARGIN_SECONDS > time.time() else None
 
 
 def main(argv: list[str] | None = None) -> int:
+    import argparse
+
     parser = argparse.ArgumentParser(
         prog="python -m nebari_mlflow_plugin.notebook.tokens",
-        description="Make an MLflow workflow token that outlives this JupyterLab server.",
+        description="Make an MLflow workflow token that outlives this JupyterLab server "
+        "(the server keeps one by itself; this one lasts as long as you choose).",
     )
     parser.add_argument("--hours", type=float, help="lifetime (default: the deployment's)")
     parser.add_argument("--print", action="store_true", help="also print the token")
@@ -168,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     except TokenError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    hours = (expires_in or _lifetime()) / 3600
+    hours = (expires_in or lifetime()) / 3600
     print(f"MLflow workflow token kept in {token_file()} (valid {hours:g} h); workflow steps "
           "and scheduled jobs of yours use it.", file=sys.stderr)  # fmt: skip
     if args.print:

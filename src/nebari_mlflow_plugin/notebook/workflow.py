@@ -15,10 +15,11 @@ Recipe (what kedro-kubeflow did with `kubeflow_run_id`):
 Every step must use the same experiment (`MLFLOW_EXPERIMENT_NAME`/`_ID`, or
 `--experiment-name`), since the run is looked up inside it.
 
-0. Before submitting, in JupyterLab: `... workflow token` makes a workflow token
-   (notebook/tokens.py). Steps copy the server's JUPYTERHUB_API_TOKEN, which
-   JupyterHub deletes when the server stops; they send the workflow token instead
-   while it is valid, so a workflow outlives its user's server.
+Steps copy the server's JUPYTERHUB_API_TOKEN, which JupyterHub deletes when the server
+stops; they send the workflow token the user's JupyterLab server keeps (keeper.py)
+instead while it is valid, so a workflow outlives its server. For a job running longer
+than half of its lifetime, `... workflow token --hours N` in JupyterLab before
+submitting makes a longer one (notebook/tokens.py).
 """
 
 from __future__ import annotations
@@ -187,7 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     end.add_argument("--workflow-uid", help="default: $ARGO_WORKFLOW_UID")
 
     token = commands.add_parser(
-        "token", help="make a workflow token (run in JupyterLab before submitting)"
+        "token", help="make a longer workflow token (in JupyterLab, before submitting)"
     )
     token.add_argument("--hours", type=float, help="lifetime (default: the deployment's)")
 

@@ -25,6 +25,7 @@ from typing import Any
 from nebari_mlflow_plugin.config import hub_access
 from nebari_mlflow_plugin.config.naming import internal_tracking_uri
 from nebari_mlflow_plugin.notebook import auth as hub_auth
+from nebari_mlflow_plugin.notebook import keeper as hub_keeper
 from nebari_mlflow_plugin.notebook import tokens as hub_tokens
 from nebari_mlflow_plugin.providers import provider_for
 from nebari_mlflow_plugin.providers.base import DOWNLOAD, UPLOAD
@@ -98,16 +99,19 @@ def user_env(config: Any) -> dict[str, str]:
         # to this server, and only to it (notebook/auth.py).
         env["MLFLOW_TRACKING_AUTH"] = hub_auth.PROVIDER_NAME
         env[hub_auth.SERVER_ENV] = env["MLFLOW_TRACKING_URI"]
-        # What the notebook package's workflow tokens are made with (notebook/tokens.py).
+        # What the notebook package's workflow tokens are made with (notebook/tokens.py),
+        # and whether JupyterLab servers keep one without being asked (keeper.py).
         env[hub_tokens.SERVICE_ENV] = hub_access.HUB_SERVICE_NAME
         env[hub_tokens.LIFETIME_ENV] = str(mlflow.auth.workflow_token_hours * 3600)
+        env[hub_keeper.MODE_ENV] = mlflow.auth.workflow_tokens.value
     env.update(async_logging_env(mlflow))
     if mlflow.notebook.async_logging:
         # The registry MLflow would derive from the tracking URI, named: without it every
         # fluent call (log_metric: two MlflowClient()s) looks for an active Spark session
         # and, with no pyspark installed, re-runs a failed `import pyspark` across
         # sys.path: three quarters of a step (0.126 -> 0.031 ms p50). Code that points
-        # MLflow at another tracking server sets the registry too (docs: data scientists).
+        # MLflow at another tracking server sets the registry too
+        # (docs/data-scientists.md#training-loops-dont-wait).
         env["MLFLOW_REGISTRY_URI"] = env["MLFLOW_TRACKING_URI"]
     env.update(direct_transfer_env(config))
     experiment = user_experiment(mlflow)
@@ -251,7 +255,7 @@ SPAWNER_CLASSES = ("Spawner", "KubeSpawner")
 def add_server_token_scopes(config: Any) -> None:
     """Pods' JUPYTERHUB_API_TOKEN carries MLflow's access scope (and may mint workflow
     tokens): `hub.config.Spawner.server_token_scopes`, unless the admin set it (on
-    Spawner or KubeSpawner); their list then decides (README: Credentials)."""
+    Spawner or KubeSpawner); their list then decides (docs/admin/auth.md#credentials)."""
     jupyterhub = getattr(config, "jupyterhub", None)
     mlflow = config.mlflow
     if jupyterhub is None or not (mlflow.enabled and mlflow.auth.enabled):

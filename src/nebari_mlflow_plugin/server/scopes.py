@@ -14,7 +14,8 @@ the OAuth tokens its owner's own browser hands to their own servers carry a serv
 filter on the owner's own name; a visitor's token names the visited owner instead.
 It keeps the pods of users who have not logged in again since the MLflow access role
 was created working (JupyterHub grants `Spawner.server_token_scopes` only as far as
-the user holds them). README: Credentials; DESIGN notes in the report of issue #19.
+the user holds them). Docs: Authentication and permissions, "Credentials"; DESIGN notes
+in the report of issue #19.
 """
 
 from __future__ import annotations
@@ -23,13 +24,24 @@ from collections.abc import Iterable
 
 ACCESS_ALL_SERVICES = "access:services"
 
+# What a workflow step or scheduled job sends instead of its server's token, and how to
+# have one (notebook/keeper.py, notebook/tokens.py).
+WORKFLOW_TOKEN_ADVICE = (
+    "Workflow steps and scheduled jobs send instead the workflow token kept in "
+    "~/.config/nebari-mlflow/workflow-token.json, which your JupyterLab server keeps valid "
+    "whenever MLflow is used there: start your server, use MLflow there once (or run "
+    "`python -m nebari_mlflow_plugin.notebook.tokens`) and submit again. A job still "
+    "running more than half of mlflow.auth.workflow_token_hours (36 h by default) after you "
+    "last used MLflow in JupyterLab needs a longer token, e.g. "
+    "`python -m nebari_mlflow_plugin.notebook.tokens --hours 72` "
+    "(docs/data-scientists.md#workflows-and-scheduled-jobs)"
+)
+
 UNKNOWN_TOKEN = (
     "JupyterHub does not know this token: it expired, was revoked, or was the token of a "
     "JupyterLab server that has since stopped (JupyterHub deletes a server's "
     "JUPYTERHUB_API_TOKEN when the server stops; Nebari stops idle servers after 30 "
-    "minutes). For a workflow or scheduled job that may outlive your server, use a "
-    "workflow token: `python -m nebari_mlflow_plugin.notebook.tokens` in your JupyterLab "
-    "(README: Credentials)"
+    "minutes). " + WORKFLOW_TOKEN_ADVICE
 )
 
 
@@ -58,7 +70,8 @@ def not_meant_for_mlflow(owner: str, service: str) -> str:
         "user's server or app when you visited it only identifies you). Use your JupyterLab "
         "server's JUPYTERHUB_API_TOKEN, a workflow token "
         "(`python -m nebari_mlflow_plugin.notebook.tokens`), or a token made on "
-        f"/hub/token with the scope {access_scope(service)!r}"
+        f"/hub/token with the scope {access_scope(service)!r} "
+        "(docs/admin/auth.md#credentials)"
     )
 
 
@@ -66,8 +79,5 @@ def stopped_server(owner: str) -> str:
     return (
         f"this was the token of a JupyterLab server of {owner!r}, and that server has "
         "stopped: JupyterHub deletes a server's JUPYTERHUB_API_TOKEN when the server stops "
-        "(Nebari stops idle servers after 30 minutes). A workflow or scheduled job that may "
-        "outlive the server needs a workflow token: run `python -m "
-        "nebari_mlflow_plugin.notebook.tokens` (or the workflow helper's `token` command) "
-        "in your JupyterLab and pass it as MLFLOW_TRACKING_TOKEN (README: Credentials)"
+        "(Nebari stops idle servers after 30 minutes). " + WORKFLOW_TOKEN_ADVICE
     )

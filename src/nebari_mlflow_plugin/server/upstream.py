@@ -2,7 +2,8 @@
 MLflow's browser sessions: see login.py), called with the stdlib only.
 
 A caller they refuse raises `Refused` (the request gets 401); a service that
-cannot answer raises `Unavailable` (503): an outage never lets a request in.
+cannot answer raises `Unavailable` (424 TEMPORARILY_UNAVAILABLE, auth.py: MLflow's
+client retries a 503 for minutes, not a 424): an outage never lets a request in.
 """
 
 from __future__ import annotations

@@ -1,0 +1,191 @@
+"""Workflow tokens kept without the user asking (notebook/keeper.py): when a JupyterLab
+server's process makes a new one, how often it may try, and that nothing else mints.
+(That the hub makes it and a workflow step logs with it after the server stopped is in
+tests/e2e/test_credentials.py.)"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+
+import pytest
+
+from nebari_mlflow_plugin.notebook import keeper, tokens
+from nebari_mlflow_plugin.notebook.tags import WORKFLOW_STEP_ENV
+
+HOUR = 3600.0
+LIFETIME = 36 * HOUR
+
+
+def record(user: str, expires_in: float, now: float = 0.0) -> str:
+    return json.dumps({"token": "t", "expires_at": now + expires_in, "user": user})
+
+
+RULE_CASES = "missing not-json empty no-expiry foreign half-life expired near fresh longer old"
+
+
+@pytest.mark.parametrize(
+    ("text", "renew"),
+    [
+        (None, "there is none"),
+        ("not json", "the file is unreadable"),
+        ("", "the file is unreadable"),
+        ('{"token": "t"}', "the file is unreadable"),
+        (record("bob", LIFETIME), "the file holds a token of 'bob'"),
+        (record("alice", LIFETIME / 2 - 1), "it expires in 18.0 h"),
+        (record("alice", -HOUR), "it expires in 0.0 h"),
+        (record("alice", LIFETIME / 2 + 1), None),
+        (record("alice", LIFETIME), None),
+        # A longer token the user made is kept while more than half a lifetime is left.
+        (record("alice", 72 * HOUR), None),
+        # Written before files named their user (old): the home's owner's.
+        (json.dumps({"token": "t", "expires_at": LIFETIME}), None),
+    ],
+    ids=RULE_CASES.split(),
+)
+def test_the_refresh_rule(text, renew):
+    assert keeper.refresh_reason(text, "alice", LIFETIME, now=0.0) == renew
+
+
+HUB = {"JUPYTERHUB_API_URL": "http://127.0.0.1:9/hub/api", "JUPYTERHUB_USER": "alice",
+       "JUPYTERHUB_API_TOKEN": "server-token"}  # fmt: skip
+
+
+@pytest.fixture
+def lab(monkeypatch, tmp_path):
+    """A process of alice's JupyterLab server: the pod's env as rendered (the hub's
+    variables, the deployment's lifetime) and her home's token file."""
+    for name in (*keeper.HUB_ENV, *WORKFLOW_STEP_ENV, keeper.MODE_ENV):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in HUB.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("NEBARI_MLFLOW_WORKFLOW_TOKEN_SECONDS", str(int(LIFETIME)))
+    # Nebari's user pods carry these for the argo CLI: they do not make a workflow step.
+    monkeypatch.setenv("ARGO_SERVER", "nebari.example.com:443")
+    monkeypatch.setenv("ARGO_TOKEN", "Bearer x")
+    path = tmp_path / "home" / ".config" / "nebari-mlflow" / "workflow-token.json"
+    monkeypatch.setenv(tokens.FILE_ENV, str(path))
+    return path
+
+
+def test_only_a_jupyterlab_servers_processes_keep_tokens(lab, monkeypatch):
+    assert keeper.in_jupyterlab_server()
+    for name in ("ARGO_WORKFLOW_NAME", "ARGO_POD_NAME", "NEBARI_JOB_ID"):
+        with monkeypatch.context() as step:
+            step.setenv(name, "x")  # an Argo step or scheduled job, with the pod's env copied
+            assert not keeper.in_jupyterlab_server(), name
+    with monkeypatch.context() as manual:
+        manual.setenv(keeper.MODE_ENV, "manual")  # mlflow.auth.workflow_tokens: manual
+        assert not keeper.in_jupyterlab_server()
+    monkeypatch.delenv("JUPYTERHUB_API_URL")
+    assert not keeper.in_jupyterlab_server()
+
+
+class Counting(keeper.Keeper):
+    """A keeper whose checks are counted, not run (they would ask the hub)."""
+
+    def __init__(self, clock) -> None:
+        super().__init__(clock=clock, interval=600)
+        self.checks = 0
+
+    def check(self) -> bool:
+        self.checks += 1
+        return False
+
+
+def test_at_most_one_check_per_process_per_interval(lab):
+    now = [1000.0]
+    keeping = Counting(lambda: now[0])
+    for _ in range(50):  # every request of a busy kernel
+        keeping.poke()
+    keeping.done.wait(5)
+    assert keeping.checks == 1
+    now[0] += 599
+    keeping.poke()
+    keeping.done.wait(5)
+    assert keeping.checks == 1
+    now[0] += 2
+    keeping.poke()
+    keeping.done.wait(5)
+    assert keeping.checks == 2
+
+
+def test_a_workflow_step_never_checks(lab, monkeypatch):
+    monkeypatch.setenv("ARGO_WORKFLOW_NAME", "train-x7")
+    keeping = Counting(time.monotonic)
+    keeping.poke()
+    assert keeping.done is None and keeping.checks == 0
+    assert keeping.next_check == float("inf")  # nor looks again
+
+
+def test_a_failure_is_told_once_with_the_reason(lab, caplog):
+    """The hub does not answer (port 9 on loopback): a warning naming the reason and the
+    command, once per process; the file is left alone."""
+    keeping = keeper.Keeper()
+    with caplog.at_level(logging.DEBUG, logger=keeper.__name__):
+        assert keeping.check() is False
+        assert keeping.check() is False
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1, caplog.text
+    message = warnings[0].getMessage()
+    assert "JupyterHub did not answer at http://127.0.0.1:9/hub/api" in message
+    assert "python -m nebari_mlflow_plugin.notebook.tokens" in message
+    assert not lab.exists()
+
+
+def test_a_fresh_file_is_left_alone_and_checks_take_turns(lab):
+    lab.parent.mkdir(parents=True)
+    lab.write_text(record("alice", LIFETIME, now=time.time()))
+    before = lab.read_text()
+    assert keeper.Keeper().check() is False  # fresh: no request to the (absent) hub
+    assert lab.read_text() == before
+    lab.unlink()
+    with keeper._turn(lab) as mine:  # another kernel of alice is minting
+        assert mine
+        with keeper._turn(lab) as theirs:
+            assert not theirs
+        keeping = keeper.Keeper()
+        assert keeping.check() is False and not keeping.warned  # it did not even try
+
+
+def test_saved_tokens_of_someone_else_are_never_sent(lab):
+    lab.parent.mkdir(parents=True)
+    lab.write_text(record("bob", HOUR, now=time.time()))
+    assert tokens.saved_token() is None
+    lab.write_text(record("alice", HOUR, now=time.time()) + " ")
+    assert tokens.saved_token() == "t"
+
+
+def test_concurrent_writers_never_leave_a_torn_file(lab):
+    """Kernels of one user renewing at once: each write succeeds and every read sees a
+    whole token file."""
+    errors: list[Exception] = []
+
+    def write(n: int) -> None:
+        try:
+            for i in range(50):
+                tokens._save(tokens.Saved(f"token-{n}-{i}" * 200, time.time() + HOUR, "alice"))
+        except OSError as exc:  # e.g. another writer moved "its" partial file away
+            errors.append(exc)
+
+    def read() -> None:
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline and any(w.is_alive() for w in writers):
+            try:
+                tokens.parse(lab.read_text())
+            except FileNotFoundError:
+                pass
+            except ValueError as exc:
+                errors.append(exc)
+
+    writers = [threading.Thread(target=write, args=(n,)) for n in range(4)]
+    reader = threading.Thread(target=read)
+    for thread in (*writers, reader):
+        thread.start()
+    for thread in (*writers, reader):
+        thread.join(30)
+    assert errors == []
+    assert oct(lab.stat().st_mode & 0o777) == "0o600"
+    assert [p.name for p in lab.parent.iterdir()] == [lab.name]  # no partial file left
