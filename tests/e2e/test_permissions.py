@@ -4,13 +4,19 @@ shares with her JupyterHub group /team-a, bob is a member, carol is in /team-c.
 The server runs as rendered with 4 workers (a request lands on any of them) and a
 5 s `cache_seconds`, against a real JupyterHub (tokens, groups), each attack of
 issue #20 a scenario: escalation through the share tag, hijacking by rename, shares
-that outlive the tag or the membership, a forged `mlflow.user`.
+that outlive the tag or the membership, a forged `mlflow.user` (through MLflow's
+client, its REST API or OTLP). A second replica on the same database writes a share
+the first must apply at once.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import gzip
+import http.client
 import json
 import os
+import signal
 import subprocess
 import textwrap
 import time
@@ -19,11 +25,14 @@ import uuid
 
 import pytest
 from support import nebari as nb
-from support.deployment import missing_tools, running_deployment
+from support.deployment import MLFLOW_BIN, launch, missing_tools, running_deployment, wait_http
+from support.mlflow_server import free_port
 from support.release import render_release
+from support.replica import second_replica
 from support.rest import bearer, call
 from support.userpod import POD_VENV, build_user_pod, process_env
 
+from nebari_mlflow_plugin.server import otlp
 from nebari_mlflow_plugin.stages.client_stage import NotebookClientStage
 
 pytestmark = pytest.mark.slow
@@ -165,6 +174,39 @@ def test_a_new_or_raised_share_applies_on_the_members_next_request_on_every_work
     assert [create_run(team, bob, other) for _ in range(2 * WORKERS)] == [200] * (2 * WORKERS)
 
 
+@pytest.fixture(scope="module")
+def other_replica(team):
+    """A second replica of the server as rendered (the same database, one worker for
+    brevity), as `call` reaches it."""
+    port = free_port()
+    container = second_replica(team, port)
+    container.argv[container.argv.index("--workers") + 1] = "1"
+    log = team.workdir / "replica-1.log"
+    process = launch(container, team.workdir, log)
+    try:
+        wait_http(team.probe_url().replace(str(team.server_port), str(port)), timeout=180,
+                  process=process, log=log)  # fmt: skip
+        yield dataclasses.replace(team, server_port=port, process=process)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)  # `mlflow server` and its uvicorn
+        process.wait(timeout=30)
+
+
+def test_a_share_written_through_one_replica_applies_on_the_next_request_to_another(
+    team, other_replica
+):
+    alice, bob = bearer(team, "alice"), bearer(team, "bob")
+    experiment_id = ok(call(team, "experiments/create", {"name": unique("replicated")}, alice))[
+        "experiment_id"
+    ]
+    every_worker(team, bob, experiment_id)  # each worker of this replica remembers bob's READ
+    assert create_run(team, bob, experiment_id) == 403
+    ok(set_share(other_replica, alice, experiment_id, "EDIT"))
+    assert [create_run(team, bob, experiment_id) for _ in range(2 * WORKERS)] == [200] * (
+        2 * WORKERS
+    )
+
+
 def test_lowering_or_removing_the_share_tag_withdraws_it_within_the_cache_time(team):
     experiment_id, alice = shared_experiment(team, "EDIT")
     bob = bearer(team, "bob")
@@ -255,6 +297,10 @@ FORGE = textwrap.dedent(
     version = client.create_model_version(name, f"models:/{model.model_id}",
                                           tags={"mlflow.user": "dana"}, model_id=model.model_id)
     client.set_model_version_tag(name, version.version, "mlflow.user", "ada")
+    prompt = sys.argv[3]
+    mlflow.genai.register_prompt(name=prompt, template="Answer {{q}}", tags={"mlflow.user": "dana"})
+    mlflow.genai.set_prompt_tag(prompt, "mlflow.user", "ada")
+    mlflow.genai.set_prompt_version_tag(prompt, 1, "mlflow.user", "ada")
     print(json.dumps({"model": model.model_id, "trace": trace_id, "version": version.version}))
     """
 )
@@ -283,25 +329,136 @@ def pods(team, tmp_path_factory):
     return run
 
 
-def test_a_pod_cannot_forge_who_made_a_logged_model_a_trace_or_a_model(team, pods):
-    model_name = unique("forged-model")
-    result = pods("alice", FORGE, unique("users/alice/forge"), model_name)
+def tags_of(entity: dict) -> dict[str, str]:
+    return {t["key"]: t["value"] for t in entity.get("tags", [])}
+
+
+def test_a_pod_cannot_forge_who_made_a_logged_model_a_trace_a_model_or_a_prompt(team, pods):
+    model_name, prompt = unique("forged-model"), unique("forged-prompt")
+    result = pods("bob", FORGE, unique("users/bob/forge"), model_name, prompt)
     assert result.returncode == 0, result.stderr[-3000:]
     made = json.loads(result.stdout.strip().splitlines()[-1])
 
     logged = team.api(f"logged-models/{made['model']}")["model"]
-    assert {t["key"]: t["value"] for t in logged["info"]["tags"]}["mlflow.user"] == "alice"
-    trace = json.loads(team._call(f"api/3.0/mlflow/traces/{made['trace']}"))["trace"]
-    assert trace["trace_info"]["trace_metadata"]["mlflow.user"] == "alice"
+    assert tags_of(logged["info"])["mlflow.user"] == "bob"
+    assert who_made(team, made["trace"])[0]["mlflow.user"] == "bob"
     model = team.api(f"registered-models/get?name={model_name}")["registered_model"]
-    assert {t["key"]: t["value"] for t in model["tags"]}["mlflow.user"] == "alice"
+    assert tags_of(model)["mlflow.user"] == "bob"
     version = team.api(f"model-versions/get?name={model_name}&version={made['version']}")
-    tags = {t["key"]: t["value"] for t in version["model_version"]["tags"]}
-    assert tags["mlflow.user"] == "alice"
+    assert tags_of(version["model_version"])["mlflow.user"] == "bob"
+    # A prompt is a registered model, its versions model versions: created and re-tagged.
+    prompt_model = team.api(f"registered-models/get?name={prompt}")["registered_model"]
+    assert tags_of(prompt_model)["mlflow.user"] == "bob"
+    prompt_version = team.api(f"model-versions/get?name={prompt}&version=1")["model_version"]
+    assert tags_of(prompt_version)["mlflow.user"] == "bob"
+    # MLflow's client will not set a trace's `mlflow.user` tag; its REST API would.
+    bob = bearer(team, "bob")
+    prefix = team.config.mlflow.route_path
+    for api in ("api/2.0", "api/3.0", "ajax-api/2.0"):
+        ok(call(team, f"{prefix}/{api}/mlflow/traces/{made['trace']}/tags",
+                {"key": "mlflow.user", "value": "alice"}, bob, "PATCH"))  # fmt: skip
+        assert who_made(team, made["trace"])[1]["mlflow.user"] == "bob"
     # Nobody but an admin removes it.
-    alice = bearer(team, "alice")
-    refused(call(team, f"logged-models/{made['model']}/tags/mlflow.user", None, alice,
+    refused(call(team, f"logged-models/{made['model']}/tags/mlflow.user", None, bob,
                  "DELETE"), "server sets it")  # fmt: skip
+
+
+OTLP_FORGE = """
+import sys
+from opentelemetry.exporter.otlp.proto.http import Compression
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+endpoint, experiment_id, token = sys.argv[1:4]
+exporter = OTLPSpanExporter(endpoint=endpoint, compression=Compression.Gzip, headers={
+    "x-mlflow-experiment-id": experiment_id, "Authorization": f"Bearer {token}"})
+provider = TracerProvider()
+provider.add_span_processor(SimpleSpanProcessor(exporter))  # one request per span
+tracer = provider.get_tracer("forger")
+ids = []
+claims = {"mlflow.traceTag.mlflow.user": "alice", "mlflow.user": "alice", "user.id": "alice"}
+for attributes in (claims, {}):
+    with tracer.start_as_current_span("agent", attributes=attributes) as root:
+        with tracer.start_as_current_span("llm"):
+            pass
+    ids.append(f"tr-{root.get_span_context().trace_id:032x}")
+provider.shutdown()
+print(" ".join(ids))
+"""
+
+
+def otlp_json(dep, who: dict, experiment_id: str, attributes: dict[str, str]) -> tuple[int, str]:
+    """One root span as OTLP/HTTP JSON: (status, the MLflow trace id)."""
+    trace_id, now = uuid.uuid4().hex, time.time_ns()
+    span = {"traceId": trace_id, "spanId": uuid.uuid4().hex[:16], "name": "agent",
+            "startTimeUnixNano": str(now - 10**6), "endTimeUnixNano": str(now),
+            "attributes": [{"key": k, "value": {"stringValue": v}}
+                           for k, v in attributes.items()]}  # fmt: skip
+    body = {"resourceSpans": [{"scopeSpans": [{"spans": [span]}]}]}
+    status, answer = otlp_post(dep, who, experiment_id, json.dumps(body).encode())
+    assert status in (200, 403), answer[:500]
+    return status, f"tr-{trace_id}"
+
+
+def otlp_post(dep, who: dict, experiment_id: str, body: bytes, **headers: str):
+    """POST `body` to the OTLP receiver as a pod does: (status, answer)."""
+    connection = http.client.HTTPConnection("127.0.0.1", dep.server_port, timeout=30)
+    connection.putrequest("POST", f"{dep.config.mlflow.route_path}/v1/traces", skip_host=True)
+    headers = {"Host": f"mlflow.{dep.namespace}.svc:5000", "Content-Type": "application/json",
+               "Content-Length": str(len(body)), "x-mlflow-experiment-id": experiment_id,
+               **who, **headers}  # fmt: skip
+    for name, value in headers.items():
+        connection.putheader(name, value)
+    connection.endheaders()
+    if len(body) == int(headers["Content-Length"]):
+        connection.send(body)
+    response = connection.getresponse()
+    try:
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+def who_made(dep, trace_id: str) -> tuple[dict, dict]:
+    """The stored trace's (metadata, tags), as its experiment's readers see them."""
+    info = json.loads(dep._call(f"api/3.0/mlflow/traces/{trace_id}"))["trace"]["trace_info"]
+    return info.get("trace_metadata", {}), info.get("tags", {})
+
+
+def test_an_otlp_trace_records_its_sender_whatever_its_spans_claim(team):
+    experiment_id, _ = shared_experiment(team, "EDIT")
+    bob = bearer(team, "bob")
+    # The OpenTelemetry SDK as an attacker uses it: protobuf, gzip, a span per request.
+    env = {**os.environ, **team.client_env()}
+    result = subprocess.run(
+        [str(MLFLOW_BIN / "python"), "-c", OTLP_FORGE, f"{team.service_url}/v1/traces",
+         experiment_id, bob["Authorization"].split()[1]],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0 and "Failed to export" not in result.stderr, result.stderr
+    forged, plain = result.stdout.split()
+    metadata, tags = who_made(team, forged)
+    assert (metadata["mlflow.user"], tags["mlflow.user"]) == ("bob", "bob")
+    assert metadata["mlflow.trace.user"] == "alice"  # `user.id`: the application's end user
+    metadata, tags = who_made(team, plain)
+    assert metadata["mlflow.user"] == "bob" and "mlflow.user" not in tags
+    # OTLP/JSON, the tag key padded.
+    status, trace_id = otlp_json(team, bob, experiment_id, {"mlflow.traceTag.mlflow.user ": "ada"})
+    assert status == 200
+    metadata, tags = who_made(team, trace_id)
+    assert metadata["mlflow.user"] == "bob" and tags["mlflow.user"] == "bob", tags
+    assert not any(key.strip() == "mlflow.user" and key != "mlflow.user" for key in tags)
+    # Whoever may not write the experiment is still refused.
+    carol = bearer(team, "carol")
+    assert otlp_json(team, carol, experiment_id, {})[0] == 403
+    # What is read before MLflow is bounded, compressed or declared, with the reason.
+    bomb = gzip.compress(b"\0" * (otlp.MAX_BODY + 1))
+    status, answer = otlp_post(team, bob, experiment_id, bomb, **{
+        "Content-Type": "application/x-protobuf", "Content-Encoding": "gzip"})  # fmt: skip
+    assert status == 413 and b"over 20 MiB" in answer, (status, answer)
+    status, answer = otlp_post(team, bob, experiment_id, b"",
+                               **{"Content-Length": str(otlp.MAX_BODY + 1)})  # fmt: skip
+    assert status == 413 and b"over 20 MiB" in answer, (status, answer)
 
 
 # 5. Visible and explainable ---------------------------------------------------------

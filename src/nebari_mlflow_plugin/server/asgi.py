@@ -10,7 +10,8 @@ MLflow's own permission middleware checks natively (GET and PUT of
 `<prefix>/(ajax-)api/2.0/mlflow-artifacts/artifacts/...`) reaches the app at the
 unprefixed path those routes have: the same route and the same permission check
 (`_find_fastapi_validator`) as on a server without a prefix. Everything else goes
-unchanged to MLflow, which decides as before.
+unchanged to MLflow, which decides as before. Traces sent through OTLP record their
+sender (`otlp`).
 
 Started by `mlflow server --app-name nebari-auth`: the delivered dist-info
 (render/server_delivery.py `metadata_files`) declares this factory as an `mlflow.app` entry
@@ -23,6 +24,8 @@ import logging
 import os
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
+
+from . import otlp
 
 _logger = logging.getLogger(__name__)
 
@@ -65,13 +68,17 @@ def _native_artifact_claims() -> Claims | None:
 
 
 def create_app() -> Any:
-    """MLflow's basic-auth app (`mlflow.server.auth:create_app`), artifacts streamed."""
+    """MLflow's basic-auth app (`mlflow.server.auth:create_app`), artifacts streamed,
+    OTLP traces attributed."""
     from mlflow.server.auth import create_app as basic_auth_app
     from mlflow.server.handlers import STATIC_PREFIX_ENV_VAR
 
     app = basic_auth_app()
+    if not hasattr(app, "router"):  # Flask (gunicorn/waitress)
+        return app
     prefix = os.environ.get(STATIC_PREFIX_ENV_VAR, "")
-    if not prefix or not hasattr(app, "router"):  # no prefix, or Flask (gunicorn/waitress)
+    otlp.install(app, prefix)
+    if not prefix:
         return app
     claims = _native_artifact_claims()
     if claims is None:

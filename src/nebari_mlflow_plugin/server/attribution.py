@@ -13,6 +13,7 @@ the handler sees.
 - Deleting `mlflow.user` is refused (`refusal`), except for admins.
 
 A client in a Nebari pod would otherwise record the pod's OS user (`jovyan`).
+Traces sent through OTLP (a FastAPI route, outside these Flask hooks): `otlp`.
 """
 
 from __future__ import annotations

@@ -16,12 +16,12 @@ JupyterHub token must be meant for MLflow (`scopes`). A verifier that cannot ans
 
 Then Nebari's own rules (admins are not asked): `sharing` (a share tag needs MANAGE),
 `personal` (`users/<name>` by creation only), `attribution` (`mlflow.user` is the
-caller's). MLflow's basic-auth app then authorizes the request against its
-permission store (admins, creators' MANAGE, `default_permission`), whose users
-`grants.sync` keeps in step with Nebari and whose grant lookups `sharing` extends
-with the caller's group shares; `lookups` lets that check remember its lookups for
-`cache_seconds` (a refusal is always decided on fresh data); `access` explains its
-refusals and lists who has access.
+caller's; for OTLP traces `otlp`, in the ASGI app). MLflow's basic-auth app then
+authorizes the request against its permission store (admins, creators' MANAGE,
+`default_permission`), whose users `grants.sync` keeps in step with Nebari and whose
+grant lookups `sharing` extends with the caller's group shares; `lookups` lets that
+check remember its lookups for `cache_seconds` (a refusal is always decided on fresh
+data); `access` explains its refusals and lists who has access.
 Verified identities are shared by every worker and replica through MLflow's database
 (`shared`).
 """

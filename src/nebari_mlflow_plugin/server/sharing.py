@@ -2,7 +2,8 @@
 
 An experiment or registered model (prompts included) tagged `nebari.share.<group>` =
 READ | EDIT | MANAGE gives that level to the members of <group> (a JupyterHub group,
-which Nebari fills from Keycloak: `developer` and `/developer` both name `/developer`).
+which Nebari fills from Keycloak at each sign-in: `developer` and `/developer` both
+name `/developer`).
 
 Nothing is written to MLflow's permission store: every grant lookup of the caller
 (`store.list_grants`, through which MLflow's gate and its listing filters resolve
