@@ -9,8 +9,8 @@ what a tiny run costs most, so the scripts that start one run in this process, t
 `running_deployment` handing them one release started for the module whenever they ask
 for the same authentication (auth_latency's auth-off server is its own, and
 server_memory, which measures a fresh server and kills it, starts its own). The scripts
-that need another interpreter (cell_overhead: the MLflow venv) or none of the release
-(nebari_startup) run as commands.
+that need another interpreter (cell_overhead, workflow_token_keeper: the MLflow venv)
+or none of the release (nebari_startup) run as commands.
 """
 
 from __future__ import annotations
@@ -65,6 +65,10 @@ COMMANDS = {
         str(MLFLOW_BIN / "python"), ["--cells", "10", "--warmup", "1"], ["runs in MLflow:"],
     ),
     "nebari_startup.py": (sys.executable, ["--runs", "1"], ["added by the plugin"]),
+    "workflow_token_keeper.py": (
+        str(MLFLOW_BIN / "python"), ["--requests", "200", "--firsts", "5"],
+        ["request_added_p50_us", "first_p95_us", "import_ms"],
+    ),
 }  # fmt: skip
 
 
