@@ -81,9 +81,17 @@ $(PUBLIC_PLUGIN_WHEEL): .venv/.installed
 	.venv/bin/pip download --quiet --no-deps --dest .tools/public-plugin \
 		nebari-mlflow-plugin==$(PUBLIC_PLUGIN_VERSION)
 
+# The two environments' suites run side by side: most of the time is spent waiting on
+# servers, databases and hubs the tests start, so three workers plus the MLflow side's
+# one keep 2 cores busy (the MLflow side's output follows the nebari side's).
 test: install
-	.venv/bin/pytest -n 2 --dist loadfile tests/plugin tests/e2e
-	.venv-mlflow/bin/pytest -n 2 --dist loadfile tests/notebook tests/server
+	@mkdir -p build; status=0; \
+	.venv-mlflow/bin/pytest -p no:cacheprovider tests/notebook tests/server \
+		> build/mlflow-side-tests.log 2>&1 & mlflow_side=$$!; \
+	.venv/bin/pytest -n 3 --dist loadfile tests/plugin tests/e2e || status=1; \
+	wait $$mlflow_side || status=1; \
+	echo "--- tests/notebook tests/server (the MLflow environment) ---"; \
+	cat build/mlflow-side-tests.log; exit $$status
 
 # The documentation site (MkDocs Material, docs/): broken links or anchors fail it.
 # tests/plugin/test_docs.py builds it too, so `make test` (and CI) does.
