@@ -217,3 +217,30 @@ def test_root_leaves_import_nothing_of_the_package():
     # and they are used, or they would not be leaves but dead code
     reverse = _reverse_graph()
     assert all(reverse[leaf] for leaf in leaves)
+
+
+def test_a_nebari_command_that_reads_no_config_loads_only_the_hooks_and_the_cli():
+    """nebari imports the plugin on every command; only the commands that read
+    nebari-config.yaml call `nebari_stage` and need the schema, the stages and the
+    providers. Anything more on `nebari --help` is paid by every command."""
+    import subprocess
+    import sys
+
+    nebari = Path(sys.executable).with_name("nebari")
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", str(nebari), "--help"],
+        capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    assert " mlflow " in result.stdout  # the plugin was loaded at all
+    # -X importtime: "import time: self | cumulative | <indent>module", one line a module.
+    imported = {
+        line.rsplit("|", 1)[1].strip()
+        for line in result.stderr.splitlines()
+        if line.startswith("import time:")
+    }
+    loaded = {name for name in imported if name.split(".")[0] == PACKAGE}
+    light = {
+        f"{PACKAGE}{m}" for m in ("", ".__about__", ".plugin", ".cli", ".cli.app", ".cli.common")
+    }
+    assert f"{PACKAGE}.cli.app" in loaded
+    assert loaded <= light, sorted(loaded - light)

@@ -191,8 +191,6 @@ def nebari_subcommand(cli: typer.Typer) -> None:
         target = {"kubeconfig": kubeconfig, "context": context}
         migrate(config, finish, state, offline, delete_volumes, target)
 
-    from nebari_mlflow_plugin.cli import backups
-
     kubeconfig_option = typer.Option(None, "--kubeconfig", help="kubeconfig file")
     context_option = typer.Option(None, "--context", help="kubeconfig context")
     timeout_option = typer.Option(3600.0, "--timeout", help="seconds to wait for each step")
@@ -206,6 +204,8 @@ def nebari_subcommand(cli: typer.Typer) -> None:
         timeout: float = timeout_option,
     ) -> None:
         """Back up the database now (into the artifact store); prints where it went."""
+        from nebari_mlflow_plugin.cli import backups
+
         backups.backup_command(config, kubeconfig, context, list_only, timeout)
 
     @app.command("backups")
@@ -216,6 +216,8 @@ def nebari_subcommand(cli: typer.Typer) -> None:
         timeout: float = timeout_option,
     ) -> None:
         """List the backups, newest first."""
+        from nebari_mlflow_plugin.cli import backups
+
         backups.backup_command(config, kubeconfig, context, True, timeout)
 
     @app.command("restore")
@@ -234,6 +236,8 @@ def nebari_subcommand(cli: typer.Typer) -> None:
         ),
     ) -> None:
         """Restore a backup: stop the server, back up, restore, upgrade, start, verify."""
+        from nebari_mlflow_plugin.cli import backups
+
         backups.restore_command(config, kubeconfig, context, name, yes, timeout, without_undo)
 
     @app.command("preflight")

@@ -7,7 +7,6 @@ from typing import Any
 
 from nebari_mlflow_plugin.config import cloud_names
 from nebari_mlflow_plugin.config.stage_outputs import OIDC_ISSUER
-from nebari_mlflow_plugin.providers import aws_preflight
 from nebari_mlflow_plugin.providers.base import DOWNLOAD, UPLOAD
 from nebari_mlflow_plugin.providers.cloud import (
     CloudProvider,
@@ -40,6 +39,9 @@ class AwsProvider(CloudProvider):
         }
 
     def preflight_checks(self, config: Any) -> list[Any]:
+        # Imported here, like every pre-flight: nebari loads this module on every command.
+        from nebari_mlflow_plugin.providers import aws_preflight
+
         names = self.names(config)
         return aws_preflight.aws_checks(
             region=config.amazon_web_services.region,

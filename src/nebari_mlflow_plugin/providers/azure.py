@@ -5,17 +5,19 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, replace
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from nebari_mlflow_plugin.config import cloud_names
 from nebari_mlflow_plugin.config.overrides import merge_values
 from nebari_mlflow_plugin.config.stage_outputs import AZURE_RESOURCE_GROUP, OIDC_ISSUER
-from nebari_mlflow_plugin.providers import preflight
 from nebari_mlflow_plugin.providers.cloud import (
     CloudProvider,
     noncurrent_rule,
     service_account_name,
 )
+
+if TYPE_CHECKING:  # imported where used: nebari loads this module on every command
+    from nebari_mlflow_plugin.providers.preflight import CheckResult
 
 RESOURCE_GROUP = "azurerm_resource_group.storage[0]"
 ACCOUNT = "azurerm_storage_account.artifacts[0]"
@@ -53,10 +55,14 @@ class AzureProvider(CloudProvider):
         )
 
     def check_config(self, config: Any) -> None:
+        from nebari_mlflow_plugin.providers import preflight
+
         super().check_config(config)
         preflight.require_azure_workload_identity(config)
 
-    def preflight_checks(self, config: Any) -> list[preflight.CheckResult]:
+    def preflight_checks(self, config: Any) -> list[CheckResult]:
+        from nebari_mlflow_plugin.providers import preflight
+
         return preflight.azure_checks(
             bool(config.mlflow.force_destroy),
             lifecycle=config.mlflow.artifacts.noncurrent_days is not None,

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from nebari_mlflow_plugin.config import cloud_names
 from nebari_mlflow_plugin.config.stage_outputs import GCP_PROJECT
-from nebari_mlflow_plugin.providers import preflight
 from nebari_mlflow_plugin.providers.cloud import (
     CloudProvider,
     noncurrent_rule,
     service_account_name,
 )
+
+if TYPE_CHECKING:  # imported where used: nebari loads this module on every command
+    from nebari_mlflow_plugin.providers.preflight import CheckResult
 
 GCS_BUCKET = "google_storage_bucket.artifacts[0]"
 
@@ -50,7 +52,9 @@ class GcpProvider(CloudProvider):
             "gcp_service_account_id": names.service_account_id,
         }
 
-    def preflight_checks(self, config: Any) -> list[preflight.CheckResult]:
+    def preflight_checks(self, config: Any) -> list[CheckResult]:
+        from nebari_mlflow_plugin.providers import preflight
+
         return preflight.gcp_checks(
             config.google_cloud_platform.project,
             lifecycle=config.mlflow.artifacts.noncurrent_days is not None,
