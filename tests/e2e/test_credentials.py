@@ -193,10 +193,12 @@ def kept_tokens(dep, user: str) -> list[dict]:
 
 
 def test_jupyterlab_keeps_a_workflow_token_that_outlives_the_server(dep, tmp_path):
-    """Nothing to set up: alice uses MLflow in JupyterLab once, and a workflow step (the
-    same env and home, Argo's variables) keeps logging after her server stopped, until
-    the token expires (its lifetime shortened through the pod's variable). The step
-    itself never makes a token."""
+    """Nothing to set up: alice submits a workflow without having used MLflow in
+    JupyterLab, and its first step, run while her server is up, makes the token; later
+    steps make none while it is usable. Using MLflow in JupyterLab keeps one too. A step
+    (the same env and home, Argo's variables) keeps logging after her server stopped,
+    until the token expires (its lifetime shortened through the pod's variable); then
+    the 401 says what to do and the step's warning why it could make no other."""
     server_token = dep.hub.start_server("alice")
     lifetime = 25
     lab = lab_env(dep, tmp_path, "alice", server_token,
@@ -206,16 +208,24 @@ def test_jupyterlab_keeps_a_workflow_token_that_outlives_the_server(dep, tmp_pat
     python = str(MLFLOW_BIN / "python")
     before = len(kept_tokens(dep, "alice"))
 
-    assert run(step, [python, "-c", CLIENT], tmp_path).returncode == 0  # the server's token
-    assert not token_file.exists() and len(kept_tokens(dep, "alice")) == before
+    first = run(step, [python, "-c", CLIENT], tmp_path)  # the server's token
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert token_file.exists(), first.stderr[-2000:]
+    made_by_step = json.loads(token_file.read_text())
+    assert made_by_step["user"] == "alice" and len(kept_tokens(dep, "alice")) == before + 1
+    assert whoami(dep, made_by_step["token"]) == "alice"
+    assert run(step, [python, "-c", CLIENT], tmp_path).returncode == 0
+    assert json.loads(token_file.read_text()) == made_by_step  # usable: left alone
+    assert len(kept_tokens(dep, "alice")) == before + 1
 
+    token_file.unlink()  # JupyterLab keeps one as well
     made_at = time.monotonic()
     used = run(lab, [python, "-c", CLIENT], tmp_path)
     assert used.returncode == 0, used.stderr[-2000:]
     assert token_file.exists(), used.stderr[-2000:]
     assert oct(token_file.stat().st_mode & 0o777) == "0o600"
     kept = json.loads(token_file.read_text())
-    assert kept["user"] == "alice" and len(kept_tokens(dep, "alice")) == before + 1
+    assert kept["user"] == "alice" and len(kept_tokens(dep, "alice")) == before + 2
     scopes = dep.hub.api("GET", "/user", token=kept["token"])["scopes"]
     assert "access:services!service=MLflow" in scopes and "tokens!user=alice" not in scopes
     dep.hub.stop_server("alice")  # as Nebari's culler does after 30 idle minutes
@@ -229,6 +239,7 @@ def test_jupyterlab_keeps_a_workflow_token_that_outlives_the_server(dep, tmp_pat
     late = run(step, [python, "-c", CLIENT], tmp_path)
     assert late.returncode != 0
     assert "that server has stopped" in late.stderr and "use MLflow there once" in late.stderr
+    assert "JupyterHub no longer knows this process's token" in late.stderr, late.stderr[-3000:]
     assert json.loads(token_file.read_text()) == kept
 
 

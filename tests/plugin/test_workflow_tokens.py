@@ -1,5 +1,6 @@
 """Workflow tokens kept without the user asking (notebook/keeper.py): when a JupyterLab
-server's process makes a new one, how often it may try, and that nothing else mints.
+server's process or a workflow step makes a new one, how often it may try, and that
+nothing else mints.
 (That the hub makes it and a workflow step logs with it after the server stopped is in
 tests/e2e/test_credentials.py.)"""
 
@@ -49,6 +50,33 @@ def test_the_refresh_rule(text, renew):
     assert keeper.refresh_reason(text, "alice", LIFETIME, now=0.0) == renew
 
 
+@pytest.mark.parametrize(
+    ("text", "renew"),
+    [
+        (None, "there is none"),
+        ("not json", "the file is unreadable"),
+        (record("bob", LIFETIME), "the file holds a token of 'bob'"),
+        (record("alice", -HOUR), "it expires in 0.0 h"),
+        (record("alice", keeper.STEP_RENEW_SECONDS - 1), "it expires in 0.2 h"),
+        # Usable: a step leaves renewing to JupyterLab, however little of it is left.
+        (record("alice", keeper.STEP_RENEW_SECONDS + 1), None),
+        (record("alice", LIFETIME / 2 - 1), None),
+    ],
+    ids=[
+        "missing",
+        "not-json",
+        "foreign",
+        "expired",
+        "nearly-expired",
+        "usable",
+        "below-half-life",
+    ],
+)
+def test_a_step_replaces_only_a_token_it_cannot_use(text, renew):
+    within = keeper.renew_within(keeper.STEP, LIFETIME)
+    assert keeper.refresh_reason(text, "alice", LIFETIME, now=0.0, renew=within) == renew
+
+
 HUB = {"JUPYTERHUB_API_URL": "http://127.0.0.1:9/hub/api", "JUPYTERHUB_USER": "alice",
        "JUPYTERHUB_API_TOKEN": "server-token"}  # fmt: skip
 
@@ -70,17 +98,22 @@ def lab(monkeypatch, tmp_path):
     return path
 
 
-def test_only_a_jupyterlab_servers_processes_keep_tokens(lab, monkeypatch):
-    assert keeper.in_jupyterlab_server()
+def test_who_keeps_tokens(lab, monkeypatch):
+    """JupyterLab's processes renew; steps and scheduled jobs (the pod's env copied) make
+    one when they have none; nothing is kept without the hub's variables or in manual."""
+    assert keeper.role() == keeper.LAB and keeper.in_jupyterlab_server()
     for name in ("ARGO_WORKFLOW_NAME", "ARGO_POD_NAME", "NEBARI_JOB_ID"):
         with monkeypatch.context() as step:
             step.setenv(name, "x")  # an Argo step or scheduled job, with the pod's env copied
+            assert keeper.role() == keeper.STEP, name
             assert not keeper.in_jupyterlab_server(), name
+            step.setenv(keeper.MODE_ENV, "manual")
+            assert keeper.role() is None
     with monkeypatch.context() as manual:
         manual.setenv(keeper.MODE_ENV, "manual")  # mlflow.auth.workflow_tokens: manual
-        assert not keeper.in_jupyterlab_server()
+        assert keeper.role() is None
     monkeypatch.delenv("JUPYTERHUB_API_URL")
-    assert not keeper.in_jupyterlab_server()
+    assert keeper.role() is None
 
 
 class Counting(keeper.Keeper):
@@ -112,12 +145,40 @@ def test_at_most_one_check_per_process_per_interval(lab):
     assert keeping.checks == 2
 
 
-def test_a_workflow_step_never_checks(lab, monkeypatch):
-    monkeypatch.setenv("ARGO_WORKFLOW_NAME", "train-x7")
+def test_nothing_is_checked_where_nothing_is_kept(lab, monkeypatch):
+    monkeypatch.setenv(keeper.MODE_ENV, "manual")
     keeping = Counting(time.monotonic)
     keeping.poke()
     assert keeping.done is None and keeping.checks == 0
     assert keeping.next_check == float("inf")  # nor looks again
+
+
+def test_a_step_with_a_usable_token_leaves_it_and_asks_nobody(lab, monkeypatch, caplog):
+    """Below half its lifetime, which JupyterLab would renew: a step does not try (its
+    server may be gone; the hub at port 9 would answer nothing and a warning say so)."""
+    monkeypatch.setenv("ARGO_WORKFLOW_NAME", "train-x7")
+    lab.parent.mkdir(parents=True)
+    lab.write_text(record("alice", 5 * HOUR, now=time.time()))
+    before = lab.read_text()
+    keeping = keeper.Keeper()
+    keeping.poke()
+    keeping.done.wait(10)
+    assert keeping.role == keeper.STEP
+    with caplog.at_level(logging.DEBUG, logger=keeper.__name__):
+        assert keeping.check() is False
+    assert lab.read_text() == before and not keeping.warned, caplog.text
+
+
+def test_a_step_without_a_token_tries_and_says_what_it_sends_instead(lab, monkeypatch, caplog):
+    monkeypatch.setenv("ARGO_WORKFLOW_NAME", "train-x7")
+    keeping = keeper.Keeper()
+    keeping.role = keeper.role()
+    with caplog.at_level(logging.WARNING, logger=keeper.__name__):
+        assert keeping.check() is False
+    [warning] = [r.getMessage() for r in caplog.records]
+    assert "JupyterHub did not answer at http://127.0.0.1:9/hub/api" in warning
+    assert "this step sends its copy of the JupyterLab server's token" in warning
+    assert not lab.exists()
 
 
 def test_a_failure_is_told_once_with_the_reason(lab, caplog):

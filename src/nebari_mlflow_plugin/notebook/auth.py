@@ -11,9 +11,9 @@ $JUPYTERHUB_API_TOKEN`, read at each request, only when:
 - the request has no Authorization of its own (explicit MLflow credentials,
   MLFLOW_TRACKING_TOKEN or USERNAME/PASSWORD, win).
 A workflow token (notebook/tokens.py), while valid, goes before the pod's token: it
-outlives the server, whose token JupyterHub deletes when it stops. In a JupyterLab
-server, a request to its MLflow also has that token kept valid (keeper.py: in the
-background, a clock read on this thread).
+outlives the server, whose token JupyterHub deletes when it stops. A request to its
+MLflow also has that token kept valid (keeper.py: renewed in JupyterLab, made by a
+workflow step that has none; in the background, a clock read on this thread).
 """
 
 from __future__ import annotations

@@ -1,21 +1,26 @@
-"""Workflow tokens kept valid without the user asking, in their JupyterLab server.
+"""Workflow tokens kept valid without the user asking, wherever the server's token works.
 
 Argo workflow steps (`jupyterflow-override`) and scheduled jobs copy the server's
 `JUPYTERHUB_API_TOKEN`, which JupyterHub deletes when the server stops (Nebari culls idle
 servers after 30 minutes); they send the workflow token of the user's home instead
-(tokens.py, auth.py). So the package keeps that token valid where it can be made: in a
-process of a user's JupyterLab server (JUPYTERHUB_API_URL/USER/API_TOKEN set, not a
-workflow step or scheduled job: tags.in_workflow_step), each request to the pod's MLflow
-(auth.py: kernels, terminals, scripts, the cell-capture sender) has it mint a new one
-when the file is missing, unreadable, someone else's, or has less than half of the
-deployment's lifetime left. So workflow steps keep MLflow until at least half a lifetime
-(18 h by default) after MLflow was last used in the server, whenever it stopped. Half of
-the deployment's lifetime, not of the token's own: a renewal never brings the file's
-expiry forward, so a longer token the user made is kept until then.
+(tokens.py, auth.py). So the package makes that token wherever the server's token can:
+- in a process of a user's JupyterLab server (JUPYTERHUB_API_URL/USER/API_TOKEN set, not
+  a workflow step or scheduled job: tags.in_workflow_step), each request to the pod's
+  MLflow (auth.py: kernels, terminals, scripts, the cell-capture sender) has it mint a
+  new one when the file is missing, unreadable, someone else's, or has less than half of
+  the deployment's lifetime left. So workflow steps keep MLflow until at least half a
+  lifetime (18 h by default) after MLflow was last used in the server, whenever it
+  stopped. Half of the deployment's lifetime, not of the token's own: a renewal never
+  brings the file's expiry forward, so a longer token the user made is kept until then.
+- in a workflow step or scheduled job (same variables, its copy of the server's token),
+  only when there is no usable token (missing, unreadable, someone else's, or less than
+  STEP_RENEW_SECONDS left): a step that runs while the server does makes the token the
+  later steps need, for a user who never used MLflow in JupyterLab. It never renews a
+  usable token, so once the server is gone steps do not try (and fail) over and over.
 
 On the calling thread it costs a clock read (at most once per CHECK_SECONDS also the
 environment and a thread start): the file is read and the token minted in a daemon
-thread, at most once per process per CHECK_SECONDS; kernels of one user take turns
+thread, at most once per process per CHECK_SECONDS; processes of one user take turns
 through a lock file and re-read the file first, so they mint once between them. It
 never raises; a failure is logged once per process, at WARNING, with the reason and
 what to do. A process that exits while a mint is under way waits for it up to
@@ -43,21 +48,43 @@ MANUAL = "manual"
 HUB_ENV = ("JUPYTERHUB_API_URL", "JUPYTERHUB_USER", "JUPYTERHUB_API_TOKEN")
 # At most one look at the file (and one mint attempt) per process this often.
 CHECK_SECONDS = 600.0
+# A step makes a token only when the file's has less than this left (see the docstring).
+STEP_RENEW_SECONDS = CHECK_SECONDS
 EXIT_WAIT_SECONDS = 5.0
 NOTE = "MLflow workflow token, kept by JupyterLab (nebari-mlflow-plugin)"
 
 log = logging.getLogger(__name__)
 
 
+LAB = "lab"
+STEP = "step"
+
+
+def role() -> str | None:
+    """LAB in a process of a user's JupyterLab server, STEP in a workflow step or
+    scheduled job that carries the server's token, None where nothing is kept."""
+    if os.environ.get(MODE_ENV, "").strip().lower() == MANUAL:
+        return None
+    if not all(os.environ.get(name) for name in HUB_ENV):
+        return None
+    return STEP if in_workflow_step() else LAB
+
+
 def in_jupyterlab_server() -> bool:
     """A process of a user's JupyterLab server, where the server's token can mint."""
-    if os.environ.get(MODE_ENV, "").strip().lower() == MANUAL:
-        return False
-    return all(os.environ.get(name) for name in HUB_ENV) and not in_workflow_step()
+    return role() == LAB
 
 
-def refresh_reason(text: str | None, user: str, lifetime: float, now: float) -> str | None:
-    """Why the token file (its `text`, None when absent) needs a new token, or None."""
+def renew_within(of_role: str | None, lifetime: float) -> float:
+    """How close to its expiry a token is replaced: half the lifetime in JupyterLab,
+    only when (nearly) unusable in a step (never sooner than JupyterLab would)."""
+    return min(STEP_RENEW_SECONDS, lifetime / 2) if of_role == STEP else lifetime / 2
+
+
+def refresh_reason(text: str | None, user: str, lifetime: float, now: float,
+                   renew: float | None = None) -> str | None:  # fmt: skip
+    """Why the token file (its `text`, None when absent) needs a new token, or None:
+    when less than `renew` seconds (default half the `lifetime`) are left."""
     if text is None:
         return "there is none"
     try:
@@ -67,7 +94,7 @@ def refresh_reason(text: str | None, user: str, lifetime: float, now: float) -> 
     if saved.user is not None and saved.user != user:
         return f"the file holds a token of {saved.user!r}"
     left = saved.expires_at - now
-    if left < lifetime / 2:
+    if left < (lifetime / 2 if renew is None else renew):
         return f"it expires in {max(left, 0) / 3600:.1f} h"
     return None
 
@@ -115,6 +142,7 @@ class Keeper:
         self.interval = interval
         self.next_check = 0.0
         self.warned = False
+        self.role: str | None = None
         self.done: threading.Event | None = None  # set when the last check ended
         self._lock = threading.Lock()
 
@@ -128,7 +156,8 @@ class Keeper:
             now = self.clock()
             if now < self.next_check:
                 return
-            if not in_jupyterlab_server():
+            self.role = role()
+            if self.role is None:
                 self.next_check = float("inf")  # a process's role does not change
                 return
             self.next_check = now + self.interval
@@ -156,7 +185,9 @@ class Keeper:
                 if not mine:
                     return False
                 user = os.environ.get("JUPYTERHUB_USER", "")
-                reason = refresh_reason(_read(path), user, tokens.lifetime(), time.time())
+                lifetime = tokens.lifetime()
+                renew = renew_within(self.role or role(), lifetime)
+                reason = refresh_reason(_read(path), user, lifetime, time.time(), renew)
                 if reason is None:
                     return False
                 tokens.mint_workflow_token(note=NOTE)
@@ -172,10 +203,19 @@ class Keeper:
             log.debug("workflow token not renewed: %s", why)
             return
         self.warned = True
-        log.warning("%s", failure_message(str(tokens.token_file()), why, self.interval))
+        path = str(tokens.token_file())
+        step = (self.role or role()) == STEP
+        log.warning("%s", failure_message(path, why, self.interval, step=step))
 
 
-def failure_message(path: str, why: str, interval: float) -> str:
+def failure_message(path: str, why: str, interval: float, step: bool = False) -> str:
+    if step:
+        return (
+            f"nebari-mlflow: could not keep a workflow token in {path}, so this step sends "
+            f"its copy of the JupyterLab server's token, which ends when that server "
+            f"stops: {why}. Run `python -m nebari_mlflow_plugin.notebook.tokens` in "
+            "JupyterLab before submitting."
+        )
     return (
         f"nebari-mlflow: could not keep a workflow token in {path}, so workflow steps and "
         f"scheduled jobs submitted from here lose MLflow once this server stops: {why}. "

@@ -14,7 +14,8 @@ mount too. The package's auth provider (notebook/auth.py) sends that token while
 valid, else the pod's own: nothing to pass to the workflow. `--print` also writes it
 to stdout, for a job that takes it as MLFLOW_TRACKING_TOKEN.
 
-In a JupyterLab server the package keeps that file valid by itself (keeper.py): the
+The package keeps that file valid by itself (keeper.py: JupyterLab renews it, and a
+workflow step makes one when there is none while the server runs): the
 command is for a lifetime of your choosing (`--hours`), or where the admin chose
 `mlflow.auth.workflow_tokens: manual`. The file names its user: a token of someone else
 is never sent. Standard library only; what only minting needs is imported there, so
@@ -86,6 +87,21 @@ def _post(url: str, token: str, body: dict) -> dict:
         raise TokenError(f"JupyterHub did not answer at {url}: {exc}") from None
 
 
+def _hub_forgot(api: str, token: str) -> bool:
+    """True when JupyterHub refuses `token` even to say whose it is (403 on /user)."""
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(f"{api}/user", headers={"Authorization": f"token {token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=30):
+            return False
+    except urllib.error.HTTPError as exc:
+        return exc.code in (401, 403)
+    except OSError:
+        return False
+
+
 def _explain(status: int, detail: str) -> TokenError:
     scope = f"access:services!service={_service()}"
     if status == 400 and "not held" in detail:
@@ -125,7 +141,17 @@ def mint_workflow_token(
     }
     from urllib.parse import quote
 
-    made = _post(f"{api}/users/{quote(user, safe='')}/tokens", token, body)
+    try:
+        made = _post(f"{api}/users/{quote(user, safe='')}/tokens", token, body)
+    except TokenError:
+        # JupyterHub answers a bare 403 to a token it does not know as well as to one
+        # that may not make tokens: ask who the token is, to say which.
+        if _hub_forgot(api, token):
+            raise TokenError(
+                "JupyterHub no longer knows this process's token: the JupyterLab server it "
+                "came from has stopped (JupyterHub deletes a server's token when it stops)"
+            ) from None
+        raise
     if save:
         _save(Saved(made["token"], time.time() + seconds, user))
     return made["token"]

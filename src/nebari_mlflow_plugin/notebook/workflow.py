@@ -17,7 +17,8 @@ Every step must use the same experiment (`MLFLOW_EXPERIMENT_NAME`/`_ID`, or
 
 Steps copy the server's JUPYTERHUB_API_TOKEN, which JupyterHub deletes when the server
 stops; they send the workflow token the user's JupyterLab server keeps (keeper.py)
-instead while it is valid, so a workflow outlives its server. For a job running longer
+instead while it is valid (a step that finds none while the server runs makes it), so
+a workflow outlives its server. For a job running longer
 than half of its lifetime, `... workflow token --hours N` in JupyterLab before
 submitting makes a longer one (notebook/tokens.py).
 """
