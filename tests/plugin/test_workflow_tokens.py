@@ -6,8 +6,10 @@ tests/e2e/test_credentials.py.)"""
 
 from __future__ import annotations
 
+import http.server
 import json
 import logging
+import re
 import threading
 import time
 
@@ -47,7 +49,8 @@ RULE_CASES = "missing not-json empty no-expiry foreign half-life expired near fr
     ids=RULE_CASES.split(),
 )
 def test_the_refresh_rule(text, renew):
-    assert keeper.refresh_reason(text, "alice", LIFETIME, now=0.0) == renew
+    within = keeper.renew_within(keeper.LAB, LIFETIME)
+    assert keeper.refresh_reason(text, "alice", within, now=0.0) == renew
 
 
 @pytest.mark.parametrize(
@@ -74,7 +77,7 @@ def test_the_refresh_rule(text, renew):
 )
 def test_a_step_replaces_only_a_token_it_cannot_use(text, renew):
     within = keeper.renew_within(keeper.STEP, LIFETIME)
-    assert keeper.refresh_reason(text, "alice", LIFETIME, now=0.0, renew=within) == renew
+    assert keeper.refresh_reason(text, "alice", within, now=0.0) == renew
 
 
 HUB = {"JUPYTERHUB_API_URL": "http://127.0.0.1:9/hub/api", "JUPYTERHUB_USER": "alice",
@@ -101,12 +104,11 @@ def lab(monkeypatch, tmp_path):
 def test_who_keeps_tokens(lab, monkeypatch):
     """JupyterLab's processes renew; steps and scheduled jobs (the pod's env copied) make
     one when they have none; nothing is kept without the hub's variables or in manual."""
-    assert keeper.role() == keeper.LAB and keeper.in_jupyterlab_server()
+    assert keeper.role() == keeper.LAB
     for name in ("ARGO_WORKFLOW_NAME", "ARGO_POD_NAME", "NEBARI_JOB_ID"):
         with monkeypatch.context() as step:
             step.setenv(name, "x")  # an Argo step or scheduled job, with the pod's env copied
             assert keeper.role() == keeper.STEP, name
-            assert not keeper.in_jupyterlab_server(), name
             step.setenv(keeper.MODE_ENV, "manual")
             assert keeper.role() is None
     with monkeypatch.context() as manual:
@@ -172,7 +174,6 @@ def test_a_step_with_a_usable_token_leaves_it_and_asks_nobody(lab, monkeypatch, 
 def test_a_step_without_a_token_tries_and_says_what_it_sends_instead(lab, monkeypatch, caplog):
     monkeypatch.setenv("ARGO_WORKFLOW_NAME", "train-x7")
     keeping = keeper.Keeper()
-    keeping.role = keeper.role()
     with caplog.at_level(logging.WARNING, logger=keeper.__name__):
         assert keeping.check() is False
     [warning] = [r.getMessage() for r in caplog.records]
@@ -250,3 +251,66 @@ def test_concurrent_writers_never_leave_a_torn_file(lab):
     assert errors == []
     assert oct(lab.stat().st_mode & 0o777) == "0o600"
     assert [p.name for p in lab.parent.iterdir()] == [lab.name]  # no partial file left
+
+
+class StandInHub(http.server.BaseHTTPRequestHandler):
+    """Answers token requests as JupyterHub 5.3 does (a bare 403 both to a token it does
+    not know and to one that may not make tokens); records what it was asked."""
+
+    post_status = 403
+    knows_token = True
+    asked: list[str] = []
+
+    def do_POST(self):
+        self.asked.append(f"POST {self.path}")
+        self._answer(self.post_status, {"status": self.post_status, "message": "Forbidden"})
+
+    def do_GET(self):
+        self.asked.append(f"GET {self.path}")
+        known = self.knows_token
+        self._answer(200 if known else 403, {"name": "alice"} if known else {"status": 403})
+
+    def _answer(self, status: int, body: dict) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def hub(lab, monkeypatch):
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), StandInHub)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    StandInHub.asked = []
+    monkeypatch.setenv("JUPYTERHUB_API_URL", f"http://127.0.0.1:{server.server_port}/hub/api")
+    yield StandInHub
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize(
+    ("knows_token", "says"),
+    [
+        (False, "JupyterHub no longer knows this process's token: the JupyterLab server"),
+        (True, "this server's token may not make tokens (it lacks `tokens!user`)"),
+    ],
+    ids=["server-stopped", "token-lacks-tokens-scope"],
+)
+def test_a_refused_mint_says_whether_the_server_stopped(hub, monkeypatch, knows_token, says):
+    monkeypatch.setattr(hub, "knows_token", knows_token)
+    with pytest.raises(tokens.TokenError, match=re.escape(says)):
+        tokens.mint_workflow_token()
+    assert hub.asked == ["POST /hub/api/users/alice/tokens", "GET /hub/api/user"]
+
+
+def test_a_mint_the_hub_fails_otherwise_asks_nothing_more(hub, monkeypatch):
+    monkeypatch.setattr(hub, "post_status", 500)
+    with pytest.raises(tokens.TokenError, match=r"refused to make the token \(500\)"):
+        tokens.mint_workflow_token()
+    assert hub.asked == ["POST /hub/api/users/alice/tokens"]

@@ -70,21 +70,15 @@ def role() -> str | None:
     return STEP if in_workflow_step() else LAB
 
 
-def in_jupyterlab_server() -> bool:
-    """A process of a user's JupyterLab server, where the server's token can mint."""
-    return role() == LAB
-
-
 def renew_within(of_role: str | None, lifetime: float) -> float:
     """How close to its expiry a token is replaced: half the lifetime in JupyterLab,
     only when (nearly) unusable in a step (never sooner than JupyterLab would)."""
     return min(STEP_RENEW_SECONDS, lifetime / 2) if of_role == STEP else lifetime / 2
 
 
-def refresh_reason(text: str | None, user: str, lifetime: float, now: float,
-                   renew: float | None = None) -> str | None:  # fmt: skip
+def refresh_reason(text: str | None, user: str, renew: float, now: float) -> str | None:
     """Why the token file (its `text`, None when absent) needs a new token, or None:
-    when less than `renew` seconds (default half the `lifetime`) are left."""
+    among others, when less than `renew` seconds (renew_within) are left."""
     if text is None:
         return "there is none"
     try:
@@ -94,7 +88,7 @@ def refresh_reason(text: str | None, user: str, lifetime: float, now: float,
     if saved.user is not None and saved.user != user:
         return f"the file holds a token of {saved.user!r}"
     left = saved.expires_at - now
-    if left < (lifetime / 2 if renew is None else renew):
+    if left < renew:
         return f"it expires in {max(left, 0) / 3600:.1f} h"
     return None
 
@@ -179,15 +173,15 @@ class Keeper:
 
     def check(self) -> bool:
         """Mint a new token if the file needs one; True if one was made."""
+        self.role = self.role or role()
         try:
             path = tokens.token_file()
             with _turn(path) as mine:
                 if not mine:
                     return False
                 user = os.environ.get("JUPYTERHUB_USER", "")
-                lifetime = tokens.lifetime()
-                renew = renew_within(self.role or role(), lifetime)
-                reason = refresh_reason(_read(path), user, lifetime, time.time(), renew)
+                renew = renew_within(self.role, tokens.lifetime())
+                reason = refresh_reason(_read(path), user, renew, time.time())
                 if reason is None:
                     return False
                 tokens.mint_workflow_token(note=NOTE)
@@ -204,8 +198,7 @@ class Keeper:
             return
         self.warned = True
         path = str(tokens.token_file())
-        step = (self.role or role()) == STEP
-        log.warning("%s", failure_message(path, why, self.interval, step=step))
+        log.warning("%s", failure_message(path, why, self.interval, step=self.role == STEP))
 
 
 def failure_message(path: str, why: str, interval: float, step: bool = False) -> str:

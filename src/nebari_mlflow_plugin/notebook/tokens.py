@@ -45,6 +45,10 @@ MARGIN_SECONDS = 5
 class TokenError(RuntimeError):
     """JupyterHub did not make the token; the message says why and what to do."""
 
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status  # JupyterHub's HTTP status, None when it did not answer
+
 
 def token_file() -> Path:
     configured = os.environ.get(FILE_ENV)
@@ -108,15 +112,17 @@ def _explain(status: int, detail: str) -> TokenError:
         return TokenError(
             f"you do not hold the JupyterHub scope {scope!r} yet: log out of Nebari and in "
             "again (Nebari applies your roles at login); if it persists, ask an admin to "
-            f"add you to one of mlflow.auth.hub_access_groups. ({detail})"
+            f"add you to one of mlflow.auth.hub_access_groups. ({detail})",
+            status,
         )
     if status == 403:
         return TokenError(
             "this server's token may not make tokens (it lacks `tokens!user`): restart your "
             "server after the admin deployed the MLflow plugin, or make a token on "
-            f"/hub/token with the scope {scope!r}. ({detail})"
+            f"/hub/token with the scope {scope!r}. ({detail})",
+            status,
         )
-    return TokenError(f"JupyterHub refused to make the token ({status}): {detail}")
+    return TokenError(f"JupyterHub refused to make the token ({status}): {detail}", status)
 
 
 def mint_workflow_token(
@@ -143,13 +149,14 @@ def mint_workflow_token(
 
     try:
         made = _post(f"{api}/users/{quote(user, safe='')}/tokens", token, body)
-    except TokenError:
+    except TokenError as exc:
         # JupyterHub answers a bare 403 to a token it does not know as well as to one
         # that may not make tokens: ask who the token is, to say which.
-        if _hub_forgot(api, token):
+        if exc.status == 403 and _hub_forgot(api, token):
             raise TokenError(
                 "JupyterHub no longer knows this process's token: the JupyterLab server it "
-                "came from has stopped (JupyterHub deletes a server's token when it stops)"
+                "came from has stopped (JupyterHub deletes a server's token when it stops)",
+                exc.status,
             ) from None
         raise
     if save:

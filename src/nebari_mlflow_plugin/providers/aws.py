@@ -39,7 +39,7 @@ class AwsProvider(CloudProvider):
         }
 
     def preflight_checks(self, config: Any) -> list[Any]:
-        # Imported here, like every pre-flight: nebari loads this module on every command.
+        # Imported where used, like every pre-flight: validation needs none of it.
         from nebari_mlflow_plugin.providers import aws_preflight
 
         names = self.names(config)

@@ -13,7 +13,7 @@ from nebari_mlflow_plugin.providers.cloud import (
     service_account_name,
 )
 
-if TYPE_CHECKING:  # imported where used: nebari loads this module on every command
+if TYPE_CHECKING:  # imported where used: validating a config needs little of it
     from nebari_mlflow_plugin.providers.preflight import CheckResult
 
 GCS_BUCKET = "google_storage_bucket.artifacts[0]"
