@@ -14,6 +14,7 @@ import threading
 import time
 
 import pytest
+from support.http_answer import answer
 
 from nebari_mlflow_plugin.notebook import keeper, tokens
 from nebari_mlflow_plugin.notebook.tags import WORKFLOW_STEP_ENV
@@ -271,12 +272,7 @@ class StandInHub(http.server.BaseHTTPRequestHandler):
         self._answer(200 if known else 403, {"name": "alice"} if known else {"status": 403})
 
     def _answer(self, status: int, body: dict) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        answer(self, status, body)
 
     def log_message(self, *args):
         pass

@@ -18,6 +18,7 @@ from urllib.parse import unquote, urlsplit
 
 import yaml
 
+from support.http_answer import answer
 from support.k8s import RECORDED
 
 OBJECT = re.compile(r"^/apis/apps/v1/namespaces/[^/]+/(deployments|statefulsets)/([^/]+)$")
@@ -41,12 +42,7 @@ class RecordedApi:
                 path = unquote(urlsplit(self.path).path)
                 api.requests.append(path)
                 status, body, kind = api.answer(path)
-                data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", kind)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                answer(self, status, body, kind)
 
             def log_message(self, *args) -> None:
                 pass

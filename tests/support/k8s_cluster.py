@@ -26,6 +26,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from support.http_answer import answer as send_answer
 from support.k8s_api import _status
 from support.pods import Finished
 
@@ -225,13 +226,7 @@ def serving(cluster: FakeCluster) -> Iterator[str]:
                 status, answer = cluster.answer(
                     self.command, unquote(url.path), parse_qs(url.query), body
                 )
-            is_text = isinstance(answer, str)
-            data = answer.encode() if is_text else json.dumps(answer).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "text/plain" if is_text else "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            send_answer(self, status, answer)
 
         do_GET = do_POST = do_PATCH = do_DELETE = _handle
 
